@@ -1,0 +1,199 @@
+"""The ``semheat`` command.
+
+    semheat toy build DIR              build the toy world (three bundles with known answers)
+    semheat info BUNDLE [--json]       what a bundle (or toy world) holds
+    semheat localize BUNDLE [--json]   fault localization counts (+ accuracy on toy bundles)
+    semheat monitor BUNDLE [--json]    runtime-monitor AUROCs against the baselines
+    semheat bench [--json]             performance figures, as ratios measured side by side
+
+Errors are one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import SemheatError
+
+
+def _emit(obj: dict, as_json: bool, render) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2))
+    else:
+        print(render(obj))
+
+
+def _targets(path: str) -> tuple[dict[str, Path], str | None]:
+    """The bundles behind a path: a single bundle, or every bundle of a toy world."""
+    from .zoo.build import is_world, world_bundles
+
+    p = Path(path)
+    if not p.exists():
+        raise SemheatError(f"{p}: no such bundle or directory")
+    if is_world(p):
+        return world_bundles(p), "clean"
+    return {p.name: p}, None
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_toy_build(args) -> int:
+    from .zoo.build import build_toy_world
+
+    out = build_toy_world(args.dir, n_natural=args.natural, n_shift=args.shift,
+                          attack_limit=args.attack_limit, overwrite=args.force,
+                          progress=not args.quiet, device=args.device)
+    world = json.loads((out / "world.json").read_text())
+    print(f"toy world built in {out} ({world['build_seconds']} s): "
+          f"{', '.join(world['bundles'])}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .engine.bundle import Bundle
+
+    bundles, _ = _targets(args.bundle)
+    out = {}
+    for name, path in bundles.items():
+        b = Bundle.load(path)
+        m = b.manifest
+        out[name] = {"path": str(path), "n_records": b.n, "classes": b.classes,
+                     "concepts": b.concept_names, "models": m.get("models"),
+                     "splits": m.get("splits"), "accuracy": m.get("accuracy"),
+                     "aligner_fidelity": m.get("aligner", {}).get("fidelity"),
+                     "schema_version": m.get("schema_version"), "created": m.get("created")}
+    result = out if len(out) > 1 else next(iter(out.values()))
+    _emit(result, args.json, lambda r: json.dumps(r, indent=2))
+    return 0
+
+
+def _collect(path: str, report):
+    from .engine.bundle import Bundle
+
+    bundles, primary = _targets(path)
+    reports = {name: report(Bundle.load(p)) for name, p in bundles.items()}
+    return reports, primary
+
+
+def cmd_localize(args) -> int:
+    from .engine.report import localization_report
+
+    reports, primary = _collect(args.bundle, localization_report)
+    if primary is None:
+        result = next(iter(reports.values()))
+    else:
+        counts = {}
+        truth = {}
+        for rep in reports.values():
+            for k, v in rep["counts"].items():
+                counts[k] = counts.get(k, 0) + v
+            truth.update(rep.get("ground_truth", {}))
+        result = {"world": str(args.bundle), "counts": counts, "ground_truth": truth,
+                  "bundles": reports}
+    _emit(result, args.json, _render_localize)
+    return 0
+
+
+def cmd_monitor(args) -> int:
+    from .engine.report import monitor_report
+
+    reports, primary = _collect(args.bundle, monitor_report)
+    if primary is None:
+        result = next(iter(reports.values()))
+    else:
+        result = {"world": str(args.bundle), "primary": primary,
+                  "misclassification": reports[primary]["misclassification"],
+                  "adversarial": reports[primary]["adversarial"], "bundles": reports}
+    _emit(result, args.json, _render_monitor)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_benchmarks
+
+    result = run_benchmarks(records=args.records, quick=args.quick,
+                            progress=not args.json)
+    _emit(result, args.json, lambda r: json.dumps(r, indent=2))
+    return 0
+
+
+# -- text rendering --------------------------------------------------------------------------
+def _render_localize(r: dict) -> str:
+    lines = [f"verdicts of misclassified inputs: {r['counts']}"]
+    for kind, e in r.get("ground_truth", {}).items():
+        line = f"  known {kind} faults: n={e['n']} accuracy={e['accuracy']}"
+        if "responsible_concept" in e:
+            line += (f"; '{e['responsible_concept']}' ranked "
+                     f"{e['responsible_concept_rank']} (top: {', '.join(e['top_concepts'])})")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _render_monitor(r: dict) -> str:
+    lines = []
+    for task in ("misclassification", "adversarial"):
+        t = r.get(task, {})
+        if not t.get("available", True):
+            lines.append(f"{task}: not available")
+            continue
+        lines.append(f"{task} (positives {t.get('n_positive')}, negatives {t.get('n_negative')}):")
+        for name in ("heatmap", "msp", "energy", "mahalanobis", "combined"):
+            if name in t:
+                e = t[name]
+                lines.append(f"  {name:12s} AUROC {e['auroc']}  accuracy {e.get('accuracy')}"
+                             f"  TPR {e.get('tpr')}  FPR {e.get('fpr')}")
+    return "\n".join(lines)
+
+
+# -- parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="semheat", description="Semantic heatmaps for debugging "
+                                 "vision classifiers with vision-language models.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    toy = sub.add_parser("toy", help="the embedded toy world")
+    toy_sub = toy.add_subparsers(dest="toy_command", required=True)
+    build = toy_sub.add_parser("build", help="build the toy-world bundles into DIR")
+    build.add_argument("dir")
+    build.add_argument("--natural", type=int, default=4000, help="natural inputs (default 4000)")
+    build.add_argument("--shift", type=int, default=800,
+                       help="inputs where the encoder fault's tie breaks (default 800)")
+    build.add_argument("--attack-limit", type=int, default=1200,
+                       help="natural inputs attacked with FGSM and PGD (default 1200)")
+    build.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    build.add_argument("--force", action="store_true", help="replace an existing toy world")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=cmd_toy_build)
+
+    for name, func, text in (("info", cmd_info, "what a bundle holds"),
+                             ("localize", cmd_localize, "fault localization figures"),
+                             ("monitor", cmd_monitor, "runtime monitor figures")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("bundle", help="a bundle directory or a toy-world directory")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.set_defaults(func=func)
+
+    bench = sub.add_parser("bench", help="performance benchmarks (ratios)")
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--records", type=int, default=1_000_000)
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    bench.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SemheatError as exc:
+        print(f"semheat: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("semheat: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

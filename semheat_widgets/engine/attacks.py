@@ -1,0 +1,67 @@
+"""L∞ adversarial attacks on the classifier, batched, in 0..1 pixel space.
+
+FGSM (Goodfellow et al., ICLR 2015) takes one signed-gradient step of size ε; PGD (Madry et
+al., ICLR 2018) takes ``steps`` steps of size ``step_size`` from a random start inside the
+ε-ball, projecting back after each. Both maximise the cross-entropy of the true label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SemheatError
+from .vlm import to_float01
+
+ATTACKS = ("fgsm", "pgd")
+
+
+@dataclass(frozen=True)
+class Attack:
+    kind: str = "pgd"
+    eps: float = 8 / 255
+    steps: int = 10
+    step_size: float | None = None  # default 2.5 ε / steps (PGD)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in ATTACKS:
+            raise SemheatError(f"unknown attack {self.kind!r}; choose from {ATTACKS}")
+        if not 0 < self.eps <= 1:
+            raise SemheatError(f"eps must be in (0, 1], got {self.eps}")
+        if self.kind == "pgd" and self.steps < 1:
+            raise SemheatError(f"PGD needs at least one step, got {self.steps}")
+
+    def __call__(self, model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Adversarial versions of ``images`` (float 0..1, same shape) against ``model``."""
+        x = to_float01(images).detach()
+        labels = labels.to(x.device)
+        was_training = model.training
+        model.eval()
+        try:
+            if self.kind == "fgsm":
+                return _step(model, x, x, labels, self.eps, self.eps)
+            gen = torch.Generator(device=x.device).manual_seed(self.seed)
+            noise = torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1
+            adv = (x + self.eps * noise).clamp(0, 1)
+            size = self.step_size or 2.5 * self.eps / self.steps
+            for _ in range(self.steps):
+                adv = _step(model, x, adv, labels, size, self.eps)
+            return adv
+        finally:
+            model.train(was_training)
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+
+def _step(model, clean, adv, labels, size, eps):
+    adv = adv.clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(adv), labels)
+        (grad,) = torch.autograd.grad(loss, adv)
+    adv = adv.detach() + size * grad.sign()
+    return torch.min(torch.max(adv, clean - eps), clean + eps).clamp(0, 1)

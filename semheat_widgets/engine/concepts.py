@@ -1,0 +1,114 @@
+"""The concept bank: named, human-readable concepts embedded by the VLM's text encoder.
+
+Concept ``c_j`` with prompts ``p`` has the embedding ``t_j = norm(mean_p norm(g_T(p)))``.
+Concepts are open-vocabulary: :meth:`ConceptBank.add` works at any time, and embeddings are
+cached per prompt, so re-adding or re-ordering costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import SemheatError
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    prompts: tuple[str, ...]
+
+
+def _clean(text, what: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise SemheatError(f"{what} must be a non-empty string, got {text!r}")
+    return text.strip()
+
+
+class ConceptBank:
+    """An ordered set of concepts, each with one or more prompts.
+
+    ``templates`` (e.g. ``("a photo of {}",)``) expand every prompt that does not already
+    contain the concept in a sentence; ``"{}"`` keeps the prompt as it is.
+    """
+
+    def __init__(self, concepts: Iterable = (), templates: Sequence[str] = ("{}",)):
+        self.templates = tuple(templates)
+        for t in self.templates:
+            if "{}" not in t:
+                raise SemheatError(f"template {t!r} has no '{{}}' placeholder")
+        self._concepts: list[Concept] = []
+        self._cache: dict[tuple[str, str], np.ndarray] = {}  # (vlm name, prompt) -> vector
+        for item in concepts:
+            if isinstance(item, str):
+                self.add(item)
+            elif isinstance(item, Concept):
+                self.add(item.name, item.prompts)
+            else:
+                name, prompts = item
+                self.add(name, prompts)
+
+    def add(self, name: str, prompts: Sequence[str] | str | None = None) -> Concept:
+        """Add a concept (its prompts default to its name); returns it."""
+        name = _clean(name, "concept name")
+        if name in self.names:
+            raise SemheatError(f"concept {name!r} already exists")
+        if prompts is None:
+            prompts = [name]
+        elif isinstance(prompts, str):
+            prompts = [prompts]
+        prompts = tuple(_clean(p, f"prompt of concept {name!r}") for p in prompts)
+        if not prompts:
+            raise SemheatError(f"concept {name!r} needs at least one prompt")
+        concept = Concept(name, prompts)
+        self._concepts.append(concept)
+        return concept
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self._concepts]
+
+    @property
+    def concepts(self) -> list[Concept]:
+        return list(self._concepts)
+
+    def __len__(self) -> int:
+        return len(self._concepts)
+
+    def __iter__(self):
+        return iter(self._concepts)
+
+    def __getitem__(self, name: str) -> Concept:
+        for c in self._concepts:
+            if c.name == name:
+                return c
+        raise SemheatError(f"unknown concept {name!r}")
+
+    def expanded_prompts(self, concept: Concept) -> list[str]:
+        return [t.format(p) for p in concept.prompts for t in self.templates]
+
+    def embed(self, vlm, names: Sequence[str] | None = None) -> np.ndarray:
+        """``float32 C x m`` unit vectors of the chosen concepts (all by default)."""
+        chosen = self._concepts if names is None else [self[n] for n in names]
+        todo = sorted({p for c in chosen for p in self.expanded_prompts(c)
+                       if (vlm.name, p) not in self._cache})
+        if todo:
+            for p, v in zip(todo, vlm.encode_texts(todo).numpy()):
+                self._cache[(vlm.name, p)] = v
+        if not chosen:
+            return np.zeros((0, vlm.embed_dim), np.float32)
+        rows = []
+        for c in chosen:
+            vecs = np.stack([self._cache[(vlm.name, p)] for p in self.expanded_prompts(c)])
+            mean = vecs.mean(axis=0)
+            rows.append(mean / max(np.linalg.norm(mean), 1e-12))
+        return np.stack(rows).astype(np.float32)
+
+    def to_json(self) -> list[dict]:
+        return [{"name": c.name, "prompts": list(c.prompts)} for c in self._concepts]
+
+    @classmethod
+    def from_json(cls, items: list[dict], templates: Sequence[str] = ("{}",)) -> "ConceptBank":
+        return cls([(d["name"], d["prompts"]) for d in items], templates=templates)

@@ -1,0 +1,131 @@
+"""One pass over a dataset: classifier features and logits, VLM image embeddings, thumbnails.
+
+Batches come from a ``DataLoader`` (workers, pinned memory on CUDA) in the dataset's order.
+Results go straight into preallocated arrays — ``.npy`` files opened as memory maps when
+``out_dir`` is given — so memory stays bounded however large the dataset. An optional
+``perturb(images, labels)`` (an attack) is applied to each batch before the forward passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..errors import SemheatError
+from .split import ModelSplit
+from .vlm import VLM, to_float01
+
+FIELDS = ("features", "logits", "image_emb", "labels", "thumbs")
+
+
+@dataclass
+class Extracted:
+    features: np.ndarray  # N x d float32
+    logits: np.ndarray  # N x K float32
+    image_emb: np.ndarray  # N x m float32, unit norm
+    labels: np.ndarray  # N int64
+    thumbs: np.ndarray  # N x t x t x 3 uint8
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.asarray(self.logits).argmax(axis=1)
+
+
+def _allocate(out_dir: Path | None, name: str, shape, dtype):
+    if out_dir is None:
+        return np.zeros(shape, dtype)
+    return np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+
+
+def make_thumbs(images: torch.Tensor, size: int) -> np.ndarray:
+    """``uint8 N x size x size x 3`` thumbnails (shorter side resized, centre crop)."""
+    x = to_float01(images)
+    h, w = x.shape[-2:]
+    if (h, w) != (size, size):
+        scale = size / min(h, w)
+        x = F.interpolate(x, size=(max(size, round(h * scale)), max(size, round(w * scale))),
+                          mode="bilinear", antialias=True, align_corners=False)
+        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+        x = x[..., top:top + size, left:left + size]
+    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _unwrap_worker_error(exc: Exception) -> Exception:
+    """DataLoader workers re-raise with a multi-line traceback; keep the real message."""
+    text = str(exc)
+    if isinstance(exc, SemheatError) and text.startswith("Caught"):
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        last = lines[-1].split(": ", 1)[-1] if lines else text
+        return SemheatError(last)
+    return exc
+
+
+def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
+            num_workers: int = 0, out_dir=None, thumb_size: int = 64,
+            perturb: Callable | None = None, progress: bool = True,
+            desc: str = "extract") -> Extracted:
+    """Run classifier and VLM over ``dataset`` (items ``(image tensor, label)``) once."""
+    n = len(dataset)
+    if n == 0:
+        raise SemheatError("the dataset is empty: nothing to analyse")
+    device = split.device
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    arrays: dict[str, np.ndarray] = {}
+    start = 0
+    split.eval()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, desc=desc, unit="img", disable=not progress)
+    try:
+        for images, labels in loader:
+            images = images.to(device, non_blocking=True)
+            labels = torch.as_tensor(labels).to(device)
+            if perturb is not None:
+                images = perturb(images, labels)
+            with torch.inference_mode():
+                z, logits = split.features_and_logits(images)
+            emb = vlm.encode_images(images, batch_size=images.shape[0])
+            z, logits = z.float().flatten(1).cpu(), logits.float().cpu()
+            if not (torch.isfinite(z).all() and torch.isfinite(logits).all()):
+                raise SemheatError(f"the classifier produced NaN or inf features for inputs "
+                                   f"{start}..{start + len(images) - 1}")
+            stop = start + len(images)
+            if not arrays:
+                arrays = {
+                    "features": _allocate(out_dir, "features", (n, z.shape[1]), np.float32),
+                    "logits": _allocate(out_dir, "logits", (n, logits.shape[1]), np.float32),
+                    "image_emb": _allocate(out_dir, "image_emb", (n, emb.shape[1]), np.float32),
+                    "labels": _allocate(out_dir, "labels", (n,), np.int64),
+                    "thumbs": _allocate(out_dir, "thumbs", (n, thumb_size, thumb_size, 3),
+                                        np.uint8),
+                }
+            arrays["features"][start:stop] = z.numpy()
+            arrays["logits"][start:stop] = logits.numpy()
+            arrays["image_emb"][start:stop] = emb.numpy()
+            arrays["labels"][start:stop] = labels.cpu().numpy()
+            arrays["thumbs"][start:stop] = make_thumbs(images.detach(), thumb_size)
+            start = stop
+            bar.update(len(images))
+    except SemheatError as exc:
+        raise _unwrap_worker_error(exc) from None
+    finally:
+        bar.close()
+    if start != n:
+        raise SemheatError(f"the dataset yielded {start} items but reports length {n}")
+    for a in arrays.values():
+        if isinstance(a, np.memmap):
+            a.flush()
+    return Extracted(**{k: arrays[k] for k in FIELDS})

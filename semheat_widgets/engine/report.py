@@ -1,0 +1,141 @@
+"""Figures of a saved bundle: monitor AUROCs and localization counts (the CLI's JSON).
+
+Everything is measured on the ``eval`` split, which no fitting or calibration step has seen.
+
+- misclassification: natural ``eval`` inputs; positives are the misclassified ones.
+- adversarial: natural ``eval`` inputs classified correctly (negatives) against attacked
+  ``eval`` inputs whose attack succeeded (positives); also per attack kind.
+
+Each detector gets its threshold from the ``calib`` split at the bundle's target false-alarm
+rate; the detection accuracy reported is the accuracy of that flag on ``eval``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .baselines import BASELINES
+from .bundle import Bundle
+from .localize import concept_ranking, responsibility, verdict_counts
+from .metrics import auroc, detection_summary, roc_curve, threshold_at_fpr
+
+PREFIX = {"misclassification": "misclf", "adversarial": "adv"}
+
+
+def task_masks(bundle: Bundle, task: str, split: str, attack: str | None = None):
+    """``(member, positive)`` masks of a task on a split."""
+    natural = bundle.mask(kind="natural")
+    correct = bundle.column("correct").astype(bool)
+    in_split = bundle.mask(split=split)
+    if task == "misclassification":
+        member = natural & in_split
+        return member, member & ~correct
+    attacked = ~natural if attack is None else bundle.mask(kind=attack)
+    positive = attacked & ~correct & in_split
+    return (natural & correct & in_split) | positive, positive
+
+
+def detector_scores(bundle: Bundle, task: str) -> dict[str, np.ndarray]:
+    """Defect scores per detector (higher = more likely a defect), for every record."""
+    p = PREFIX[task]
+    out = {}
+    if bundle.has_column(f"{p}_score"):
+        out["heatmap"] = bundle.column(f"{p}_score").astype(np.float64)
+    for b in BASELINES:
+        out[b] = bundle.column(b).astype(np.float64)
+    if bundle.has_column(f"{p}_combined"):
+        out["combined"] = bundle.column(f"{p}_combined").astype(np.float64)
+    return out
+
+
+def monitor_report(bundle: Bundle, roc_points: int = 0) -> dict:
+    """AUROC and calibrated detection figures of every detector, per task."""
+    target = None
+    out = {"bundle": bundle.name, "n_records": bundle.n}
+    for task in ("misclassification", "adversarial"):
+        info = bundle.manifest.get("monitor", {}).get(task, {})
+        target = info.get("target_fpr", 0.05)
+        scores = detector_scores(bundle, task)
+        member, positive = task_masks(bundle, task, "eval")
+        cmember, cpositive = task_masks(bundle, task, "calib")
+        res = {"n_positive": int(positive.sum()), "n_negative": int((member & ~positive).sum()),
+               "target_fpr": target}
+        if not info.get("available", False) or not positive.any():
+            res["available"] = False
+            out[task] = res
+            continue
+        for name, s in scores.items():
+            entry = {"auroc": _r(auroc(s[member], positive[member]))}
+            neg_cal = s[cmember & ~cpositive]
+            if len(neg_cal):
+                thr = threshold_at_fpr(neg_cal, target)
+                summ = detection_summary(s[member], positive[member], thr)
+                entry.update(accuracy=_r(summ["accuracy"]), tpr=_r(summ["tpr"]),
+                             fpr=_r(summ["fpr"]))
+            if roc_points:
+                fpr, tpr, _ = roc_curve(s[member], positive[member], roc_points)
+                entry["roc"] = {"fpr": fpr.round(4).tolist(), "tpr": tpr.round(4).tolist()}
+            res[name] = entry
+        if task == "adversarial":
+            res["per_attack"] = {}
+            for attack in sorted(set(bundle.codes("kind")[1]) - {"natural"}):
+                m, pos = task_masks(bundle, task, "eval", attack)
+                if pos.any():
+                    res["per_attack"][attack] = {
+                        name: _r(auroc(s[m], pos[m])) for name, s in scores.items()}
+                    res["per_attack"][attack]["n_positive"] = int(pos.sum())
+        if "combined_with" in info:
+            res["combined_with"] = info["combined_with"]
+        out[task] = res
+    return out
+
+
+def localization_report(bundle: Bundle) -> dict:
+    """Fault verdict counts of misclassified natural inputs, and accuracy against ground truth.
+
+    Ground truth comes from a ``gt_fault`` column (toy bundles): each misclassified input with
+    a known culprit (``encoder`` / ``head``) is checked against the verdict; for the encoder
+    fault the rank of the known responsible concept (``gt_concept``) is reported too.
+    """
+    natural = bundle.mask(kind="natural")
+    wrong = natural & ~bundle.column("correct").astype(bool)
+    fault = bundle.column("fault").astype(str)
+    out = {"bundle": bundle.name, "n_misclassified": int(wrong.sum()),
+           "counts": verdict_counts(fault[wrong])}
+    out["oracle_counts"] = verdict_counts(bundle.column("oracle_verdict").astype(str)[wrong])
+    if not bundle.has_column("gt_fault"):
+        return out
+    gt = bundle.column("gt_fault").astype(str)
+    truth = {}
+    for kind in ("encoder", "head"):
+        m = wrong & (gt == kind)
+        if not m.any():
+            continue
+        entry = {"n": int(m.sum()), "accuracy": _r(float((fault[m] == kind).mean())),
+                 "oracle_accuracy": _r(float(
+                     (bundle.column("oracle_verdict").astype(str)[m] == kind).mean())),
+                 "verdicts": verdict_counts(fault[m])}
+        if kind == "encoder" and bundle.has_column("gt_concept"):
+            concept = str(bundle.column("gt_concept")[np.flatnonzero(m)[0]])
+            ranking = concept_ranking(_responsibility(bundle, m), bundle.concept_names)
+            names = [c for c, _ in ranking]
+            entry["responsible_concept"] = concept
+            entry["responsible_concept_rank"] = names.index(concept) + 1 if concept in names \
+                else None
+            entry["top_concepts"] = names[:5]
+        truth[kind] = entry
+    out["ground_truth"] = truth
+    return out
+
+
+def _responsibility(bundle: Bundle, mask: np.ndarray) -> np.ndarray:
+    """Responsibility rows (see :mod:`localize`) of the masked misclassified records."""
+    idx = np.flatnonzero(mask)
+    s = bundle.standardizer(bundle.scores(idx).astype(np.float64))
+    gt = bundle.heatmap("ground_truth", records="natural", split="fit").values
+    return responsibility(s, gt, bundle.column("label")[idx].astype(int),
+                          bundle.column("prediction")[idx].astype(int))
+
+
+def _r(x: float, nd: int = 4):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), nd)

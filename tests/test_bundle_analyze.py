@@ -1,0 +1,255 @@
+"""The analysis pipeline end to end on tiny random models, and the bundle format."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from conftest import CLASSES, colour_images
+from semheat_widgets.engine import bundle as bundle_module
+from semheat_widgets.engine.analyze import AnalysisConfig, analyze, assign_splits
+from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.bundle import Bundle
+from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.heatmaps import ConfusionSums, heatmap
+from semheat_widgets.engine.localize import FaultLocalizer
+from semheat_widgets.errors import SchemaVersionError, SemheatError
+
+CONCEPTS = [("red", ["red", "a red thing"]), ("green", ["green"]), ("blue", ["blue"]),
+            ("dark", ["dark"]), ("bright", ["bright"])]
+
+
+def _analyze(split, vlm, dataset, **kw):
+    cfg = AnalysisConfig(attacks=(Attack("fgsm", 8 / 255), Attack("pgd", 8 / 255, steps=3)),
+                         attack_limit=40, batch_size=32, thumb_size=16)
+    return analyze(split, vlm, dataset, classes=CLASSES, concepts=ConceptBank(CONCEPTS),
+                   config=cfg, name="tiny", progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def built(tiny_split, tiny_vlm, colour_dataset):
+    return _analyze(tiny_split, tiny_vlm, colour_dataset,
+                    extra_columns={"note": np.array([f"img{i}" for i in range(96)])})
+
+
+@pytest.fixture(scope="module")
+def saved(built, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bundles") / "tiny"
+    built.save(path)
+    return path
+
+
+def test_records_cover_natural_and_attacked_inputs(built):
+    assert built.n == 96 + 2 * 40
+    kind = built.column("kind")
+    assert (kind == "natural").sum() == 96
+    assert (kind == "fgsm").sum() == 40 and (kind == "pgd").sum() == 40
+    nat = kind == "natural"
+    assert np.array_equal(built.column("source_id")[nat], np.arange(96))
+    # attacked copies keep the split and extra columns of their source
+    src = built.column("source_id")
+    assert np.array_equal(built.column("split"), built.column("split")[src])
+    assert np.array_equal(built.column("note"), np.array([f"img{i}" for i in src]))
+    assert built.manifest["splits"] == {"fit": 48, "calib": 24, "eval": 24}
+    assert np.array_equal(built.column("correct"),
+                          built.column("label") == built.column("prediction"))
+    assert built.arrays["scores"].shape == (176, 5)
+    assert built.arrays["thumbs"].shape == (176, 16, 16, 3)
+
+
+def test_scores_are_cosines_of_aligned_features_and_concepts(built, tiny_vlm):
+    a = built.aligner.transform(np.asarray(built.arrays["features"]))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    t = ConceptBank(CONCEPTS).embed(tiny_vlm)
+    assert np.allclose(built.scores(), a @ t.T, atol=1e-5)
+    fid = built.manifest["aligner"]["fidelity"]
+    assert set(fid) == {"fit", "calib", "eval"} and -1 <= fid["eval"]["mean_cosine"] <= 1
+
+
+def test_bundle_heatmaps_equal_brute_force(built):
+    hm = built.heatmap("incorrect", records="natural")
+    nat = built.mask(kind="natural")
+    s = built.standardizer(built.scores()[nat].astype(np.float64))
+    y, p = built.column("label")[nat], built.column("prediction")[nat]
+    for k in range(len(CLASSES)):
+        m = (p == k) & (y != p)
+        assert hm.counts[k] == m.sum()
+        if m.any():
+            assert np.allclose(hm.values[k], s[m].mean(0))
+        else:
+            assert np.isnan(hm.values[k]).all()
+    pgd = built.heatmap("output", records="pgd", standardized=False)
+    m = built.mask(kind="pgd")
+    assert pgd.counts.sum() == m.sum()
+
+
+def test_localization_columns_follow_the_localizer(built):
+    fit = built.mask(kind="natural", split="fit")
+    stats = ConfusionSums.from_scores(built.scores()[fit], built.column("label")[fit],
+                                      built.column("prediction")[fit], len(CLASSES))
+    gt = heatmap("ground_truth", stats, CLASSES, built.concept_names, built.standardizer).values
+    loc = FaultLocalizer(built.state["class_embeddings"], gt).localize(
+        np.asarray(built.arrays["aligned"]), built.standardizer(built.scores()),
+        built.column("label"), built.column("prediction"))
+    assert np.array_equal(built.column("fault"), loc.verdict)
+    wrong = ~built.column("correct")
+    assert set(built.column("fault")[wrong]) <= {"encoder", "head", "undecided"}
+    assert set(built.column("fault")[~wrong]) == {""}
+
+
+def test_monitor_columns_and_info(built):
+    for task, prefix in (("misclassification", "misclf"), ("adversarial", "adv")):
+        info = built.manifest["monitor"][task]
+        assert info["available"] and info["target_fpr"] == 0.05
+        assert built.column(f"{prefix}_score").shape == (built.n,)
+        assert f"monitor.{task}.thresholds" in built.state
+
+
+def test_round_trip_is_exact(built, saved):
+    again = Bundle.load(saved)
+    assert again.records.equals(built.records)
+    for key, arr in built.arrays.items():
+        assert isinstance(again.arrays[key], np.memmap)
+        assert np.array_equal(again.arrays[key], arr)
+    assert set(again.state) == set(built.state)
+    for key, arr in built.state.items():
+        assert np.array_equal(again.state[key], arr)
+    for key in ("classes", "concepts", "monitor", "aligner", "splits", "name"):
+        assert again.manifest[key] == json.loads(json.dumps(built.manifest[key]))
+    assert np.array_equal(again.heatmap("differential").values,
+                          built.heatmap("differential").values, equal_nan=True)
+
+
+def test_crash_mid_save_leaves_no_half_written_bundle(built, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = bundle_module._write_npy
+
+    def failing(path, arr, chunk=65536):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real(path, arr, chunk)
+
+    monkeypatch.setattr(bundle_module, "_write_npy", failing)
+    target = tmp_path / "b"
+    with pytest.raises(OSError, match="disk full"):
+        built.save(target)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+    monkeypatch.setattr(bundle_module, "_write_npy", real)
+    built.save(target)
+    before = (target / "manifest.json").read_text()
+    calls["n"] = 0
+    monkeypatch.setattr(bundle_module, "_write_npy", failing)
+    with pytest.raises(OSError):
+        built.save(target, overwrite=True)
+    assert (target / "manifest.json").read_text() == before  # the old bundle is intact
+    assert Bundle.load(target).n == built.n
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+    with pytest.raises(SemheatError, match="exists"):
+        built.save(target)
+
+
+def test_other_schema_versions_and_broken_bundles_are_refused(saved, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(saved, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SchemaVersionError, match="schema version 99"):
+        Bundle.load(other)
+    with pytest.raises(SemheatError, match="no manifest.json"):
+        Bundle.load(tmp_path)
+    manifest["schema_version"] = 1
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    (other / "arrays" / "scores.npy").unlink()
+    with pytest.raises(SemheatError, match="cannot read bundle"):
+        Bundle.load(other)
+
+
+def test_bundle_arrays_never_unpickle(saved, tmp_path):
+    import shutil
+
+    evil = tmp_path / "evil"
+    shutil.copytree(saved, evil)
+    np.save(evil / "arrays" / "scores.npy", np.array([object()], dtype=object), allow_pickle=True)
+    with pytest.raises(SemheatError, match="cannot read bundle"):
+        Bundle.load(evil)  # an object array would need pickle: refused
+
+
+def test_query_matches_brute_force(saved):
+    b = Bundle.load(saved)
+    p, c = b.column("prediction"), b.column("correct")
+    nat = b.column("kind") == "natural"
+    for k in range(len(CLASSES)):
+        sel = b.query(prediction=k, correct=False, sort_by="blue")
+        expect = np.flatnonzero(nat & (p == k) & ~c)
+        assert sel.total == len(expect) and set(sel.indices) == set(expect)
+        col = b.concept_column("blue")
+        assert np.all(np.diff(col[sel.indices]) <= 1e-12)  # descending by the concept
+        assert np.allclose(sel.sort_values, col[sel.indices])
+    page = b.query(records=None, sort_by="confidence", descending=False, offset=5, limit=10)
+    conf = b.column("confidence")
+    assert np.array_equal(page.indices, np.argsort(conf, kind="stable")[5:15])
+    cell = b.cell_query("differential", CLASSES[0], "red")
+    assert np.array_equal(cell.indices, b.query(prediction=0, correct=False,
+                                                sort_by="red").indices)
+    rows = b.rows(cell.indices[:2], ["id", "label", "fault"])
+    assert [r["id"] for r in rows] == cell.indices[:2].tolist()
+    with pytest.raises(SemheatError, match="unknown class"):
+        b.cell_query("differential", "zebra")
+
+
+def test_add_concept_adds_a_column_and_persists(saved, tiny_vlm, tmp_path):
+    b = Bundle.load(saved)
+    j = b.add_concept("stripes", ["striped", "stripes"], vlm=tiny_vlm)
+    assert j == 5 and b.concept_names[-1] == "stripes"
+    t = ConceptBank([("stripes", ["striped", "stripes"])]).embed(tiny_vlm)[0]
+    expect = np.asarray(b.arrays["aligned"]) @ t
+    assert np.allclose(b.scores()[:, 5], expect, atol=1e-5)
+    hm = b.heatmap("ground_truth")
+    assert hm.values.shape == (len(CLASSES), 6) and hm.columns[-1] == "stripes"
+    fit = b.mask(kind="natural", split="fit")
+    z = (expect - expect[fit].mean()) / expect[fit].std()
+    assert np.allclose(b.concept_column("stripes"), z, atol=1e-4)
+    with pytest.raises(SemheatError, match="already exists"):
+        b.add_concept("stripes", vlm=tiny_vlm)
+    with pytest.raises(SemheatError, match="non-empty"):
+        b.add_concept("   ", vlm=tiny_vlm)
+    assert len(b.concept_names) == 6  # the failed additions lost nothing
+    b.save(tmp_path / "more")
+    again = Bundle.load(tmp_path / "more")
+    assert again.concept_names == b.concept_names
+    assert np.allclose(again.heatmap("ground_truth").values, hm.values, equal_nan=True)
+
+
+def test_assign_splits_proportions_and_errors():
+    s = assign_splits(1000, (0.5, 0.25, 0.25), seed=0)
+    assert (s == "fit").sum() == 500 and (s == "calib").sum() == 250
+    assert np.array_equal(s, assign_splits(1000, (0.5, 0.25, 0.25), seed=0))
+    with pytest.raises(SemheatError):
+        assign_splits(10, (0.5, 0.5, 0.5), 0)
+
+
+def test_bad_analysis_input_is_a_clear_error(tiny_split, tiny_vlm):
+    images, labels = colour_images(40)
+    labels[labels == 2] = 1  # class "blue" has no examples
+    data = TensorDataset(images, torch.from_numpy(labels))
+    with pytest.raises(SemheatError, match="class 'blue' has no examples"):
+        _analyze(tiny_split, tiny_vlm, data)
+    with pytest.raises(SemheatError, match="4 outputs but 3 class names"):
+        analyze(tiny_split, tiny_vlm, data, classes=CLASSES[:3], concepts=ConceptBank(["x"]),
+                progress=False)
+    with pytest.raises(SemheatError, match="concept bank is empty"):
+        analyze(tiny_split, tiny_vlm, data, classes=CLASSES, concepts=ConceptBank(),
+                progress=False)
+
+
+def test_bundle_validates_its_parts():
+    with pytest.raises(SemheatError, match="lack columns"):
+        Bundle({"concepts": []}, pa.table({"id": [0]}), {}, {})
