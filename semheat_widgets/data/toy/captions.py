@@ -46,18 +46,28 @@ def attribute_prompts(attr: str) -> list[str]:
     return [t.format(p) for p in ATTRIBUTE_PHRASES[attr] for t in ATTRIBUTE_TEMPLATES]
 
 
-def caption(scene: Scene, rng: np.random.Generator) -> str:
-    """One random caption of ``scene``: class and/or a random subset of its attributes."""
+def describe(scene: Scene, rng: np.random.Generator) -> tuple[str, list[str]]:
+    """A random caption of ``scene`` and the attributes it names.
+
+    The caption names the class and/or a random subset (up to three) of the present
+    attributes, each in one of its phrasings.
+    """
     present = list(scene.present)
     k = int(rng.integers(0, min(3, len(present)) + 1)) if present else 0
     chosen = [present[i] for i in rng.permutation(len(present))[:k]]
     words = [ATTRIBUTE_PHRASES[a][int(rng.integers(3))] for a in chosen]
-    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1] \
-        if words else ""
+    if len(words) > 1:
+        listed = ", ".join(words[:-1]) + " and " + words[-1]
+    else:
+        listed = words[0] if words else ""
     if words and rng.random() < 0.3:  # attribute-only caption
-        return listed if rng.random() < 0.5 else f"something with {listed}"
+        return (listed if rng.random() < 0.5 else f"something with {listed}"), chosen
     head = CLASS_TEMPLATES[int(rng.integers(len(CLASS_TEMPLATES)))].format(scene.class_name)
-    return head if not words else head.rstrip(".") + f" with {listed}."
+    return (head if not words else head.rstrip(".") + f" with {listed}."), chosen
+
+
+def caption(scene: Scene, rng: np.random.Generator) -> str:
+    return describe(scene, rng)[0]
 
 
 def vocabulary_texts() -> list[str]:

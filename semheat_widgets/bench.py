@@ -1,0 +1,181 @@
+"""Performance figures, each a ratio of two timings measured side by side in the same run.
+
+    semheat bench --json
+
+- ``heatmaps``: every heatmap kind for N cached records x 18 concepts, against one bare NumPy
+  matmul ``N x 512 @ 512 x 18`` (goal <= 3).
+- ``add_concept``: a new free-text concept column for N records (scores, standardiser, its
+  heatmap column), against one pass over the cached aligned embeddings (goal <= 2).
+- ``monitor_overhead_b1`` / ``_b64``: the runtime monitor's extra work per input against the
+  ResNet-18 forward pass it rides on, CPU (goal <= 0.05).
+- ``extraction``: throughput of :func:`extract` against bare classifier + VLM forward passes on
+  the same batches (goal >= 0.8).
+- ``cell_query_ms``: one heatmap-cell query on the N-record bundle (milliseconds).
+
+Timings are medians over repeats; nothing here asserts, the numbers are reported.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+GOALS = {"heatmaps": ("<=", 3.0), "add_concept": ("<=", 2.0),
+         "monitor_overhead_b1": ("<=", 0.05), "monitor_overhead_b64": ("<=", 0.05),
+         "extraction": (">=", 0.8)}
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def synthetic_bundle(n: int, n_concepts: int = 18, dim: int = 512, n_classes: int = 10,
+                     seed: int = 0):
+    """An in-memory bundle of ``n`` records with random scores and aligned embeddings."""
+    from .engine.bundle import Bundle
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n).astype(np.int16)
+    preds = np.where(rng.random(n) < 0.8, labels, rng.integers(0, n_classes, n)).astype(np.int16)
+    aligned = rng.standard_normal((n, dim), dtype=np.float32)
+    aligned /= np.linalg.norm(aligned, axis=1, keepdims=True)
+    concepts = rng.standard_normal((n_concepts, dim), dtype=np.float32)
+    concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
+    scores = np.empty((n, n_concepts), np.float32)
+    for s in range(0, n, 262144):
+        scores[s:s + 262144] = aligned[s:s + 262144] @ concepts.T
+    split = np.array(["fit", "calib", "eval"])[rng.integers(0, 3, n)]
+    columns = {"id": np.arange(n), "split": pa.array(split).dictionary_encode(),
+               "kind": pa.array(np.full(n, "natural")).dictionary_encode(),
+               "source_id": np.arange(n), "label": labels, "prediction": preds,
+               "correct": labels == preds}
+    state = {"standardizer.mean": scores[:100000].mean(0),
+             "standardizer.std": scores[:100000].std(0), "concept_embeddings": concepts}
+    return Bundle.create(name="synthetic", classes=[f"c{k}" for k in range(n_classes)],
+                         concepts=[{"name": f"k{j}", "prompts": [f"k{j}"]}
+                                   for j in range(n_concepts)],
+                         columns=columns, arrays={"aligned": aligned, "scores": scores},
+                         state=state)
+
+
+def bench_heatmaps(bundle, repeats: int) -> dict:
+    aligned = bundle.arrays["aligned"]
+    concepts = bundle.state["concept_embeddings"]
+    matmul = _median_time(lambda: aligned @ concepts.T, repeats)
+    heat = _median_time(lambda: bundle.heatmaps(records=None), repeats)
+    return {"heatmaps": heat / matmul, "heatmaps_seconds": heat, "matmul_seconds": matmul}
+
+
+def bench_add_concept(bundle, repeats: int) -> dict:
+    aligned = bundle.arrays["aligned"]
+    rng = np.random.default_rng(1)
+    vec = rng.standard_normal(aligned.shape[1]).astype(np.float32)
+    vec /= np.linalg.norm(vec)
+    one_pass = _median_time(lambda: aligned @ vec, repeats)
+    counter = iter(range(10**6))
+
+    def add():
+        name = f"free text {next(counter)}"
+        bundle.add_concept(name, vector=vec)
+        bundle.concept_column(name)
+        bundle._extra.pop()  # keep the bundle as it was for the next repeat
+
+    added = _median_time(add, repeats)
+    return {"add_concept": added / one_pass, "add_concept_seconds": added,
+            "one_pass_seconds": one_pass}
+
+
+def bench_cell_query(bundle, repeats: int) -> dict:
+    k = bundle.classes[3]
+    concept = bundle.concept_names[5]
+    t = _median_time(lambda: bundle.cell_query("differential", k, concept, records=None,
+                                               limit=48), repeats)
+    return {"cell_query_ms": t * 1000}
+
+
+def bench_monitor(repeats: int) -> dict:
+    from torchvision.models import resnet18
+
+    from .engine.aligner import LinearAligner
+    from .engine.heatmaps import Standardizer
+    from .engine.monitor import HeatmapMonitor, RuntimeMonitor
+    from .engine.split import ModelSplit
+
+    torch.manual_seed(0)
+    split = ModelSplit(resnet18(num_classes=10).eval())
+    rng = np.random.default_rng(0)
+    aligner = LinearAligner().fit(rng.normal(size=(600, 512)), rng.normal(size=(600, 512)))
+    concepts = rng.normal(size=(18, 512)).astype(np.float32)
+    st = Standardizer(np.zeros(18), np.ones(18))
+    mon = HeatmapMonitor().fit(rng.normal(size=(200, 18)), rng.integers(0, 10, 200),
+                               np.arange(200) % 4 == 0, 10)
+    runtime = RuntimeMonitor(split, aligner, concepts, st, mon)
+    out = {}
+    for batch in (1, 64):
+        x = torch.rand(batch, 3, 224, 224)
+        with torch.inference_mode():
+            z, logits = split.features_and_logits(x)  # warm-up
+            forward = _median_time(lambda: split.features_and_logits(x), repeats)
+            inner = max(1, int(0.05 / max(forward, 1e-6)) if batch == 1 else 20)
+            check = _median_time(lambda: [runtime.check(z, logits) for _ in range(inner)],
+                                 repeats) / inner
+        out[f"monitor_overhead_b{batch}"] = check / forward
+        out[f"forward_b{batch}_seconds"] = forward
+    return out
+
+
+def bench_extraction(n: int, repeats: int) -> dict:
+    from torch.utils.data import TensorDataset
+
+    from .engine.extract import extract
+    from .zoo.models import toy_classifier, toy_vlm
+
+    split, vlm = toy_classifier("clean", "cpu"), toy_vlm("cpu")
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=gen)
+    labels = torch.zeros(n, dtype=torch.long)
+    batch = 256
+
+    def bare():
+        with torch.inference_mode():
+            for s in range(0, n, batch):
+                split.features_and_logits(images[s:s + batch])
+                vlm.encode_images(images[s:s + batch], batch_size=batch)
+
+    data = TensorDataset(images, labels)
+    bare()  # warm-up
+    t_bare = _median_time(bare, repeats)
+    t_ext = _median_time(lambda: extract(split, vlm, data, batch_size=batch, progress=False),
+                         repeats)
+    return {"extraction": t_bare / t_ext, "extraction_images_per_second": n / t_ext,
+            "bare_images_per_second": n / t_bare}
+
+
+def run_benchmarks(records: int = 1_000_000, quick: bool = False, progress: bool = True
+                   ) -> dict:
+    repeats = 2 if quick else 5
+    log = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
+    out = {"records": records, "threads": torch.get_num_threads(), "repeats": repeats}
+    log(f"building a synthetic bundle of {records} records ...")
+    bundle = synthetic_bundle(records)
+    log("heatmaps ...")
+    out.update(bench_heatmaps(bundle, repeats))
+    log("free-text concept ...")
+    out.update(bench_add_concept(bundle, repeats))
+    out.update(bench_cell_query(bundle, repeats))
+    del bundle
+    log("runtime monitor overhead (ResNet-18) ...")
+    out.update(bench_monitor(repeats))
+    log("extraction throughput ...")
+    out.update(bench_extraction(512 if quick else 4096, repeats))
+    out["goals_met"] = {k: (out[k] <= v if op == "<=" else out[k] >= v)
+                        for k, (op, v) in GOALS.items()}
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}

@@ -1,0 +1,95 @@
+"""The ``semheat`` command: JSON contracts and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import CLASSES
+from semheat_widgets.cli import main
+from semheat_widgets.engine.analyze import AnalysisConfig, analyze
+from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.concepts import ConceptBank
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tiny_split, tiny_vlm, colour_dataset, tmp_path_factory):
+    cfg = AnalysisConfig(attacks=(Attack("fgsm"), Attack("pgd", steps=2)), attack_limit=48,
+                         batch_size=48, thumb_size=16)
+    b = analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
+                concepts=ConceptBank(["red", "green", "blue"]), config=cfg, name="tiny",
+                progress=False)
+    path = tmp_path_factory.mktemp("cli") / "tiny"
+    b.save(path)
+    return path
+
+
+def _json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_monitor_json_contract(bundle_path, capsys):
+    out = _json(capsys, ["monitor", str(bundle_path), "--json"])
+    for task in ("misclassification", "adversarial"):
+        t = out[task]
+        assert set(t) >= {"n_positive", "n_negative", "target_fpr"}
+        if t.get("available", True):
+            for det in ("heatmap", "msp", "energy", "mahalanobis"):
+                assert 0.0 <= t[det]["auroc"] <= 1.0
+                assert 0.0 <= t[det]["accuracy"] <= 1.0
+    assert all(k == k.lower() and " " not in k for k in out)  # snake_case keys
+
+
+def test_localize_json_counts_match_the_records(bundle_path, capsys):
+    from semheat_widgets.engine.bundle import Bundle
+
+    out = _json(capsys, ["localize", str(bundle_path), "--json"])
+    b = Bundle.load(bundle_path)
+    nat = b.mask(kind="natural")
+    wrong = nat & ~b.column("correct")
+    assert out["n_misclassified"] == int(wrong.sum())
+    fault = b.column("fault")[wrong]
+    assert out["counts"] == {v: int((fault == v).sum()) for v in ("encoder", "head", "undecided")}
+    assert "ground_truth" not in out  # not a toy bundle: no known answers
+
+
+def test_info_and_text_output(bundle_path, capsys):
+    info = _json(capsys, ["info", str(bundle_path), "--json"])
+    assert info["n_records"] == 96 + 2 * 48 and info["concepts"] == ["red", "green", "blue"]
+    assert main(["monitor", str(bundle_path)]) == 0
+    assert "heatmap" in capsys.readouterr().out
+
+
+def test_bench_json_quick(capsys):
+    out = _json(capsys, ["bench", "--json", "--quick", "--records", "20000"])
+    for key in ("heatmaps", "add_concept", "monitor_overhead_b1", "monitor_overhead_b64",
+                "extraction", "cell_query_ms"):
+        assert isinstance(out[key], float) and out[key] > 0
+    assert set(out["goals_met"]) == {"heatmaps", "add_concept", "monitor_overhead_b1",
+                                     "monitor_overhead_b64", "extraction"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["localize", "/no/such/bundle", "--json"],
+    ["monitor", "{tmp}", "--json"],
+    ["info", "{tmp}"],
+])
+def test_bad_input_exits_non_zero_with_one_line(argv, tmp_path):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "semheat_widgets.cli", *argv],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("semheat: error:")
+
+
+def test_toy_build_refuses_a_non_empty_foreign_directory(tmp_path, capsys):
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["toy", "build", str(tmp_path), "--quiet"]) == 2
+    assert "not a toy world" in capsys.readouterr().err
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+    assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["precious.txt"])
