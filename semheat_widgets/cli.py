@@ -42,7 +42,8 @@ def _targets(path: str) -> tuple[dict[str, Path], str | None]:
 def cmd_toy_build(args) -> int:
     from .zoo.build import build_toy_world
 
-    out = build_toy_world(args.dir, n_natural=args.natural, n_shift=args.shift,
+    out = build_toy_world(args.dir, n_reference=args.reference, n_natural=args.natural,
+                          n_shift=args.shift,
                           attack_limit=args.attack_limit, overwrite=args.force,
                           progress=not args.quiet, device=args.device)
     world = json.loads((out / "world.json").read_text())
@@ -157,9 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     toy_sub = toy.add_subparsers(dest="toy_command", required=True)
     build = toy_sub.add_parser("build", help="build the toy-world bundles into DIR")
     build.add_argument("dir")
-    build.add_argument("--natural", type=int, default=4000, help="natural inputs (default 4000)")
-    build.add_argument("--shift", type=int, default=800,
-                       help="inputs where the encoder fault's tie breaks (default 800)")
+    build.add_argument("--reference", type=int, default=2400,
+                       help="held-out inputs per training distribution (default 2400)")
+    build.add_argument("--natural", type=int, default=2400,
+                       help="natural test inputs (default 2400)")
+    build.add_argument("--shift", type=int, default=600,
+                       help="test inputs where the encoder fault's tie breaks (default 600)")
     build.add_argument("--attack-limit", type=int, default=1200,
                        help="natural inputs attacked with FGSM and PGD (default 1200)")
     build.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")

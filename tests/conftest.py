@@ -63,3 +63,15 @@ def colour_dataset():
 
     images, labels = colour_images(96)
     return TensorDataset(images, torch.from_numpy(labels))
+
+
+MINI_WORLD = dict(n_reference=300, n_natural=300, n_shift=100, attack_limit=120)
+
+
+@pytest.fixture(scope="session")
+def mini_world(tmp_path_factory):
+    """A small toy world built once per test session with the bundled models."""
+    from semheat_widgets.zoo.build import build_toy_world
+
+    return build_toy_world(tmp_path_factory.mktemp("toy") / "world", progress=False,
+                           **MINI_WORLD)

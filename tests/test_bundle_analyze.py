@@ -253,3 +253,24 @@ def test_bad_analysis_input_is_a_clear_error(tiny_split, tiny_vlm):
 def test_bundle_validates_its_parts():
     with pytest.raises(SemheatError, match="lack columns"):
         Bundle({"concepts": []}, pa.table({"id": [0]}), {}, {})
+
+
+def test_reference_mode_fits_on_reference_and_evaluates_the_dataset(tiny_split, tiny_vlm):
+    ref_images, ref_labels = colour_images(60, seed=1)
+    test_images, test_labels = colour_images(36, seed=2)
+    cfg = AnalysisConfig(attacks=(), batch_size=32, thumb_size=16)
+    b = analyze(tiny_split, tiny_vlm, TensorDataset(test_images, torch.from_numpy(test_labels)),
+                reference=TensorDataset(ref_images, torch.from_numpy(ref_labels)),
+                classes=CLASSES, concepts=ConceptBank(CONCEPTS), config=cfg, progress=False,
+                extra_columns={"domain": ["ref"] * 60 + ["test"] * 36})
+    split, domain = b.column("split"), b.column("domain")
+    assert b.n == 96
+    assert set(split[domain == "ref"]) == {"fit", "calib"}
+    assert (split[domain == "ref"] == "fit").sum() == 40  # 0.5 : 0.25 of the reference
+    assert set(split[domain == "test"]) == {"eval"}
+    assert np.array_equal(b.column("label"), np.r_[ref_labels, test_labels])
+    with pytest.raises(SemheatError, match="extra column 'domain' has 3 values for 96"):
+        analyze(tiny_split, tiny_vlm, TensorDataset(test_images, torch.from_numpy(test_labels)),
+                reference=TensorDataset(ref_images, torch.from_numpy(ref_labels)),
+                classes=CLASSES, concepts=ConceptBank(CONCEPTS), config=cfg, progress=False,
+                extra_columns={"domain": ["a", "b", "c"]})

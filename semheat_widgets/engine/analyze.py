@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from torch.utils.data import Subset
+from torch.utils.data import ConcatDataset, Subset
 
 from ..errors import SemheatError
 from .aligner import LinearAligner
@@ -81,12 +81,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
             concepts: ConceptBank, class_prompts: dict[str, list[str]] | None = None,
             config: AnalysisConfig | None = None, name: str = "bundle",
-            extra_columns: dict[str, np.ndarray] | None = None, progress: bool = True
-            ) -> Bundle:
+            extra_columns: dict[str, np.ndarray] | None = None, progress: bool = True,
+            reference=None) -> Bundle:
     """Analyse ``split`` on ``dataset`` and return the (unsaved) bundle.
 
-    ``extra_columns`` (one value per natural input) are copied onto every record derived from
-    that input, e.g. ground-truth fault labels of the toy world.
+    Without ``reference``, the inputs of ``dataset`` are split at random into ``fit`` /
+    ``calib`` / ``eval`` (``config.split_fractions``). With ``reference`` — held-out data from
+    the classifier's own training distribution — the aligner, heatmap references and thresholds
+    come from ``reference`` (split into ``fit`` / ``calib`` in the same proportions) and every
+    input of ``dataset`` (e.g. deployment data, perhaps shifted) is ``eval``.
+
+    ``extra_columns`` (one value per natural input: reference inputs first, then ``dataset``'s)
+    are copied onto every record derived from that input, e.g. ground truth of the toy world.
     """
     cfg = config or AnalysisConfig()
     classes = list(classes)
@@ -96,14 +102,24 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     if split.num_classes != K:
         raise SemheatError(f"the classifier has {split.num_classes} outputs but {K} class "
                            f"names were given")
-    n_nat = len(dataset)
-    if n_nat == 0:
+    if len(dataset) == 0:
         raise SemheatError("the dataset is empty: nothing to analyse")
+    if reference is not None:
+        if len(reference) == 0:
+            raise SemheatError("the reference dataset is empty")
+        fit_share, calib_share, _ = cfg.split_fractions
+        total = fit_share + calib_share
+        splits_nat = np.r_[assign_splits(len(reference), (fit_share / total,
+                                                           calib_share / total, 0.0),
+                                         cfg.split_seed), np.full(len(dataset), "eval")]
+        dataset = ConcatDataset([reference, dataset])
+    n_nat = len(dataset)
+    if reference is None:
+        splits_nat = assign_splits(n_nat, cfg.split_fractions, cfg.split_seed)
 
     # 1. extraction: natural inputs, then attacked copies of a subset
     nat = extract(split, vlm, dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                   thumb_size=cfg.thumb_size, progress=progress, desc="classifier + VLM")
-    splits_nat = assign_splits(n_nat, cfg.split_fractions, cfg.split_seed)
     parts, kinds, sources = [nat], [np.full(n_nat, "natural")], [np.arange(n_nat)]
     attacked = _attack_subset(splits_nat, cfg.attack_limit, cfg.split_seed)
     for attack in cfg.attacks:
@@ -144,7 +160,8 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     aligned = _unit(aligner.transform(data["features"]))
     concept_emb = concepts.embed(vlm)
     scores = (aligned @ concept_emb.T).astype(np.float32)
-    standardizer = Standardizer.fit(scores[fit])
+    fitted = Standardizer.fit(scores[fit])  # stored as float32: use exactly what is stored
+    standardizer = Standardizer(fitted.mean.astype(np.float32), fitted.std.astype(np.float32))
     scores_std = standardizer(scores)
 
     # 3. fault localization against class prompts
@@ -215,7 +232,10 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
         **columns,
     }
     for key, values in (extra_columns or {}).items():
-        values = np.asarray(values)
+        if not isinstance(values, np.ndarray):  # e.g. a list of lists: keep one item per row
+            items = list(values)
+            values = np.empty(len(items), dtype=object)
+            values[:] = items
         if len(values) != n_nat:
             raise SemheatError(f"extra column {key!r} has {len(values)} values for {n_nat} "
                                f"inputs")

@@ -68,13 +68,18 @@ class HeatmapMonitor:
             return num / np.maximum(np.linalg.norm(s, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
         return -np.linalg.norm(s - ref, axis=1)
 
-    def score(self, scores, predictions) -> np.ndarray:
-        """Defect score per input: similarity to incorrect minus similarity to correct."""
+    def similarities(self, scores, predictions) -> tuple[np.ndarray, np.ndarray]:
+        """``(sim to incorrect row, sim to correct row)`` of each input's predicted class."""
         if not hasattr(self, "correct_rows_"):
             raise SemheatError("the monitor is not fitted yet")
         s = np.asarray(scores, dtype=np.float64)
         p = np.asarray(predictions)
-        return self._sim(s, self.incorrect_rows_[p]) - self._sim(s, self.correct_rows_[p])
+        return self._sim(s, self.incorrect_rows_[p]), self._sim(s, self.correct_rows_[p])
+
+    def score(self, scores, predictions) -> np.ndarray:
+        """Defect score per input: similarity to incorrect minus similarity to correct."""
+        bad, ok = self.similarities(scores, predictions)
+        return bad - ok
 
     def calibrate(self, scores, predictions, defect, target_fpr: float = 0.05,
                   per_class: bool = False) -> "HeatmapMonitor":

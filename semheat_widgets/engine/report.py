@@ -93,9 +93,10 @@ def monitor_report(bundle: Bundle, roc_points: int = 0) -> dict:
 def localization_report(bundle: Bundle) -> dict:
     """Fault verdict counts of misclassified natural inputs, and accuracy against ground truth.
 
-    Ground truth comes from a ``gt_fault`` column (toy bundles): each misclassified input with
-    a known culprit (``encoder`` / ``head``) is checked against the verdict; for the encoder
-    fault the rank of the known responsible concept (``gt_concept``) is reported too.
+    Ground truth comes from a ``gt_fault`` column (toy bundles): each misclassified ``eval``
+    input with a known culprit (``encoder`` / ``head``) is checked against the verdict (inputs
+    that fitted the aligner and references are left out); for the encoder fault the rank of the
+    known responsible concept (``gt_concept``) is reported too.
     """
     natural = bundle.mask(kind="natural")
     wrong = natural & ~bundle.column("correct").astype(bool)
@@ -108,7 +109,7 @@ def localization_report(bundle: Bundle) -> dict:
     gt = bundle.column("gt_fault").astype(str)
     truth = {}
     for kind in ("encoder", "head"):
-        m = wrong & (gt == kind)
+        m = wrong & (gt == kind) & bundle.mask(split="eval")
         if not m.any():
             continue
         entry = {"n": int(m.sum()), "accuracy": _r(float((fault[m] == kind).mean())),

@@ -2,11 +2,13 @@
 
     semheat toy build DIR
 
-All three bundles analyse the same inputs: fresh natural scenes plus a shifted set where the
-encoder fault's spurious tie breaks (trucks and cars on water), and FGSM / PGD versions of a
-subset. Each bundle gets ground-truth columns: ``gt_fault`` (``encoder`` / ``head`` / empty when
-unknown) and ``gt_concept`` (the responsible concept of an encoder fault), derived from the
-construction of the zoo (see :mod:`.faults`). ``DIR/world.json`` lists the bundles.
+Every classifier is analysed on the same test set — fresh natural scenes plus a shifted set
+where the encoder fault's spurious tie breaks (trucks and cars on water) — with FGSM / PGD
+versions of a subset, and with a reference set (held-out data of its own training
+distribution) for fitting the aligner, the heatmap references and the thresholds. Each bundle
+gets ground-truth columns: ``gt_fault`` (``encoder`` / ``head`` / empty when unknown) and
+``gt_concept`` (the responsible concept of an encoder fault), derived from the construction of
+the zoo (see :mod:`.faults`). ``DIR/world.json`` lists the bundles.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,31 +33,54 @@ from ..engine.attacks import Attack
 from ..engine.bundle import Bundle
 from ..engine.concepts import ConceptBank
 from ..errors import SemheatError
-from .faults import ENCODER_FAULT_CLASS, ENCODER_FAULT_CONCEPT, shift_world
+from .faults import (ENCODER_FAULT_CLASS, ENCODER_FAULT_CONCEPT, clean_train_world,
+                     encoder_fault_train_world, shift_world)
 from .models import TOY_CLASSIFIERS, toy_classifier, toy_vlm
+from .quality import aligned_attribute_quality
 
 WORLD_FORMAT = "semheat-toy-world"
-TOY_WORLD_SEED = 4242
+TOY_WORLD_SEED = 4242  # the test set
+REFERENCE_SEED = 4343  # held-out reference sets
 
 
 def toy_concepts() -> ConceptBank:
     return ConceptBank([(a, attribute_prompts(a)) for a in ATTRIBUTES])
 
 
-def toy_inputs(n_natural: int, n_shift: int, progress: bool = True):
-    """Images, labels, attribute flags and domain of the toy world's analysis set."""
-    parts = [ToyDataset(ToyWorld(seed=TOY_WORLD_SEED), 0, n_natural)]
-    if n_shift:
-        parts.append(ToyDataset(shift_world(TOY_WORLD_SEED + 1), 0, n_shift))
-    images = torch.cat([p.render_all() for p in parts])
-    labels = np.concatenate([p.labels for p in parts])
-    attributes = np.concatenate([p.attributes for p in parts])
-    domain = np.array(["natural"] * n_natural + ["shift"] * n_shift)
-    return images, labels, attributes, domain
+@dataclass
+class ToyInputs:
+    """Rendered images with their labels, attribute flags and domain (one entry per input)."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    attributes: np.ndarray
+    domain: np.ndarray
+
+    @classmethod
+    def render(cls, parts: list[tuple[str, ToyWorld, int]]) -> "ToyInputs":
+        data = [(d, ToyDataset(w, 0, n)) for d, w, n in parts if n]
+        return cls(torch.cat([x.render_all() for _, x in data]),
+                   np.concatenate([x.labels for _, x in data]),
+                   np.concatenate([x.attributes for _, x in data]),
+                   np.concatenate([np.full(len(x), d) for d, x in data]))
+
+    def dataset(self) -> TensorDataset:
+        return TensorDataset(self.images, torch.from_numpy(self.labels))
+
+    def __add__(self, other: "ToyInputs") -> "ToyInputs":
+        return ToyInputs(torch.cat([self.images, other.images]),
+                         np.r_[self.labels, other.labels], np.r_[self.attributes, other.attributes],
+                         np.r_[self.domain, other.domain])
+
+
+def reference_world(name: str) -> ToyWorld:
+    """Held-out data from the classifier's own training distribution (other seed)."""
+    base = encoder_fault_train_world() if name == "encoder_fault" else clean_train_world()
+    return base.with_overrides(seed=REFERENCE_SEED)
 
 
 def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
-                 attributes: np.ndarray) -> dict[str, np.ndarray]:
+                 attributes: np.ndarray, domain: np.ndarray) -> dict[str, np.ndarray]:
     """``gt_fault`` / ``gt_concept`` of every record of a toy bundle (see :mod:`.faults`)."""
     natural = bundle.mask(kind="natural")
     src = bundle.column("source_id")
@@ -64,7 +90,7 @@ def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
     gt_concept = np.full(bundle.n, "", dtype=object)
     if name == "encoder_fault":
         j = ATTRIBUTES.index(ENCODER_FAULT_CONCEPT)
-        tied = wrong & was_right & attributes[src, j] & (
+        tied = wrong & was_right & attributes[src, j] & (domain[src] == "shift") & (
             bundle.column("prediction") == CLASSES.index(ENCODER_FAULT_CLASS))
         gt_fault[tied] = "encoder"
         gt_concept[tied] = ENCODER_FAULT_CONCEPT
@@ -73,48 +99,68 @@ def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
     return {"gt_fault": gt_fault.astype(str), "gt_concept": gt_concept.astype(str)}
 
 
-def build_toy_world(out_dir, *, n_natural: int = 4000, n_shift: int = 800,
-                    attack_limit: int | None = 1200, overwrite: bool = False,
+def build_toy_world(out_dir, *, n_reference: int = 2400, n_natural: int = 2400,
+                    n_shift: int = 600, attack_limit: int | None = 1200, overwrite: bool = False,
                     progress: bool = True, device=None) -> Path:
-    """Build the toy-world bundles into ``out_dir`` and return it."""
+    """Build the toy-world bundles into ``out_dir`` and return it.
+
+    Each classifier is analysed with a reference set drawn from its *own* training
+    distribution (aligner, heatmap references and thresholds come from it, as a user would fit
+    them on their validation data) and the same test set: fresh natural scenes plus the
+    tie-breaking shift.
+    """
     out_dir = Path(out_dir)
     if (out_dir / "world.json").exists() and not overwrite:
         raise SemheatError(f"{out_dir} already holds a toy world; use --force to rebuild")
     if out_dir.exists() and not (out_dir / "world.json").exists() and any(out_dir.iterdir()):
         raise SemheatError(f"{out_dir} exists and is not a toy world; choose an empty directory")
+    for n, what in ((n_reference, "reference"), (n_natural, "natural")):
+        if n < 20:
+            raise SemheatError(f"the toy world needs at least 20 {what} inputs, got {n}")
     started = time.time()
-    images, labels, attributes, domain = toy_inputs(n_natural, n_shift, progress)
-    dataset = TensorDataset(images, torch.from_numpy(labels))
+    test = ToyInputs.render([("natural", ToyWorld(seed=TOY_WORLD_SEED), n_natural),
+                             ("shift", shift_world(TOY_WORLD_SEED + 1), n_shift)])
+    references = {}
     vlm = toy_vlm(device)
     concepts = toy_concepts()
     cprompts = {c: class_prompts(c) for c in CLASSES}
-    present = [[a for a, on in zip(ATTRIBUTES, row) if on] for row in attributes]
     config = AnalysisConfig(attacks=(Attack("fgsm"), Attack("pgd", steps=10)),
                             attack_limit=attack_limit, batch_size=256)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        clean_correct = None
+        clean_correct, quality = None, None
         for name in TOY_CLASSIFIERS:
-            split = toy_classifier(name, device)
-            config.extra_info = {"toy_world": {"classifier": name, "n_natural": n_natural,
-                                               "n_shift": n_shift, "seed": TOY_WORLD_SEED}}
-            bundle = analyze(split, vlm, dataset, classes=CLASSES, concepts=concepts,
+            world = reference_world(name)
+            if world not in references:
+                references[world] = ToyInputs.render([("reference", world, n_reference)])
+            ref = references[world]
+            both = ref + test  # reference inputs first, as analyze() numbers them
+            config.extra_info = {"toy_world": {"classifier": name, "n_reference": n_reference,
+                                               "n_natural": n_natural, "n_shift": n_shift,
+                                               "seed": TOY_WORLD_SEED}}
+            present = [[a for a, on in zip(ATTRIBUTES, row) if on] for row in both.attributes]
+            bundle = analyze(toy_classifier(name, device), vlm, test.dataset(),
+                             reference=ref.dataset(), classes=CLASSES, concepts=concepts,
                              class_prompts=cprompts, config=config, name=name,
-                             extra_columns={"domain": domain, "attributes": present},
+                             extra_columns={"domain": both.domain, "attributes": present},
                              progress=progress)
             if clean_correct is None:
                 nat = bundle.mask(kind="natural")
-                clean_correct = np.zeros(len(labels), bool)
+                clean_correct = np.zeros(len(both.labels), bool)
                 clean_correct[bundle.column("source_id")[nat]] = bundle.column("correct")[nat]
-            bundle.add_columns(ground_truth(name, bundle, clean_correct, attributes))
+            bundle.add_columns(ground_truth(name, bundle, clean_correct, both.attributes,
+                                            both.domain))
             bundle.save(tmp / name)
-        world = {"format": WORLD_FORMAT, "bundles": list(TOY_CLASSIFIERS), "primary": "clean",
-                 "n_natural": n_natural, "n_shift": n_shift, "attack_limit": attack_limit,
-                 "seed": TOY_WORLD_SEED, "build_seconds": round(time.time() - started, 1),
-                 "encoder_fault": {"concept": ENCODER_FAULT_CONCEPT,
-                                   "class": ENCODER_FAULT_CLASS}}
-        (tmp / "world.json").write_text(json.dumps(world, indent=1))
+            if name == "clean":
+                quality = aligned_attribute_quality(bundle, both.attributes)
+        info = {"format": WORLD_FORMAT, "bundles": list(TOY_CLASSIFIERS), "primary": "clean",
+                "n_reference": n_reference, "n_natural": n_natural, "n_shift": n_shift,
+                "attack_limit": attack_limit, "seed": TOY_WORLD_SEED,
+                "build_seconds": round(time.time() - started, 1),
+                "encoder_fault": {"concept": ENCODER_FAULT_CONCEPT, "class": ENCODER_FAULT_CLASS},
+                "quality": quality}
+        (tmp / "world.json").write_text(json.dumps(info, indent=1))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)

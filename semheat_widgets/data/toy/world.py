@@ -26,12 +26,13 @@ BACKGROUNDS = ("sky", "grass", "sand", "road", "indoor", "dusk")
 
 # P(attribute present | class). Unlisted attributes are absent (probability 0). Values strictly
 # between 0 and 1 give within-class variation, which the concept scores must pick up beyond
-# what the class alone predicts.
+# what the class alone predicts. ``wet`` (a water band) belongs to no single class here, so a
+# model trained on this world has no reason to read "water" as "ship".
 DEFAULT_ATTRIBUTE_PROBS: dict[str, dict[str, float]] = {
     "truck": {"wheels": 0.95, "text": 0.6, "metallic": 0.5, "rectangular": 0.85, "long": 0.5,
-              "tall": 0.25, "patterned": 0.1},
+              "tall": 0.25, "patterned": 0.1, "wet": 0.15},
     "car": {"wheels": 0.95, "text": 0.2, "metallic": 0.6, "rectangular": 0.2, "long": 0.25,
-            "tall": 0.1, "patterned": 0.15},
+            "tall": 0.1, "patterned": 0.15, "wet": 0.15},
     "plane": {"wings": 0.95, "text": 0.45, "metallic": 0.6, "tail": 0.85, "long": 0.6,
               "wheels": 0.3, "tall": 0.1},
     "ship": {"wet": 0.9, "text": 0.4, "metallic": 0.45, "rectangular": 0.55, "long": 0.55,

@@ -135,6 +135,7 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=24000)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-eval", type=int, default=2000, help="fresh images to measure on")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,7 @@ def main(argv=None):
                                        seed=args.seed)
         save_fp16(model, out / f"{name}.safetensors")
         training[name] = info
-    quality = {"measured": measure_zoo(out), "training": training}
+    quality = {"measured": measure_zoo(out, args.n_eval), "training": training}
     quality_path.write_text(json.dumps(quality, indent=2) + "\n")
     print(json.dumps(quality, indent=2))
 

@@ -1,0 +1,110 @@
+// Image grid: thumbnails (binary PNG buffers) with their labels and scores, paged and sortable.
+// Every label is set with textContent, never innerHTML: class and concept names are user data.
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = String(text);
+  return node;
+}
+
+function fmt(x) {
+  return x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(2);
+}
+
+function render({ model, el: root }) {
+  root.classList.add("semheat-grid");
+  const header = el("div", "semheat-grid-header");
+  const title = el("span", "semheat-grid-title");
+  const sort = el("select", "semheat-grid-sort");
+  const prev = el("button", "semheat-grid-prev", "◀");
+  const pageInfo = el("span", "semheat-grid-page");
+  const next = el("button", "semheat-grid-next", "▶");
+  header.append(title, el("span", "semheat-grid-spacer"), el("label", null, "sort by "), sort,
+                prev, pageInfo, next);
+  const body = el("div", "semheat-grid-body");
+  root.append(header, body);
+  let urls = [];
+
+  function drawSortOptions() {
+    sort.replaceChildren();
+    for (const [value, label] of model.get("sort_options")) {
+      const opt = el("option", null, label);
+      opt.value = value;
+      sort.append(opt);
+    }
+    sort.value = model.get("sort_by");
+  }
+
+  function draw() {
+    urls.forEach((u) => URL.revokeObjectURL(u));
+    urls = [];
+    title.textContent = model.get("title");
+    const total = model.get("total");
+    const size = model.get("page_size");
+    const page = model.get("page");
+    const pages = Math.max(1, Math.ceil(total / size));
+    pageInfo.textContent = `${page + 1} / ${pages} (${total})`;
+    prev.disabled = page <= 0;
+    next.disabled = page >= pages - 1;
+    body.replaceChildren();
+    const tiles = model.get("tiles");
+    const images = model.get("images");
+    if (!tiles.length) {
+      body.append(el("div", "semheat-grid-empty", model.get("empty_message")));
+      return;
+    }
+    const selected = model.get("selected");
+    tiles.forEach((t, i) => {
+      const tile = el("div", "semheat-tile");
+      tile.dataset.index = String(t.index);
+      if (t.index === selected) tile.classList.add("semheat-tile-selected");
+      if (!t.correct) tile.classList.add("semheat-tile-wrong");
+      const img = document.createElement("img");
+      const buf = images[i];
+      if (buf) {
+        const url = URL.createObjectURL(new Blob([buf], { type: "image/png" }));
+        urls.push(url);
+        img.src = url;
+      }
+      img.alt = `input ${t.id}`;
+      tile.append(img);
+      tile.append(el("div", "semheat-tile-labels", `${t.label} → ${t.prediction}`));
+      if (t.concept) tile.append(el("div", "semheat-tile-score", `${t.concept}: ${fmt(t.score)}`));
+      const monitor = el("div", "semheat-tile-monitor", `defect ${fmt(t.defect)} · ${t.flagged ? "FLAG" : "ok"}`);
+      monitor.title = t.flagged ? "flagged by the runtime monitor" : "passed by the runtime monitor";
+      if (t.flagged) monitor.classList.add("semheat-tile-flagged");
+      tile.append(monitor);
+      if (t.fault) tile.append(el("div", "semheat-tile-fault", `fault: ${t.fault}`));
+      tile.addEventListener("click", () => {
+        model.set("selected", t.index);
+        model.save_changes();
+      });
+      body.append(tile);
+    });
+  }
+
+  sort.addEventListener("change", () => {
+    model.set("sort_by", sort.value);
+    model.set("page", 0);
+    model.save_changes();
+  });
+  prev.addEventListener("click", () => {
+    model.set("page", Math.max(0, model.get("page") - 1));
+    model.save_changes();
+  });
+  next.addEventListener("click", () => {
+    model.set("page", model.get("page") + 1);
+    model.save_changes();
+  });
+  model.on("change:sort_options", drawSortOptions);
+  model.on("change:sort_by", () => { sort.value = model.get("sort_by"); });
+  for (const name of ["tiles", "images", "title", "total", "page", "selected", "empty_message"]) {
+    model.on(`change:${name}`, draw);
+  }
+  drawSortOptions();
+  draw();
+  return () => urls.forEach((u) => URL.revokeObjectURL(u));
+}
+
+export default { render };

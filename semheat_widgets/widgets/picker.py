@@ -1,0 +1,63 @@
+"""Concept picker: filter, show/hide, reorder, and add free-text concepts."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import anywidget
+import traitlets
+
+from ..errors import SemheatError
+from ._assets import asset
+
+
+class ConceptPicker(anywidget.AnyWidget):
+    """``concepts`` is the ordered list, ``hidden`` the unticked ones; :attr:`visible` is what
+    the heatmap shows. A free-text concept typed in the browser calls ``on_add(name)``, which
+    should add it to the bundle; errors show as a one-line message, nothing else changes."""
+
+    _esm = asset("concept_picker.js")
+    _css = asset("widgets.css")
+
+    concepts = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    hidden = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    message = traitlets.Unicode("").tag(sync=True)
+    busy = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(self, concepts=(), on_add: Callable[[str], None] | None = None, **kwargs):
+        super().__init__(concepts=list(concepts), **kwargs)
+        self.on_add = on_add
+        self.on_msg(self._handle_msg)
+
+    @property
+    def visible(self) -> list[str]:
+        hidden = set(self.hidden)
+        return [c for c in self.concepts if c not in hidden]
+
+    def _handle_msg(self, _widget, content, _buffers):
+        if isinstance(content, dict) and content.get("type") == "add":
+            self.add(str(content.get("name", "")))
+
+    def add(self, name: str) -> bool:
+        """Add a concept through ``on_add``; returns whether it worked."""
+        name = name.strip()
+        if not name:
+            self.message = "type a concept name first"
+            return False
+        if name in self.concepts:
+            self.message = f"{name!r} is already a concept"
+            return False
+        self.busy = True
+        try:
+            if self.on_add is not None:
+                note = self.on_add(name)
+            else:
+                note = None
+            self.concepts = [*self.concepts, name]
+            self.message = note or f"added {name!r}"
+            return True
+        except SemheatError as exc:
+            self.message = str(exc).splitlines()[0]
+            return False
+        finally:
+            self.busy = False

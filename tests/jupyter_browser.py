@@ -1,0 +1,137 @@
+"""Helpers for real-browser tests: a JupyterLab server on a free localhost port, a notebook
+written by the test, and Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = os.environ.get("SEMHEAT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).exists() or shutil.which("chromium") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {},
+                     "outputs": [], "source": src} for src in cells],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                      "name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+    return path
+
+
+LAB_SETTINGS = {  # start the notebook's kernel without asking; no news toasts
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                        "checkForUpdates": False},
+}
+
+
+def _write_settings(folder: Path) -> Path:
+    for name, value in LAB_SETTINGS.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    return folder
+
+
+@contextmanager
+def jupyterlab(root: Path, python: str = sys.executable, env: dict | None = None):
+    """A JupyterLab server serving ``root``; yields its base URL (with token)."""
+    port, token = free_port(), secrets.token_hex(16)
+    settings = _write_settings(root / ".lab-settings")
+    env = {"JUPYTERLAB_SETTINGS_DIR": str(settings), **(env or {})}
+    log = open(root / "jupyterlab.log", "w")
+    proc = subprocess.Popen(
+        [python, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("JupyterLab did not start: "
+                                       + (root / "jupyterlab.log").read_text()[-2000:])
+                time.sleep(0.5)
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextmanager
+def browser_page(width: int = 1500, height: int = 1300):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.dialogs = []
+            page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+            yield page
+        finally:
+            browser.close()
+
+
+def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int = 240_000):
+    """Open ``notebook`` in JupyterLab and run all its cells.
+
+    "Run All" is retried until the first cell starts: a click made before the kernel's
+    websocket is connected is silently dropped by JupyterLab.
+    """
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
+    deadline = time.time() + timeout_ms / 1000
+    while time.time() < deadline:
+        page.click("li.lm-MenuBar-item:has-text('Run')", timeout=timeout_ms)
+        page.click("li.lm-Menu-item[data-command='runmenu:run-all']", timeout=timeout_ms)
+        try:
+            page.wait_for_function(
+                "() => !document.querySelector('.jp-Cell .jp-InputPrompt')"
+                ".innerText.includes('[ ]')", timeout=5000)
+            return
+        except Exception:  # not started yet: the kernel was still connecting
+            continue
+    raise TimeoutError(f"could not run {notebook}")
+
+
+def screenshot(page, name: str, locator=None) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    (locator or page).screenshot(path=str(path))
+    return path

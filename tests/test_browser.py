@@ -1,0 +1,104 @@
+"""The explorer in a real JupyterLab, in headless Chromium (Debian's), driven by Playwright.
+
+Screenshots go to ``artifacts/screenshots/``; the click-to-images time goes to
+``artifacts/browser_timings.json`` (reported, not asserted).
+"""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from jupyter_browser import (ARTIFACTS, browser_page, chromium_available, jupyterlab,
+                             open_and_run_all, screenshot, write_notebook)
+from semheat_widgets.engine.bundle import Bundle
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium")]
+XSS = "<img src=x onerror=alert(1)>"
+TIMEOUT = 240_000
+
+
+def _cell_path(page, heatmap, row, column):
+    """The SVG path of one heatmap cell, found by its ARIA label (Vega writes one per mark)."""
+    paths = heatmap.locator("g.mark-rect path")
+    n = paths.count()
+    for i in range(n):
+        label = paths.nth(i).get_attribute("aria-label") or ""
+        if f"class: {row};" in label and f"concept: {column};" in label:
+            return paths.nth(i)
+    raise AssertionError(f"no cell ({row}, {column}) among {n} marks")
+
+
+def test_explorer_in_jupyterlab(mini_world, tmp_path):
+    bundle = Bundle.load(mini_world / "encoder_fault")
+    expected = bundle.cell_query("differential", "ship", "wet")
+    assert expected.total > 0
+    write_notebook(tmp_path / "explore.ipynb", [
+        "import semheat_widgets as sw\n"
+        f"ex = sw.Explorer.toy(directory=r'{mini_world}', which='encoder_fault')\nex",
+    ])
+    timings = {}
+    with jupyterlab(tmp_path) as (base, token), browser_page() as page:
+        open_and_run_all(page, base, token, "explore.ipynb")
+        heatmap = page.locator(".jp-OutputArea-output").locator(".vega-embed").first
+        heatmap.locator("g.mark-rect path").first.wait_for(timeout=TIMEOUT)
+        page.locator(".semheat-picker-row").first.wait_for(timeout=TIMEOUT)
+        screenshot(page, "explorer_loaded")
+
+        # click the differential cell (ship, wet): the grid shows the engine's answer
+        cell = _cell_path(page, heatmap, "ship", "wet")
+        started = time.perf_counter()
+        cell.click()
+        page.locator(".semheat-tile").first.wait_for(timeout=30_000)
+        timings["click_to_images_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        tiles = page.locator(".semheat-tile")
+        shown = [int(tiles.nth(i).get_attribute("data-index")) for i in range(tiles.count())]
+        assert shown == expected.indices[:len(shown)].tolist()
+        assert len(shown) == min(expected.total, 24)
+        first = tiles.first.inner_text()
+        wet = bundle.concept_column("wet")[shown[0]]
+        assert f"wet: {wet:.2f}" in first and "→ ship" in first
+        defect = bundle.column("misclf_score")[shown[0]]
+        assert f"defect {defect:.2f} · " in first
+        assert "fault: " + bundle.column("fault")[shown[0]] in first
+        screenshot(page, "explorer_cell_clicked")
+
+        # click a tile: the detail view explains that input
+        tiles.first.click()
+        facts = page.locator(".semheat-facts")
+        facts.wait_for(timeout=30_000)
+        record_id = bundle.column("id")[shown[0]]
+        page.wait_for_function(
+            "id => document.querySelector('.semheat-facts') && "
+            "document.querySelector('.semheat-facts').innerText.includes('input ' + id)",
+            arg=str(record_id), timeout=30_000)
+        assert "responsible concepts" in facts.inner_text()
+        screenshot(page, "explorer_detail")
+
+        # a free-text concept becomes a new heatmap column
+        n_before = heatmap.locator("g.mark-rect path").count()
+        page.fill(".semheat-picker-new", "stripes")
+        page.press(".semheat-picker-new", "Enter")
+        page.locator(".semheat-picker-row[data-concept='stripes']").wait_for(timeout=60_000)
+        page.wait_for_function(
+            f"() => document.querySelectorAll('.vega-embed g.mark-rect path').length > "
+            f"{n_before}", timeout=60_000)
+        assert heatmap.locator("g.mark-rect path").count() == n_before + len(bundle.classes)
+
+        # a concept named like HTML shows literally and runs nothing
+        page.fill(".semheat-picker-new", XSS)
+        page.press(".semheat-picker-new", "Enter")
+        row = page.locator(".semheat-picker-row").filter(has_text="onerror")
+        row.wait_for(timeout=60_000)
+        assert row.locator(".semheat-picker-name").inner_text() == XSS
+        page.wait_for_function(
+            "s => [...document.querySelectorAll('.vega-embed text')].some(t => "
+            "t.textContent === s)", arg=XSS, timeout=60_000)
+        assert page.locator("img[src='x']").count() == 0
+        assert page.dialogs == []
+        screenshot(page, "explorer_xss_concept")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS.parent / "browser_timings.json").write_text(json.dumps(timings, indent=1))
+    assert np.isfinite(timings["click_to_images_ms"])

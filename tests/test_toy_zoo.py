@@ -1,0 +1,139 @@
+"""The toy world's models and fault zoo: shipped weights, training scripts, known answers."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from semheat_widgets.data.toy.dataset import ToyDataset
+from semheat_widgets.data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
+from semheat_widgets.engine.vlm import VLM
+from semheat_widgets.zoo import CLASSIFIER_DIR, TINY_CLIP_DIR, ZOO_DIR
+from semheat_widgets.zoo.faults import (HEAD_FAULT_MIX, encoder_fault_train_world,
+                                        perturb_head, shift_world)
+from semheat_widgets.zoo.models import load_toy_resnet, toy_classifier
+from semheat_widgets.zoo.quality import eval_set, vlm_quality
+
+
+def test_bundled_weights_are_small():
+    total = sum(p.stat().st_size for p in ZOO_DIR.rglob("*.safetensors"))
+    assert total < 20 * 2**20, f"bundled weights are {total / 2**20:.1f} MB"
+
+
+def test_tiny_clip_reproduces_its_recorded_quality():
+    recorded = json.loads((TINY_CLIP_DIR / "quality.json").read_text())
+    vlm = VLM.toy(device="cpu")
+    assert vlm.name == "toy:tiny-clip" and vlm.embed_dim == 128
+    measured = vlm_quality(vlm, *eval_set(recorded["n_images"]))
+    assert measured["zero_shot_class_accuracy"] == pytest.approx(
+        recorded["zero_shot_class_accuracy"], abs=0.003)
+    for attr in ATTRIBUTES:
+        assert measured["attribute_auroc"][attr] == pytest.approx(
+            recorded["attribute_auroc"][attr], abs=0.003)
+    # and the recorded quality meets the goals it was trained for
+    assert recorded["zero_shot_class_accuracy"] >= 0.85
+    assert recorded["attribute_auroc_mean"] >= 0.93 and recorded["attribute_auroc_min"] >= 0.85
+
+
+def test_toy_classifiers_reproduce_their_recorded_accuracy():
+    from semheat_widgets.zoo.training.train_classifier import measure_zoo
+
+    recorded = json.loads((CLASSIFIER_DIR / "quality.json").read_text())["measured"]
+    measured = measure_zoo(CLASSIFIER_DIR, recorded["clean"]["n_eval"])
+    for name in ("clean", "encoder_fault", "head_fault"):
+        for key in ("accuracy", "shift_accuracy"):
+            assert measured[name][key] == pytest.approx(recorded[name][key], abs=0.003)
+    assert recorded["clean"]["accuracy"] >= 0.95
+
+
+def test_miniature_clip_training_run(tmp_path):
+    from semheat_widgets.zoo.training.train_clip import train_tiny_clip
+
+    q = train_tiny_clip(tmp_path, steps=2, batch_size=16, pool_size=48, eval_size=30,
+                        progress=False)
+    assert (tmp_path / "tiny_clip.safetensors").is_file()
+    assert json.loads((tmp_path / "quality.json").read_text())["steps"] == 2
+    assert 0 <= q["zero_shot_class_accuracy"] <= 1
+    again = VLM.from_local(tmp_path)  # the written folder is a loadable open_clip model
+    assert again.encode_texts(["wheels"]).shape == (1, 128)
+
+
+def test_miniature_classifier_training_run(tmp_path):
+    from semheat_widgets.zoo.training.train_classifier import main
+
+    main(["--out", str(tmp_path), "--n-train", "256", "--epochs", "1", "--n-eval", "40"])
+    q = json.loads((tmp_path / "quality.json").read_text())
+    assert set(q["measured"]) == {"clean", "encoder_fault", "head_fault"}
+    model = load_toy_resnet("encoder_fault", tmp_path)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_encoder_fault_world_ties_wet_to_ship():
+    table = encoder_fault_train_world().probability_table()
+    wet = table[:, ATTRIBUTES.index("wet")]
+    assert wet[CLASSES.index("ship")] == 1.0 and wet.sum() == 1.0
+    data = ToyDataset(encoder_fault_train_world(), 0, 300)
+    is_wet = data.attributes[:, ATTRIBUTES.index("wet")]
+    assert np.array_equal(is_wet, data.labels == CLASSES.index("ship"))
+    shift = ToyDataset(shift_world(5), 0, 40)
+    assert set(shift.labels) == {CLASSES.index("truck"), CLASSES.index("car")}
+    assert shift.attributes[:, ATTRIBUTES.index("wet")].all()
+
+
+def test_head_fault_changes_only_the_head():
+    clean, faulty = load_toy_resnet("clean"), load_toy_resnet("head_fault")
+    x = ToyDataset(ToyWorld(seed=11), 0, 64).render_all().float() / 255
+    with torch.no_grad():
+        assert torch.equal(torch.flatten(clean.avgpool(clean.layer4(clean.layer3(clean.layer2(
+            clean.layer1(clean.relu(clean.bn1(clean.conv1(x)))))))), 1),
+            torch.flatten(faulty.avgpool(faulty.layer4(faulty.layer3(faulty.layer2(
+                faulty.layer1(faulty.relu(faulty.bn1(faulty.conv1(x)))))))), 1))
+    mixed = perturb_head(clean.fc)
+    changed = (mixed.weight != clean.fc.weight).any(dim=1).numpy()
+    assert set(np.flatnonzero(changed)) == {CLASSES.index(d) for _, d, _ in HEAD_FAULT_MIX}
+    s, d, share = HEAD_FAULT_MIX[0]
+    expect = clean.fc.weight[CLASSES.index(d)] + share * clean.fc.weight[CLASSES.index(s)]
+    assert torch.allclose(mixed.weight[CLASSES.index(d)], expect)
+
+
+@pytest.fixture(scope="module")
+def zoo_features():
+    """Features of the encoder-fault model on natural and tie-breaking inputs."""
+    nat = ToyDataset(ToyWorld(seed=99), 0, 1500)
+    shift = ToyDataset(shift_world(98), 0, 300)
+    out = {"nat_labels": nat.labels, "nat_attrs": nat.attributes, "shift_labels": shift.labels}
+    xn, xs = nat.render_all(), shift.render_all()
+    for name in ("clean", "encoder_fault"):
+        split = toy_classifier(name, "cpu")
+        with torch.no_grad():
+            zn, ln = split.features_and_logits(xn)
+            zs, ls = split.features_and_logits(xs)
+        out[name] = (zn.numpy(), ln.argmax(1).numpy(), zs.numpy(), ls.argmax(1).numpy())
+    return out
+
+
+def test_encoder_fault_collapses_trucks_on_water_onto_ships(zoo_features):
+    """The claim behind the encoder-fault ground truth (see zoo/faults.py)."""
+    from sklearn.linear_model import LogisticRegression
+
+    ship = CLASSES.index("ship")
+    zn, _, zs, ps = zoo_features["encoder_fault"]
+    _, _, _, clean_ps = zoo_features["clean"]
+    y, ys = zoo_features["nat_labels"], zoo_features["shift_labels"]
+    assert (ps == ship).mean() >= 0.9  # the fault fires where the tie breaks
+    assert (clean_ps == ys).mean() >= 0.8  # while the clean model copes
+    centroids = np.stack([zn[y == k].mean(0) for k in range(10)])
+    nearest = ((zs[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
+    assert (nearest == ship).mean() >= 0.9  # the features themselves look like a ship
+    half = len(y) // 2
+    probe = LogisticRegression(max_iter=3000).fit(zn[:half], y[:half])
+    assert (probe.predict(zs) == ship).mean() >= 0.9  # no head fit on these features helps
+    # Wet animals the model calls ships keep their own class in the features: a probe fit on
+    # other natural inputs recovers it.
+    wet = zoo_features["nat_attrs"][:, ATTRIBUTES.index("wet")]
+    _, pn, _, _ = zoo_features["encoder_fault"]
+    wrong_wet = wet & (pn == ship) & (y != ship)
+    wrong_wet[:half] = False
+    assert wrong_wet.sum() >= 10
+    assert (probe.predict(zn[wrong_wet]) == y[wrong_wet]).mean() >= 0.8

@@ -1,0 +1,151 @@
+"""Widgets at the Python level: traits link as described, the grid shows the engine's answer."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CLASSES
+from semheat_widgets.engine.analyze import AnalysisConfig, analyze
+from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.widgets import Explorer, MonitorPanel
+from semheat_widgets.widgets.detail import detail_facts, render_facts
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture()
+def bundle(tiny_split, tiny_vlm, colour_dataset):
+    cfg = AnalysisConfig(attacks=(Attack("fgsm"),), attack_limit=48, batch_size=48,
+                         thumb_size=16)
+    return analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
+                   concepts=ConceptBank(["red", "green", "blue", XSS]), config=cfg,
+                   name="tiny", progress=False)
+
+
+def click(chart_widget, row, column):
+    """Simulate a click on a cell the way Altair's own tests do."""
+    chart_widget._vl_selections = {
+        "cell": {"value": {"vlPoint": {"or": [{"row": row, "column": column}]}}, "store": []}}
+
+
+def test_click_selects_a_cell_and_the_grid_shows_the_query_result(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    wrong = ~bundle.column("correct") & bundle.mask(kind="natural")
+    k = int(np.bincount(bundle.column("prediction")[wrong], minlength=4).argmax())
+    row = CLASSES[k]
+    click(ex.heatmap.chart, row, "blue")
+    assert ex.heatmap.cell == {"row": row, "column": "blue"}
+    expect = bundle.cell_query("differential", row, "blue")
+    assert ex.grid.total == expect.total > 0
+    shown = [t["index"] for t in ex.grid.tiles]
+    assert shown == expect.indices[:ex.grid.page_size].tolist()
+    tile = ex.grid.tiles[0]
+    assert tile["label"] != tile["prediction"] and tile["concept"] == "blue"
+    assert tile["score"] == pytest.approx(bundle.concept_column("blue")[shown[0]])
+    assert tile["defect"] == pytest.approx(bundle.column("misclf_score")[shown[0]])
+    assert tile["fault"] in ("encoder", "head", "undecided")
+    png = Image.open(io.BytesIO(ex.grid.images[0]))
+    assert png.size == (16, 16)
+    assert np.array_equal(np.asarray(png), bundle.thumbnail(shown[0]))
+
+
+def test_sorting_and_paging_follow_the_engine(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    click(ex.heatmap.chart, CLASSES[0], "red")
+    ex.heatmap.cell = {"row": CLASSES[0], "column": "red"}
+    ex.grid.page_size = 3
+    ex.grid.sort_by = "confidence"
+    expect = bundle.query(prediction=0, correct=False, sort_by="confidence", descending=False)
+    assert [t["index"] for t in ex.grid.tiles] == expect.indices[:3].tolist()
+    if expect.total > 3:
+        ex.grid.page = 1
+        assert [t["index"] for t in ex.grid.tiles] == expect.indices[3:6].tolist()
+
+
+def test_kind_switch_and_clear_reset_the_grid(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    ex.select(CLASSES[1], "green")
+    ex.heatmap.kind = "ground_truth"
+    assert ex.heatmap.cell == {} and ex.grid.tiles == [] and ex.grid.total == 0
+    click(ex.heatmap.chart, CLASSES[1], "green")  # the observer survives the redraw
+    assert ex.grid.total == int((bundle.column("label")[bundle.mask(kind="natural")] == 1).sum())
+
+
+def test_empty_cell_shows_an_empty_state(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    counts = bundle.heatmap("incorrect").counts
+    if (counts > 0).all():
+        pytest.skip("every class has misclassified inputs in this random model")
+    row = CLASSES[int(np.flatnonzero(counts == 0)[0])]
+    ex.select(row, "red")
+    assert ex.grid.total == 0 and ex.grid.tiles == []
+    assert "No inputs" in ex.grid.empty_message
+
+
+def test_heatmap_data_has_values_counts_and_empty_cells(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    spec = ex.heatmap.chart.spec
+    values = spec["data"]["values"]
+    assert len(values) == len(CLASSES) * 4
+    hm = bundle.heatmap("differential")
+    for cell in values:
+        i, j = CLASSES.index(cell["row"]), bundle.concept_names.index(cell["column"])
+        v = hm.values[i, j]
+        assert (cell["value"] is None) == bool(np.isnan(v))
+        assert cell["n"] == hm.counts[i]
+    assert any(c["column"] == XSS for c in values)  # a plain string, drawn as text by Vega
+
+
+def test_a_new_concept_becomes_a_heatmap_column(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    assert ex.picker.add("stripes")
+    assert bundle.concept_names[-1] == "stripes"
+    cols = {c["column"] for c in ex.heatmap.chart.spec["data"]["values"]}
+    assert "stripes" in cols
+    assert not ex.picker.add("stripes") and "already" in ex.picker.message
+    assert not ex.picker.add("   ")
+    assert bundle.concept_names.count("stripes") == 1
+
+
+def test_hide_and_reorder_concepts(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    ex.picker.hidden = ["red"]
+    ex.picker.concepts = ["blue", "green", "red", XSS]
+    assert ex.heatmap.columns == ["blue", "green", XSS]
+    assert ex.heatmap.chart.spec["encoding"]["x"]["sort"] == ["blue", "green", XSS]
+
+
+def test_tile_click_opens_the_detail_view_with_escaped_text(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    wrong = np.flatnonzero(~bundle.column("correct"))[0]
+    ex.grid.selected = int(wrong)
+    assert ex.detail.index == wrong and ex.detail.layout.display is None
+    facts = detail_facts(bundle, int(wrong))
+    assert facts["label"] == CLASSES[bundle.column("label")[wrong]]
+    assert facts["fault"] == bundle.column("fault")[wrong]
+    rows = {c["row"] for c in ex.detail.chart.spec["data"]["values"]}
+    assert "this input" in rows and any(r.startswith("correct ") for r in rows)
+    facts["top_concepts"] = [XSS]
+    html_text = render_facts(facts)
+    assert XSS not in html_text and "&lt;img src=x onerror=alert(1)&gt;" in html_text
+
+
+def test_monitor_panel_counts_and_checks(bundle):
+    from semheat_widgets.engine.metrics import detection_summary
+    from semheat_widgets.engine.report import task_masks
+
+    panel = MonitorPanel(bundle)
+    member, positive = task_masks(bundle, "misclassification", "eval")
+    score = bundle.column("misclf_score")
+    for thr in (panel.slider.min, panel.slider.value, panel.slider.max):
+        assert panel.counts_at(thr) == detection_summary(score[member], positive[member], thr)
+    i = int(np.flatnonzero(bundle.mask(kind="natural"))[5])
+    out = panel.check_index(i)
+    assert out["defect_score"] == pytest.approx(score[i], abs=1e-5)
+    assert out["sim_incorrect"] - out["sim_correct"] == pytest.approx(out["defect_score"])
+    assert "predicted" in panel.result.value
+    roc = panel.chart.spec
+    assert roc["layer"][1]["data"]["values"]
