@@ -5,6 +5,8 @@
     semheat localize BUNDLE [--json]   fault localization counts (+ accuracy on toy bundles)
     semheat monitor BUNDLE [--json]    runtime-monitor AUROCs against the baselines
     semheat bench [--json]             performance figures, as ratios measured side by side
+    semheat analyze --data ... --vlm ... --classifier ... --out BUNDLE
+    semheat data rival10 --dest DIR --accept-license
 
 Errors are one line on stderr and a non-zero exit status.
 """
@@ -111,6 +113,32 @@ def cmd_monitor(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    from .workflows.analyze import run_analysis
+
+    concepts = [c.strip() for c in args.concepts.split(",") if c.strip()] if args.concepts \
+        else None
+    out = run_analysis(data=args.data, vlm=args.vlm, classifier=args.classifier, out=args.out,
+                       train_epochs=args.train_epochs, attributes_csv=args.attributes,
+                       concepts=concepts, reference_fraction=args.reference_fraction,
+                       attack_limit=args.attack_limit, batch_size=args.batch_size,
+                       device=args.device, num_workers=args.workers, overwrite=args.force,
+                       progress=not args.quiet)
+    print(f"bundle written to {out}")
+    return 0
+
+
+def cmd_data_rival10(args) -> int:
+    from .data.download import LICENSE_SUMMARY, download_rival10
+
+    if not args.accept_license:
+        raise SemheatError(f"{LICENSE_SUMMARY}. Re-run with --accept-license to agree")
+    root = download_rival10(args.dest, accept_license=True, url=args.url,
+                            progress=not args.quiet, timeout=args.timeout)
+    print(f"RIVAL10 ready at {root}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_benchmarks
 
@@ -178,6 +206,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("bundle", help="a bundle directory or a toy-world directory")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         p.set_defaults(func=func)
+
+    an = sub.add_parser("analyze", help="analyse a classifier on a dataset into a bundle")
+    an.add_argument("--data", required=True, help="rival10:DIR or folder:DIR")
+    an.add_argument("--vlm", required=True, help="open_clip:ARCH:TAG (TAG none = random) or toy")
+    an.add_argument("--classifier", default="resnet18", help="resnet18 or resnet18:CKPT")
+    an.add_argument("--train-epochs", type=int, default=0,
+                    help="fine-tune the classifier on the train split first (default 0)")
+    an.add_argument("--out", required=True, help="the bundle directory to write")
+    an.add_argument("--attributes", default=None, help="attributes CSV for folder data")
+    an.add_argument("--concepts", default=None, help="comma-separated concepts (folder data)")
+    an.add_argument("--reference-fraction", type=float, default=0.2,
+                    help="share of the train split held out as reference (default 0.2)")
+    an.add_argument("--attack-limit", type=int, default=500,
+                    help="inputs attacked with FGSM and PGD (default 500)")
+    an.add_argument("--batch-size", type=int, default=64)
+    an.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    an.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    an.add_argument("--force", action="store_true", help="replace an existing bundle")
+    an.add_argument("--quiet", action="store_true", help="no progress bars")
+    an.set_defaults(func=cmd_analyze)
+
+    data = sub.add_parser("data", help="datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    rv = data_sub.add_parser("rival10", help="download and unpack RIVAL10")
+    rv.add_argument("--dest", required=True)
+    rv.add_argument("--accept-license", action="store_true",
+                    help="agree to RIVAL10's terms (non-commercial research; ImageNet terms)")
+    rv.add_argument("--url", default=None, help="another archive URL (a mirror)")
+    rv.add_argument("--timeout", type=float, default=30)
+    rv.add_argument("--quiet", action="store_true")
+    rv.set_defaults(func=cmd_data_rival10)
 
     bench = sub.add_parser("bench", help="performance benchmarks (ratios)")
     bench.add_argument("--json", action="store_true")

@@ -21,8 +21,8 @@ from semheat_widgets.data.download import URL_ENV, download_rival10, safe_unzip
 from semheat_widgets.data.folder import ImageFolderDataset
 from semheat_widgets.data.names import RIVAL10_ATTRIBUTES, RIVAL10_CLASSES
 from semheat_widgets.data.rival10 import Rival10Dataset
-from semheat_widgets.data.rival10_prompts import (RIVAL10_CLASS_PROMPTS, RIVAL10_PROMPTS,
-                                                  rival10_concepts)
+from semheat_widgets.data.rival10_prompts import RIVAL10_CLASS_PROMPTS, RIVAL10_PROMPTS
+from semheat_widgets.workflows.analyze import rival10_concepts
 from semheat_widgets.data.safe_pickle import loads_str_dict
 from semheat_widgets.errors import SemheatError
 
@@ -288,7 +288,10 @@ def test_download_needs_license(tmp_path):
 
 
 def test_download_needs_a_url(tmp_path, monkeypatch):
+    import semheat_widgets.data.download as download
+
     monkeypatch.delenv(URL_ENV, raising=False)
+    monkeypatch.setattr(download, "DEFAULT_URL", "")
     with pytest.raises(SemheatError, match=f"no RIVAL10 download URL: set {URL_ENV}"):
         download_rival10(tmp_path, accept_license=True)
 

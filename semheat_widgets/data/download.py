@@ -1,8 +1,10 @@
 """Download and unpack RIVAL10 (standard library HTTP, resumable, zip-slip safe).
 
-The archive URL is not built in (:data:`DEFAULT_URL` is empty): set the environment variable
-``SEMHEAT_RIVAL10_URL`` or pass ``url=``. Without network access, download the archive yourself
-and unzip it so that ``<dest>/RIVAL10/train/ordinary`` exists; every loader accepts that folder.
+:data:`DEFAULT_URL` is the shared link published in the RIVAL10 repository's README
+(github.com/mmoayeri/RIVAL10); the environment variable ``SEMHEAT_RIVAL10_URL`` or ``url=``
+override it (a mirror, a local file server). Without network access, download the archive
+yourself and unzip it so that ``<dest>/RIVAL10/train/ordinary`` exists; every loader accepts
+that folder.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path, PurePosixPath
 from ..errors import SemheatError
 from .rival10 import SPLITS
 
-DEFAULT_URL = ""
-"""The built-in archive URL (none); ``SEMHEAT_RIVAL10_URL`` or ``url=`` override it."""
+DEFAULT_URL = ("https://app.box.com/index.php?rm=box_download_shared_file"
+               "&shared_name=iflviwl5rbdgtur1rru3t8f7v2vp0gww&file_id=f_944375052992")
+"""The published archive link; ``SEMHEAT_RIVAL10_URL`` or ``url=`` override it."""
 URL_ENV = "SEMHEAT_RIVAL10_URL"
 LICENSE_SUMMARY = (
     "RIVAL10 may be used for non-commercial research only (University of Maryland terms) and "

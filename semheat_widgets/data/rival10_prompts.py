@@ -1,12 +1,12 @@
 """Text prompts for the 18 RIVAL10 attributes and the 10 classes, in this project's wording.
 
 Each attribute has a few short phrasings so that its concept embedding (the mean over prompts)
-does not hinge on one sentence. :func:`rival10_concepts` builds the matching concept bank.
+does not hinge on one sentence. Plain data: the engine's concept bank is built from it by
+:func:`semheat_widgets.workflows.analyze.rival10_concepts`.
 """
 
 from __future__ import annotations
 
-from ..engine.concepts import ConceptBank
 from .names import RIVAL10_ATTRIBUTES
 
 RIVAL10_PROMPTS: dict[str, list[str]] = {
@@ -61,8 +61,3 @@ RIVAL10_CLASS_PROMPTS: dict[str, list[str]] = {
 }
 """Class name -> a few prompts, in the order of :data:`RIVAL10_CLASSES`."""
 
-
-def rival10_concepts(templates=("{}",)) -> ConceptBank:
-    """A :class:`~semheat_widgets.engine.concepts.ConceptBank` of the 18 attributes, in order."""
-    return ConceptBank([(name, RIVAL10_PROMPTS[name]) for name in RIVAL10_ATTRIBUTES],
-                       templates=templates)

@@ -47,18 +47,28 @@ class AnalysisConfig:
     extra_info: dict = field(default_factory=dict)
 
 
-def assign_splits(n: int, fractions, seed: int) -> np.ndarray:
-    """A random (seeded) split label per input, in the given proportions."""
+def assign_splits(n: int, fractions, seed: int, labels=None) -> np.ndarray:
+    """A random (seeded) split label per input, in the given proportions.
+
+    With ``labels`` the split is stratified: every class is cut in the same proportions, and a
+    class with any inputs always has at least one in ``fit``.
+    """
     fractions = np.asarray(fractions, dtype=float)
     if len(fractions) != 3 or (fractions < 0).any() or not np.isclose(fractions.sum(), 1):
         raise SemheatError(f"split fractions must be three non-negative numbers summing to 1, "
                            f"got {tuple(fractions)}")
-    order = np.random.default_rng(seed).permutation(n)
-    bounds = np.round(np.cumsum(fractions)[:2] * n).astype(int)
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else [
+        np.flatnonzero(np.asarray(labels) == k) for k in np.unique(labels)]
     out = np.empty(n, dtype=object)
-    out[order[:bounds[0]]] = "fit"
-    out[order[bounds[0]:bounds[1]]] = "calib"
-    out[order[bounds[1]:]] = "eval"
+    for members in groups:
+        order = members[rng.permutation(len(members))]
+        bounds = np.round(np.cumsum(fractions)[:2] * len(order)).astype(int)
+        bounds[0] = max(bounds[0], min(1, len(order)))
+        bounds[1] = max(bounds[1], bounds[0])
+        out[order[:bounds[0]]] = "fit"
+        out[order[bounds[0]:bounds[1]]] = "calib"
+        out[order[bounds[1]:]] = "eval"
     return out.astype(str)
 
 
@@ -104,22 +114,26 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
                            f"names were given")
     if len(dataset) == 0:
         raise SemheatError("the dataset is empty: nothing to analyse")
+    n_ref = 0
     if reference is not None:
         if len(reference) == 0:
             raise SemheatError("the reference dataset is empty")
-        fit_share, calib_share, _ = cfg.split_fractions
-        total = fit_share + calib_share
-        splits_nat = np.r_[assign_splits(len(reference), (fit_share / total,
-                                                           calib_share / total, 0.0),
-                                         cfg.split_seed), np.full(len(dataset), "eval")]
+        n_ref = len(reference)
         dataset = ConcatDataset([reference, dataset])
     n_nat = len(dataset)
-    if reference is None:
-        splits_nat = assign_splits(n_nat, cfg.split_fractions, cfg.split_seed)
 
     # 1. extraction: natural inputs, then attacked copies of a subset
     nat = extract(split, vlm, dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                   thumb_size=cfg.thumb_size, progress=progress, desc="classifier + VLM")
+    nat_labels = np.asarray(nat.labels)
+    if reference is not None:  # reference -> fit / calib, stratified; the dataset -> eval
+        fit_share, calib_share, _ = cfg.split_fractions
+        total = fit_share + calib_share
+        splits_nat = np.r_[assign_splits(n_ref, (fit_share / total, calib_share / total, 0.0),
+                                         cfg.split_seed, nat_labels[:n_ref]),
+                           np.full(n_nat - n_ref, "eval")]
+    else:
+        splits_nat = assign_splits(n_nat, cfg.split_fractions, cfg.split_seed, nat_labels)
     parts, kinds, sources = [nat], [np.full(n_nat, "natural")], [np.arange(n_nat)]
     attacked = _attack_subset(splits_nat, cfg.attack_limit, cfg.split_seed)
     for attack in cfg.attacks:

@@ -1,0 +1,116 @@
+"""`semheat analyze` and `semheat data rival10` on a fake RIVAL10 tree (no downloads)."""
+
+import pickle
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fake_rival10 import make_fake_rival10
+from semheat_widgets.cli import main
+from semheat_widgets.engine.bundle import Bundle
+from semheat_widgets.errors import SemheatError
+from semheat_widgets.workflows.analyze import (build_resnet18, load_data, reference_indices,
+                                               train_classifier)
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    return make_fake_rival10(tmp_path_factory.mktemp("rival"), n_per_class=3, malformed=True)
+
+
+def test_analyze_rival10_with_a_random_clip_writes_one_record_per_image(fake, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    code = main(["analyze", "--data", f"rival10:{fake.root}", "--vlm", "open_clip:RN50:none",
+                 "--classifier", "resnet18", "--train-epochs", "1", "--out", str(out),
+                 "--attack-limit", "6", "--batch-size", "16", "--workers", "0", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    b = Bundle.load(out)
+    spec = load_data(f"rival10:{fake.root}")
+    n_ref = len(reference_indices(spec.train_labels, 0.2))
+    nat = b.mask(kind="natural")
+    assert nat.sum() == n_ref + len(spec.test)  # one natural record per image analysed
+    assert len(set(b.column("source_id")[nat])) == nat.sum()
+    assert np.array_equal(b.column("label")[nat][n_ref:], spec.test.labels)
+    assert set(b.column("split")[nat][n_ref:]) == {"eval"}
+    assert b.mask(kind="pgd").sum() == 6 and b.mask(kind="fgsm").sum() == 6
+    assert b.concept_names[:3] == ["long-snout", "wings", "wheels"]
+    assert b.manifest["models"]["vlm"] == "open_clip:RN50:none"
+    # the attributes of every test image ride along with its record
+    test_rows = np.flatnonzero(nat)[n_ref:]
+    names = b.concept_names
+    for i, row in zip(test_rows[:5], spec.test.attributes[:5]):
+        assert sorted(b.column("attributes")[i]) == sorted(names[j] for j in np.flatnonzero(row))
+    assert (tmp_path / "bundle.work" / "classifier.safetensors").is_file()
+
+
+def test_training_resumes_after_an_interruption(fake, tmp_path):
+    spec = load_data(f"rival10:{fake.root}", size=32)
+    model, origin = build_resnet18(10)
+    assert origin in ("imagenet", "scratch")
+    first = train_classifier(model, spec.train, epochs=1, work=tmp_path, batch_size=16,
+                             progress=False)
+    assert first["resumed_from_epoch"] == 0
+    model2, _ = build_resnet18(10)
+    again = train_classifier(model2, spec.train, epochs=2, work=tmp_path, batch_size=16,
+                             progress=False)
+    assert again["resumed_from_epoch"] == 1  # epoch 1 was not redone
+
+
+def test_checkpoints_load_safely(tmp_path):
+    from torchvision.models import resnet18
+
+    good = tmp_path / "good.pt"
+    torch.save(resnet18(num_classes=10).state_dict(), good)
+    model, origin = build_resnet18(10, good)
+    assert origin == "checkpoint"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"state_dict": Evil()}, f)
+    with pytest.raises(SemheatError, match="cannot load checkpoint"):
+        build_resnet18(10, evil)
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(SemheatError, match="does not fit a 3-class"):
+        build_resnet18(3, good)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "nonsense", "--vlm", "open_clip:RN50:none"], "--data must look like"),
+    (["--data", "rival10:/no/such/dir", "--vlm", "open_clip:RN50:none"], "not a RIVAL10 folder"),
+    (["--data", "rival10:{root}", "--vlm", "clip"], "--vlm must be"),
+    (["--data", "rival10:{root}", "--vlm", "open_clip:RN50:none", "--classifier", "vgg"],
+     "--classifier must be"),
+])
+def test_analyze_bad_input_is_one_line(fake, tmp_path, argv, message):
+    argv = [a.format(root=fake.root) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "semheat_widgets.cli", "analyze", *argv,
+                           "--out", str(tmp_path / "b"), "--quiet"], capture_output=True,
+                          text=True)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "b").exists()
+
+
+def test_download_command_needs_the_licence_and_fails_fast_offline(tmp_path, capsys):
+    assert main(["data", "rival10", "--dest", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "non-commercial" in err and "--accept-license" in err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    started = time.time()
+    assert main(["data", "rival10", "--dest", str(tmp_path / "d"), "--accept-license",
+                 "--url", f"http://127.0.0.1:{port}/RIVAL10.zip", "--quiet"]) == 2
+    assert time.time() - started < 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "network unreachable" in err[0]
