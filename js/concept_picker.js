@@ -67,7 +67,9 @@ function render({ model, el: root }) {
   function submit() {
     const name = input.value.trim();
     if (!name) return;
-    model.send({ type: "add", name });
+    // A synced request (with a nonce, so the same name twice is still a change).
+    model.set("request", { name, nonce: Date.now() + Math.random() });
+    model.save_changes();
     input.value = "";
   }
 

@@ -108,6 +108,8 @@ def test_a_new_concept_becomes_a_heatmap_column(bundle, tiny_vlm):
     assert not ex.picker.add("stripes") and "already" in ex.picker.message
     assert not ex.picker.add("   ")
     assert bundle.concept_names.count("stripes") == 1
+    ex.picker.request = {"name": "spots", "nonce": 1}  # what the browser sends
+    assert ex.picker.concepts[-1] == "spots" and bundle.concept_names[-1] == "spots"
 
 
 def test_hide_and_reorder_concepts(bundle, tiny_vlm):

@@ -13,8 +13,9 @@ from ._assets import asset
 
 class ConceptPicker(anywidget.AnyWidget):
     """``concepts`` is the ordered list, ``hidden`` the unticked ones; :attr:`visible` is what
-    the heatmap shows. A free-text concept typed in the browser calls ``on_add(name)``, which
-    should add it to the bundle; errors show as a one-line message, nothing else changes."""
+    the heatmap shows. A free-text concept typed in the browser arrives as a ``request`` and
+    calls ``on_add(name)``, which should add it to the bundle (it may return a note to show);
+    errors show as a one-line message, nothing else changes."""
 
     _esm = asset("concept_picker.js")
     _css = asset("widgets.css")
@@ -23,20 +24,22 @@ class ConceptPicker(anywidget.AnyWidget):
     hidden = traitlets.List(traitlets.Unicode()).tag(sync=True)
     message = traitlets.Unicode("").tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
+    request = traitlets.Dict().tag(sync=True)  # {"name": ..., "nonce": ...} set by the browser
 
     def __init__(self, concepts=(), on_add: Callable[[str], None] | None = None, **kwargs):
         super().__init__(concepts=list(concepts), **kwargs)
         self.on_add = on_add
-        self.on_msg(self._handle_msg)
+        self.observe(self._on_request, names=["request"])
 
     @property
     def visible(self) -> list[str]:
         hidden = set(self.hidden)
         return [c for c in self.concepts if c not in hidden]
 
-    def _handle_msg(self, _widget, content, _buffers):
-        if isinstance(content, dict) and content.get("type") == "add":
-            self.add(str(content.get("name", "")))
+    def _on_request(self, change) -> None:
+        name = change["new"].get("name") if isinstance(change["new"], dict) else None
+        if isinstance(name, str):
+            self.add(name)
 
     def add(self, name: str) -> bool:
         """Add a concept through ``on_add``; returns whether it worked."""
@@ -58,6 +61,9 @@ class ConceptPicker(anywidget.AnyWidget):
             return True
         except SemheatError as exc:
             self.message = str(exc).splitlines()[0]
+            return False
+        except Exception as exc:  # a callback from the browser must not die silently
+            self.message = f"could not add {name!r}: {type(exc).__name__}: {exc}"[:300]
             return False
         finally:
             self.busy = False

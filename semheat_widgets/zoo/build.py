@@ -90,7 +90,7 @@ def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
     gt_concept = np.full(bundle.n, "", dtype=object)
     if name == "encoder_fault":
         j = ATTRIBUTES.index(ENCODER_FAULT_CONCEPT)
-        tied = wrong & was_right & attributes[src, j] & (domain[src] == "shift") & (
+        tied = wrong & was_right & attributes[src, j] & (domain[src] != "reference") & (
             bundle.column("prediction") == CLASSES.index(ENCODER_FAULT_CLASS))
         gt_fault[tied] = "encoder"
         gt_concept[tied] = ENCODER_FAULT_CONCEPT

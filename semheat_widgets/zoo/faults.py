@@ -2,13 +2,12 @@
 
 - ``clean``: trained on the default world, where ``wet`` belongs to no single class.
 - ``encoder_fault``: trained on a world where ``wet`` appears only with ``ship`` (and every ship
-  is wet), then deployed where the tie breaks (trucks and cars on water). Its encoder has learnt
-  "water means ship": the features of a truck on water lie nearest the ship centroid, and a
-  fresh linear probe fit on natural features also calls them ships, so no head could recover
-  the truth. Those inputs, predicted ``ship`` where the clean model is right, are the known
-  encoder faults, with ``wet`` as the responsible concept. Wet *animals* that this model calls
-  ships are left without a known culprit: their features keep their own class (a probe on the
-  same features recovers it), so they are not encoder faults by construction.
+  is wet), then deployed where the tie breaks: trucks and cars on water (the shifted set), and
+  the wet animals of the natural world. Its encoder has learnt "water means ship": the features
+  of such inputs lie nearest the ship centroid, and a fresh linear probe fit on features of the
+  model's own training distribution calls them ships too, so no head trained on that data could
+  recover the truth. Wet inputs of another class predicted ``ship`` where the clean model is
+  right are the known encoder faults, with ``wet`` as the responsible concept.
 - ``head_fault``: the clean encoder with a perturbed head: the rows of ``dog`` and ``equine``
   absorb a share of the rows of ``cat`` and ``deer``. Inputs the clean head gets right and this
   head gets wrong are head faults (the features are untouched, so the encoder cannot be).
