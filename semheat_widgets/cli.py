@@ -47,7 +47,8 @@ def cmd_toy_build(args) -> int:
     out = build_toy_world(args.dir, n_reference=args.reference, n_natural=args.natural,
                           n_shift=args.shift,
                           attack_limit=args.attack_limit, overwrite=args.force,
-                          progress=not args.quiet, device=args.device)
+                          progress=not args.quiet, device=args.device,
+                          similarity=args.similarity)
     world = json.loads((out / "world.json").read_text())
     print(f"toy world built in {out} ({world['build_seconds']} s): "
           f"{', '.join(world['bundles'])}")
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="test inputs where the encoder fault's tie breaks (default 600)")
     build.add_argument("--attack-limit", type=int, default=1200,
                        help="natural inputs attacked with FGSM and PGD (default 1200)")
+    build.add_argument("--similarity", choices=["cosine", "euclidean"], default="cosine",
+                       help="how the runtime monitor compares concept profiles (default cosine)")
     build.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     build.add_argument("--force", action="store_true", help="replace an existing toy world")
     build.add_argument("--quiet", action="store_true", help="no progress bars")

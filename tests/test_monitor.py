@@ -77,7 +77,8 @@ def test_state_round_trip():
     assert np.allclose(again.thresholds_, mon.thresholds_)
 
 
-def test_runtime_monitor_equals_the_offline_pipeline(tiny_split, colour_dataset):
+@pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
+def test_runtime_monitor_equals_the_offline_pipeline(tiny_split, colour_dataset, similarity):
     images = colour_dataset.tensors[0][:24]
     with torch.no_grad():
         z, logits = tiny_split.features_and_logits(images)
@@ -91,7 +92,8 @@ def test_runtime_monitor_equals_the_offline_pipeline(tiny_split, colour_dataset)
     st = Standardizer.fit(raw)
     preds = logits.argmax(1)
     defect = np.arange(24) % 3 == 0
-    mon = HeatmapMonitor().fit(st(raw), preds, defect, 4).calibrate(st(raw), preds, defect, 0.2)
+    mon = HeatmapMonitor(similarity).fit(st(raw), preds, defect, 4).calibrate(
+        st(raw), preds, defect, 0.2)
     rt = RuntimeMonitor(tiny_split, al, T, st, mon)
     out_logits, score, flag = rt(images)
     assert np.allclose(out_logits.numpy(), logits, atol=1e-5)

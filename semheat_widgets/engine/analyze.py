@@ -40,6 +40,7 @@ class AnalysisConfig:
     attack_limit: int | None = None  # natural inputs to attack (None: all)
     target_fpr: float = 0.05
     per_class_thresholds: bool = False
+    monitor_similarity: str = "cosine"  # or "euclidean"
     aligner_alpha: float = 1e-3
     batch_size: int = 128
     num_workers: int = 0
@@ -209,7 +210,8 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
             monitor_info[task] = {"available": False,
                                   "reason": "no defective or no correct reference inputs"}
             continue
-        mon = HeatmapMonitor().fit(scores_std[ref], preds[ref], positive[ref], K)
+        mon = HeatmapMonitor(cfg.monitor_similarity).fit(scores_std[ref], preds[ref],
+                                                         positive[ref], K)
         if (~positive[cal]).any():
             mon.calibrate(scores_std[cal], preds[cal], positive[cal], cfg.target_fpr,
                           cfg.per_class_thresholds)
@@ -219,6 +221,7 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
         columns[f"{prefix}_flag"] = score > mon.thresholds_[preds]
         state_extra.update(mon.state(f"monitor.{task}"))
         info = {"available": True, "target_fpr": cfg.target_fpr,
+                "similarity": cfg.monitor_similarity,
                 "per_class": cfg.per_class_thresholds,
                 "global_threshold": float(np.median(mon.thresholds_))}
         if positive[cal].any() and (~positive[cal]).any():
@@ -277,7 +280,8 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
 
 
 def monitor_state(bundle: Bundle, task: str) -> HeatmapMonitor:
-    return HeatmapMonitor.from_state(bundle.state, f"monitor.{task}")
+    similarity = bundle.manifest.get("monitor", {}).get(task, {}).get("similarity", "cosine")
+    return HeatmapMonitor.from_state(bundle.state, f"monitor.{task}", similarity)
 
 
 def runtime_monitor(bundle: Bundle, split: ModelSplit, task: str = "misclassification"):

@@ -129,25 +129,31 @@ class RuntimeMonitor(torch.nn.Module):
     """Classifier + monitor in one module: ``forward(images) -> (logits, defect_score, flag)``.
 
     Everything after the classifier's own forward pass is a handful of small tensor ops:
-    ``s = norm(z W + b) T^T``, standardise, two cosines against reference rows.
+    ``s = norm(z W + b) T^T``, standardise, compare with two reference rows.
     """
 
     def __init__(self, split, aligner, concept_embeddings, standardizer, monitor: HeatmapMonitor):
         super().__init__()
         self.split = split
+        self.similarity = monitor.similarity
         f32 = dict(dtype=torch.float32)
         dev = split.device
-        self.register_buffer("W", torch.as_tensor(aligner.W_, **f32).to(dev))
-        self.register_buffer("b", torch.as_tensor(aligner.b_, **f32).to(dev))
-        self.register_buffer("T", torch.as_tensor(concept_embeddings, **f32).to(dev))
-        self.register_buffer("mu", torch.as_tensor(standardizer.mean, **f32).to(dev))
-        self.register_buffer("sigma", torch.as_tensor(standardizer.std, **f32).to(dev))
-        unit = lambda r: torch.nn.functional.normalize(torch.as_tensor(r, **f32), dim=1).to(dev)
-        self.register_buffer("ok", unit(monitor.correct_rows_))
-        self.register_buffer("bad", unit(monitor.incorrect_rows_))
-        self.register_buffer("thr", torch.as_tensor(monitor.thresholds_, **f32).to(dev))
-        if monitor.similarity != "cosine":
-            raise SemheatError("the runtime monitor supports cosine similarity")
+
+        def buf(name, value):
+            self.register_buffer(name, torch.as_tensor(np.asarray(value), **f32).to(dev))
+
+        buf("W", aligner.W_)
+        buf("b", aligner.b_)
+        buf("T", concept_embeddings)
+        buf("mu", standardizer.mean)
+        buf("sigma", standardizer.std)
+        ok, bad = monitor.correct_rows_, monitor.incorrect_rows_
+        if self.similarity == "cosine":  # unit rows: a cosine is then one dot product
+            ok = ok / np.maximum(np.linalg.norm(ok, axis=1, keepdims=True), 1e-12)
+            bad = bad / np.maximum(np.linalg.norm(bad, axis=1, keepdims=True), 1e-12)
+        buf("ok", ok)
+        buf("bad", bad)
+        buf("thr", monitor.thresholds_)
 
     @torch.inference_mode()
     def forward(self, images):
@@ -157,7 +163,11 @@ class RuntimeMonitor(torch.nn.Module):
     def check(self, z: torch.Tensor, logits: torch.Tensor):
         """Defect score and flag from features and logits already computed."""
         a = torch.nn.functional.normalize(z.float() @ self.W + self.b, dim=1)
-        s = torch.nn.functional.normalize((a @ self.T.T - self.mu) / self.sigma, dim=1)
+        s = (a @ self.T.T - self.mu) / self.sigma
         k = logits.argmax(1)
-        score = (s * self.bad[k]).sum(1) - (s * self.ok[k]).sum(1)
+        if self.similarity == "cosine":
+            s = torch.nn.functional.normalize(s, dim=1)
+            score = (s * self.bad[k]).sum(1) - (s * self.ok[k]).sum(1)
+        else:
+            score = (s - self.ok[k]).norm(dim=1) - (s - self.bad[k]).norm(dim=1)
         return score, score > self.thr[k]

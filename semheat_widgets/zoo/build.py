@@ -101,7 +101,7 @@ def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
 
 def build_toy_world(out_dir, *, n_reference: int = 2400, n_natural: int = 2400,
                     n_shift: int = 600, attack_limit: int | None = 1200, overwrite: bool = False,
-                    progress: bool = True, device=None) -> Path:
+                    progress: bool = True, device=None, similarity: str = "cosine") -> Path:
     """Build the toy-world bundles into ``out_dir`` and return it.
 
     Each classifier is analysed with a reference set drawn from its *own* training
@@ -125,7 +125,8 @@ def build_toy_world(out_dir, *, n_reference: int = 2400, n_natural: int = 2400,
     concepts = toy_concepts()
     cprompts = {c: class_prompts(c) for c in CLASSES}
     config = AnalysisConfig(attacks=(Attack("fgsm"), Attack("pgd", steps=10)),
-                            attack_limit=attack_limit, batch_size=256)
+                            attack_limit=attack_limit, batch_size=256,
+                            monitor_similarity=similarity)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
