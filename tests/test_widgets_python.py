@@ -151,3 +151,20 @@ def test_monitor_panel_counts_and_checks(bundle):
     assert "predicted" in panel.result.value
     roc = panel.chart.spec
     assert roc["layer"][1]["data"]["values"]
+
+
+@pytest.mark.parametrize("key", ["fault", "label", "misclf_flag", "misclf_score", "id"])
+def test_grid_sorts_by_every_tile_field(bundle, tiny_vlm, key):
+    from semheat_widgets.widgets.grid import ASCENDING
+
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    ex.select(CLASSES[0], "red")
+    ex.grid.page_size = 100
+    ex.grid.sort_by = key
+    expect = bundle.query(prediction=0, correct=False, sort_by=key,
+                          descending=key not in ASCENDING)
+    shown = [t["index"] for t in ex.grid.tiles]
+    assert shown == expect.indices.tolist()
+    values = bundle.column(key)[shown]
+    ordered = sorted(values) if key in ASCENDING else sorted(values, reverse=True)
+    assert list(values) == ordered

@@ -348,7 +348,11 @@ class Bundle:
                 values = (raw - st.mean[j]) / st.std[j] if standardized else np.asarray(raw)
             else:
                 values = np.asarray(self.column(sort_by))[idx]
-            order = np.argsort(-values if descending else values, kind="stable")
+            if values.dtype.kind in "OUSb":  # strings and flags: plain order, then reversed
+                order = np.argsort(values, kind="stable")
+                order = order[::-1] if descending else order
+            else:
+                order = np.argsort(-values if descending else values, kind="stable")
             idx, values = idx[order], values[order]
         total = len(idx)
         stop = None if limit is None else offset + limit

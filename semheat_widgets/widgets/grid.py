@@ -12,7 +12,10 @@ from ..engine.bundle import Bundle, Selection
 from ._assets import asset
 
 SORTS = (("concept", "selected concept"), ("misclf_score", "defect score"),
-         ("confidence", "confidence"), ("id", "input id"))
+         ("misclf_flag", "monitor verdict"), ("confidence", "confidence (low first)"),
+         ("fault", "fault verdict"), ("label", "true label"), ("prediction", "predicted label"),
+         ("id", "input id"))
+ASCENDING = {"confidence", "label", "prediction", "id"}  # the rest: largest first
 
 
 def png_bytes(thumb: np.ndarray) -> bytes:
@@ -76,7 +79,7 @@ class ImageGrid(anywidget.AnyWidget):
         if key is not None and key not in b.concept_names and not b.has_column(key):
             key = None
         return b.cell_query(q["heatmap_kind"], q["row"], key, records=q["records"],
-                            descending=self.sort_by != "confidence")
+                            descending=self.sort_by not in ASCENDING)
 
     def _refresh(self, _change=None) -> None:
         if self._query is None or self.bundle is None:

@@ -19,6 +19,7 @@ interruption; CUDA and mixed precision are used when a GPU is present.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,12 +180,11 @@ def train_classifier(model, dataset, *, epochs: int, work: Path, batch_size: int
         model.load_state_dict(load_file(str(state_path), device=str(device)))
         done = json.loads(info_path.read_text())["epochs_done"]
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
-    for _ in range(done):
-        sched.step()
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
     for epoch in range(done, epochs):
+        for group in opt.param_groups:  # cosine schedule over epochs (resumes exactly)
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
         model.train()
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen,
                             num_workers=num_workers, drop_last=len(dataset) > batch_size)
@@ -197,7 +197,6 @@ def train_classifier(model, dataset, *, epochs: int, work: Path, batch_size: int
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-        sched.step()
         tmp = state_path.with_suffix(".tmp")
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(tmp))

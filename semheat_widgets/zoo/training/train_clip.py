@@ -101,7 +101,7 @@ def train_tiny_clip(out_dir, *, steps: int = 1500, batch_size: int = 256, pool_s
         sched.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     train_s = time.time() - started - render_s
