@@ -5,6 +5,7 @@
     semheat localize BUNDLE [--json]   fault localization counts (+ accuracy on toy bundles)
     semheat monitor BUNDLE [--json]    runtime-monitor AUROCs against the baselines
     semheat bench [--json]             performance figures, as ratios measured side by side
+    semheat report BUNDLE --html OUT   a standalone HTML report (opens offline)
     semheat analyze --data ... --vlm ... --classifier ... --out BUNDLE
     semheat data rival10 --dest DIR --accept-license
 
@@ -140,6 +141,15 @@ def cmd_data_rival10(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .html_report import write_report
+
+    bundles, _ = _targets(args.bundle)
+    out = write_report(list(bundles.values()), args.html)
+    print(f"report written to {out} ({out.stat().st_size // 1024} KiB)")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_benchmarks
 
@@ -209,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("bundle", help="a bundle directory or a toy-world directory")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         p.set_defaults(func=func)
+
+    rep = sub.add_parser("report", help="a standalone HTML report of a bundle or toy world")
+    rep.add_argument("bundle")
+    rep.add_argument("--html", required=True, help="the HTML file to write")
+    rep.set_defaults(func=cmd_report)
 
     an = sub.add_parser("analyze", help="analyse a classifier on a dataset into a bundle")
     an.add_argument("--data", required=True, help="rival10:DIR or folder:DIR")

@@ -67,7 +67,8 @@ def test_installed_wheel_renders_in_jupyterlab(wheel, tmp_path):
     write_notebook(tmp_path / "grid.ipynb", [
         "import io, numpy as np\n"
         "from PIL import Image\n"
-        "from semheat_widgets.widgets.grid import ImageGrid, png_bytes\n"
+        "from semheat_widgets.engine.bundle import png_bytes\n"
+        "from semheat_widgets.widgets.grid import ImageGrid\n"
         "import semheat_widgets.widgets._assets as a\n"
         "print('assets from', a.js_dir())\n"
         "g = ImageGrid()\n"

@@ -7,7 +7,6 @@ does not hinge on one sentence. Plain data: the engine's concept bank is built f
 
 from __future__ import annotations
 
-from .names import RIVAL10_ATTRIBUTES
 
 RIVAL10_PROMPTS: dict[str, list[str]] = {
     "long-snout": ["an animal with a long snout", "a long muzzle", "a pointed, elongated nose",

@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset, Subset
 from ..errors import SemheatError
 from .aligner import LinearAligner
 from .attacks import Attack
-from .baselines import (BASELINES, LogisticCombiner, MahalanobisBaseline, best_baseline,
+from .baselines import (LogisticCombiner, MahalanobisBaseline, best_baseline,
                         energy_score, msp_score)
 from .bundle import SPLITS, Bundle
 from .concepts import ConceptBank

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from ..errors import SchemaVersionError, SemheatError
 from .aligner import LinearAligner
-from .heatmaps import (DIFFERENTIAL_KINDS, GROUP_KINDS, KINDS, ConfusionSums, Heatmap,
+from .heatmaps import (KINDS, ConfusionSums, Heatmap,
                        Standardizer, heatmap, single_heatmap)
 
 FORMAT = "semheat-bundle"
@@ -404,6 +404,10 @@ class Bundle:
     def thumbnail(self, i: int) -> np.ndarray:
         return np.asarray(self.arrays["thumbs"][i])
 
+    def thumbnail_png(self, i: int) -> bytes:
+        """Record ``i``'s thumbnail encoded as PNG (what the widgets and reports send)."""
+        return png_bytes(self.thumbnail(i))
+
     # -- open vocabulary -------------------------------------------------------------------
     def add_concept(self, name: str, prompts: Sequence[str] | str | None = None, *, vlm=None,
                     vector: np.ndarray | None = None) -> int:
@@ -457,3 +461,14 @@ def _write_npy(path: Path, arr: np.ndarray, chunk: int = 65536) -> None:
         out[s:s + chunk] = arr[s:s + chunk]
     out.flush()
     del out
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """``uint8 H x W x 3`` as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

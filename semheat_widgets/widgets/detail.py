@@ -12,7 +12,8 @@ import numpy as np
 
 from ..engine.bundle import Bundle
 from ..engine.heatmaps import Heatmap
-from .heatmap import EMBED_OPTIONS, enable_offline, heatmap_chart
+from ..charts import heatmap_chart
+from .heatmap import EMBED_OPTIONS, enable_offline
 
 
 def _zero_shot(embedding: np.ndarray, class_emb: np.ndarray, classes, k: int = 3):

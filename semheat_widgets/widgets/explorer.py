@@ -42,9 +42,10 @@ class Explorer(widgets.VBox):
         self.picker.observe(self._on_concepts, names=["concepts", "hidden"])
         self.heatmap.observe(self._on_cell, names=["cell"])
         self.grid.observe(self._on_tile, names=["selected"])
+        models = b.manifest.get("models", {})
         title = widgets.HTML(f"<b>semheat</b> · {_escape(b.name)} · {b.n} records · "
-                             f"classifier {_escape(b.manifest.get('models', {}).get('classifier', '?'))}"
-                             f" · VLM {_escape(b.manifest.get('models', {}).get('vlm', '?'))}")
+                             f"classifier {_escape(models.get('classifier', '?'))} · "
+                             f"VLM {_escape(models.get('vlm', '?'))}")
         super().__init__([title, widgets.HBox([self.picker, self.heatmap]),
                           widgets.HBox([self.grid, self.detail])])
 

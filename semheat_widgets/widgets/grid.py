@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import anywidget
 import numpy as np
 import traitlets
@@ -16,14 +14,6 @@ SORTS = (("concept", "selected concept"), ("misclf_score", "defect score"),
          ("fault", "fault verdict"), ("label", "true label"), ("prediction", "predicted label"),
          ("id", "input id"))
 ASCENDING = {"confidence", "label", "prediction", "id"}  # the rest: largest first
-
-
-def png_bytes(thumb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(thumb, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 class ImageGrid(anywidget.AnyWidget):
@@ -106,7 +96,7 @@ class ImageGrid(anywidget.AnyWidget):
                 "flagged": bool(r.get("adv_flag" if adversarial else "misclf_flag")),
                 "fault": r.get("fault") or "",
             })
-        images = [png_bytes(b.thumbnail(int(i))) for i in idx]
+        images = [b.thumbnail_png(int(i)) for i in idx]
         with self.hold_sync():
             self.total = sel.total
             self.empty_message = "No inputs in this cell." if sel.total == 0 else \

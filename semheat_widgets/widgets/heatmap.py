@@ -12,8 +12,9 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
+from ..charts import heatmap_chart
 from ..engine.bundle import Bundle
-from ..engine.heatmaps import DIFFERENTIAL_KINDS, Heatmap
+from ..engine.heatmaps import Heatmap
 
 KIND_CHOICES = (
     ("differential: correct − incorrect", "differential"),
@@ -25,8 +26,6 @@ KIND_CHOICES = (
     ("ground truth − output", "gt_minus_output"),
 )
 RECORD_LABELS = {"natural": "natural inputs", "fgsm": "FGSM adversarial", "pgd": "PGD adversarial"}
-CELL = 22  # pixels per heatmap cell
-EMPTY_FILL = "#eeeeee"
 # SVG keeps every cell a DOM element (with an aria-label), which tests and screen readers use.
 EMBED_OPTIONS = {"actions": False, "renderer": "svg"}
 
@@ -39,45 +38,6 @@ def enable_offline() -> None:
     if not _offline_enabled:
         alt.JupyterChart.enable_offline()
         _offline_enabled = True
-
-
-def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
-                  title: str | None = None) -> alt.Chart:
-    """An Altair chart of ``hm`` restricted to (and ordered by) ``columns``."""
-    wanted = set(columns)
-    data = [c for c in hm.to_rows() if c["column"] in wanted]
-    binary = hm.kind.startswith("binarized")
-    diverging = hm.standardized or hm.kind.removeprefix("binarized_") in DIFFERENTIAL_KINDS
-    if binary:
-        colour = alt.Color("value:Q", title="present",
-                           scale=alt.Scale(domain=[0, 1], range=["#f7f7f7", "#d95f02"]),
-                           legend=None)
-    elif diverging:
-        colour = alt.Color("value:Q", title="z-score" if hm.standardized else "score",
-                           scale=alt.Scale(scheme="blueorange", domainMid=0))
-    else:
-        colour = alt.Color("value:Q", title="score", scale=alt.Scale(scheme="viridis"))
-    tooltip = [alt.Tooltip("row:N", title="class"), alt.Tooltip("column:N", title="concept"),
-               alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("n:Q", title="inputs")]
-    if hm.counts_other is not None:
-        tooltip.append(alt.Tooltip("n_other:Q", title="inputs (subtracted)"))
-    chart = alt.Chart(alt.Data(values=data)).mark_rect(invalid=None, strokeWidth=2).encode(
-        x=alt.X("column:N", sort=list(columns), title=None,
-                axis=alt.Axis(labelAngle=-45, labelLimit=120)),
-        y=alt.Y("row:N", sort=list(hm.rows), title=None),
-        tooltip=tooltip,
-    )
-    colour_rule = alt.condition("datum.value === null", alt.value(EMPTY_FILL), colour)
-    if selectable:
-        sel = alt.selection_point(name="cell", fields=["row", "column"], on="click",
-                                  clear="dblclick", empty=False)
-        chart = chart.encode(color=colour_rule,
-                             stroke=alt.condition(sel, alt.value("#111111"), alt.value("white")))
-        chart = chart.add_params(sel)
-    else:
-        chart = chart.encode(color=colour_rule, stroke=alt.value("white"))
-    return chart.properties(width=CELL * max(len(columns), 1), height=CELL * len(hm.rows),
-                            title=title or "")
 
 
 class HeatmapView(widgets.VBox):

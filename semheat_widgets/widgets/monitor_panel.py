@@ -14,32 +14,8 @@ from ..engine.bundle import Bundle
 from ..engine.metrics import detection_summary
 from ..engine.report import detector_scores, monitor_report, task_masks
 from ..errors import SemheatError
+from ..charts import roc_chart
 from .heatmap import EMBED_OPTIONS, enable_offline
-
-DETECTOR_LABELS = {"heatmap": "heatmap monitor", "msp": "max softmax", "energy": "energy",
-                   "mahalanobis": "Mahalanobis", "combined": "heatmap + best baseline"}
-
-
-def roc_chart(task_report: dict) -> alt.Chart:
-    rows = []
-    for det, label in DETECTOR_LABELS.items():
-        entry = task_report.get(det)
-        if not entry or "roc" not in entry:
-            continue
-        name = f"{label} (AUROC {entry['auroc']:.3f})"
-        rows += [{"detector": name, "fpr": f, "tpr": t}
-                 for f, t in zip(entry["roc"]["fpr"], entry["roc"]["tpr"])]
-    lines = alt.Chart(alt.Data(values=rows)).mark_line(interpolate="step-after").encode(
-        x=alt.X("fpr:Q", title="false-alarm rate", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("tpr:Q", title="defects caught", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("detector:N", title=None, legend=alt.Legend(orient="bottom",
-                                                                      columns=1)),
-        tooltip=["detector:N", alt.Tooltip("fpr:Q", format=".3f"),
-                 alt.Tooltip("tpr:Q", format=".3f")])
-    diagonal = alt.Chart(alt.Data(values=[{"x": 0, "y": 0}, {"x": 1, "y": 1}])).mark_line(
-        strokeDash=[4, 4], color="#999").encode(x="x:Q", y="y:Q")
-    return (diagonal + lines).properties(width=300, height=300)
-
 
 class MonitorPanel(widgets.VBox):
     """``MonitorPanel(bundle_or_path, classifier=None)``.

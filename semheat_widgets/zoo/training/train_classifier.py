@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data.toy.dataset import render_images
 from ...data.toy.world import ToyWorld
 from .. import CLASSIFIER_DIR
 from ..faults import clean_train_world, encoder_fault_train_world, shift_world

@@ -61,7 +61,8 @@ def train_tiny_clip(out_dir, *, steps: int = 1500, batch_size: int = 256, pool_s
     if out_dir.resolve() != Path(config_dir).resolve():
         shutil.copy(Path(config_dir) / "open_clip_config.json", out_dir)
     cfg = config["model_cfg"]
-    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=cfg["text_cfg"]["context_length"])
+    context = cfg["text_cfg"]["context_length"]
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context)
     world = ToyWorld(seed=TRAIN_WORLD_SEED + seed)
 
     model = CLIP(**cfg)
@@ -72,7 +73,8 @@ def train_tiny_clip(out_dir, *, steps: int = 1500, batch_size: int = 256, pool_s
         model.token_embedding.weight[~keep] = 0.0
 
     started = time.time()
-    pool = torch.from_numpy(render_images(world, 0, pool_size, progress=progress)).permute(0, 3, 1, 2)
+    pool = render_images(world, 0, pool_size, progress=progress)
+    pool = torch.from_numpy(pool).permute(0, 3, 1, 2)
     scenes = world.scenes(0, pool_size)
     render_s = time.time() - started
 

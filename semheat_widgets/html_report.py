@@ -1,0 +1,155 @@
+"""A standalone HTML report of a bundle, for people who don't run Jupyter.
+
+    semheat report BUNDLE --html OUT.html
+
+One file that opens offline: the Vega libraries are inlined (bundled by vl-convert), the
+thumbnails are embedded as data URIs. It shows the differential heatmap, the inputs behind its
+most telling cells, the localization figures and the runtime-monitor figures with ROC curves.
+Every name and label is escaped (or drawn by Vega as text), never interpreted as HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .charts import DETECTOR_LABELS, heatmap_chart, roc_chart
+from .engine.bundle import Bundle
+from .engine.report import localization_report, monitor_report
+
+e = html.escape
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 8px 0; } td, th { padding: 3px 10px;
+border-bottom: 1px solid #eee; text-align: left; } th { background: #f6f6f6; }
+.cell { margin: 14px 0; } .thumbs { display: flex; flex-wrap: wrap; gap: 6px; }
+.thumb { font-size: 11px; width: 100px; } .thumb img { width: 96px; height: 96px;
+image-rendering: pixelated; border: 2px solid #e8a0a0; } .muted { color: #777; }
+"""
+
+
+def _png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _script_json(obj) -> str:
+    """JSON safe inside a <script> element: no ``</script>`` can close it early."""
+    return (json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026"))
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{e(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e('' if v is None else str(v))}</td>" for v in r)
+                   + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def telling_cells(bundle: Bundle, k: int = 4, min_n: int = 5) -> list[tuple[str, str, float]]:
+    """Up to ``k`` telling cells of the differential heatmap, one per predicted class: where
+    its misclassified inputs (at least ``min_n`` of them) show a concept far more than its
+    correct ones (the most negative cell of the row), strongest first."""
+    hm = bundle.heatmap("differential")
+    rows = []
+    for i, name in enumerate(hm.rows):
+        if hm.counts_other[i] < min_n or np.isnan(hm.values[i]).all():
+            continue
+        j = int(np.nanargmin(hm.values[i]))
+        rows.append((name, hm.columns[j], float(hm.values[i, j])))
+    return sorted(rows, key=lambda r: r[2])[:k]
+
+
+def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
+                   per_cell: int = 8) -> str:
+    """The HTML of one bundle; its chart specs go into ``charts`` under ids ``key-...``."""
+    hm = bundle.heatmap("differential")
+    charts[f"{key}-heatmap"] = heatmap_chart(
+        hm, bundle.concept_names, selectable=False,
+        title="differential: correct − incorrect (z-scores)").to_dict()
+    mon = monitor_report(bundle, roc_points=120)
+    loc = localization_report(bundle)
+    models = bundle.manifest.get("models", {})
+    parts = [f"<h1>{e(bundle.name)}</h1>",
+             f"<p class='muted'>{bundle.n} records · classifier "
+             f"{e(str(models.get('classifier')))} · VLM {e(str(models.get('vlm')))} · natural "
+             f"accuracy {bundle.manifest.get('accuracy', float('nan')):.3f}</p>",
+             "<h2>Differential heatmap</h2><p>Rows are predicted classes, columns concepts. "
+             "A cell is the mean concept score of the correct inputs of that prediction minus "
+             "that of the incorrect ones: blue cells are concepts the mistakes show more; grey "
+             "cells have no inputs.</p>", f"<div id='chart-{key}-heatmap'></div>",
+             "<h2>Where the mistakes are</h2>"]
+    classes = bundle.classes
+    for row, concept, value in telling_cells(bundle, cells):
+        sel = bundle.cell_query("differential", row, concept, limit=per_cell)
+        tiles = []
+        for i, r in zip(sel.indices, bundle.rows(sel.indices, ["id", "label", "fault"])):
+            tiles.append(f"<div class='thumb'><img src='{_png_uri(bundle.thumbnail_png(int(i)))}'"
+                         f" alt='input {int(r['id'])}'><br>{e(classes[r['label']])} → "
+                         f"{e(row)}<br>fault: {e(r.get('fault') or '–')}</div>")
+        parts.append(f"<div class='cell'><b>predicted {e(row)} · {e(concept)}</b> "
+                     f"(difference {value:.2f}, {sel.total} misclassified inputs; the "
+                     f"strongest in {e(concept)} first)<div class='thumbs'>{''.join(tiles)}"
+                     f"</div></div>")
+    parts.append("<h2>Fault localization</h2>")
+    parts.append(_table(["verdict", "misclassified natural inputs"],
+                        [[k, v] for k, v in loc["counts"].items()]))
+    for kind, g in loc.get("ground_truth", {}).items():
+        extra = ""
+        if "responsible_concept" in g:
+            extra = (f"; known responsible concept {e(g['responsible_concept'])} ranked "
+                     f"{g['responsible_concept_rank']}")
+        parts.append(f"<p>Known {e(kind)} faults (eval split): {g['n']}, localized correctly "
+                     f"{g['accuracy']:.3f}{extra}.</p>")
+    parts.append("<h2>Runtime monitor</h2>")
+    for task in ("misclassification", "adversarial"):
+        t = mon[task]
+        if not t.get("available", True) or "heatmap" not in t:
+            parts.append(f"<p class='muted'>{e(task)}: not available</p>")
+            continue
+        rows = [[DETECTOR_LABELS[d], t[d]["auroc"], t[d].get("accuracy"), t[d].get("tpr"),
+                 t[d].get("fpr")] for d in DETECTOR_LABELS if d in t]
+        parts.append(f"<h3>{e(task)}</h3><p class='muted'>{t['n_positive']} defects, "
+                     f"{t['n_negative']} correct inputs (eval split); thresholds at a "
+                     f"{t['target_fpr']:.0%} false-alarm target on the calib split.</p>")
+        parts.append(_table(["detector", "AUROC", "accuracy", "TPR", "FPR"], rows))
+        charts[f"{key}-roc-{task}"] = roc_chart(t).properties(title=task).to_dict()
+        parts.append(f"<div id='chart-{key}-roc-{task}'></div>")
+    return "<section>" + "".join(parts) + "</section>"
+
+
+def render_report(bundles, *, cells: int = 6, per_cell: int = 8) -> str:
+    """One self-contained HTML page reporting on one or more bundles."""
+    import vl_convert as vlc
+
+    bundles = [bundles] if isinstance(bundles, Bundle) else list(bundles)
+    charts: dict[str, dict] = {}
+    sections = [bundle_section(b, f"b{n}", charts, cells=cells, per_cell=per_cell)
+                for n, b in enumerate(bundles)]
+    title = " · ".join(b.name for b in bundles)
+    embeds = "\n".join(
+        f"vegaEmbed('#chart-{name}', {_script_json(spec)}, {{actions: false, renderer: 'svg'}});"
+        for name, spec in charts.items())
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>semheat report · {e(title)}</title><style>{STYLE}</style>"
+            f"<script>{vlc.javascript_bundle()}</script></head><body>"
+            f"<p class='muted'>semheat report · made {datetime.now(timezone.utc):%Y-%m-%d %H:%M}"
+            f" UTC</p>{''.join(sections)}<script>{embeds}</script></body></html>")
+
+
+def write_report(bundles, out, **kwargs) -> Path:
+    """Write the report of one or more bundles (objects or paths) to ``out`` atomically."""
+    items = bundles if isinstance(bundles, (list, tuple)) else [bundles]
+    items = [b if isinstance(b, Bundle) else Bundle.load(b) for b in items]
+    out = Path(out)
+    text = render_report(items, **kwargs)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,66 @@
+"""`semheat report`: one standalone HTML file that opens offline and renders its charts."""
+
+import re
+
+import pytest
+
+from conftest import CLASSES
+from jupyter_browser import browser_page, chromium_available, screenshot
+from semheat_widgets.cli import main
+from semheat_widgets.engine.analyze import AnalysisConfig, analyze
+from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.html_report import render_report, telling_cells
+
+EVIL = "</script><img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def evil_bundle(tiny_split, tiny_vlm, colour_dataset):
+    cfg = AnalysisConfig(attacks=(Attack("fgsm"),), attack_limit=48, batch_size=48,
+                         thumb_size=16)
+    return analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
+                   concepts=ConceptBank(["red", "green", EVIL]), config=cfg, name="tiny",
+                   progress=False)
+
+
+def test_report_is_self_contained_and_escapes_names(evil_bundle):
+    text = render_report(evil_bundle, cells=2, per_cell=3)
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<script[^>]+src=", text)  # every script is inline
+    assert not re.search(r"<link[^>]+href=", text)
+    assert EVIL not in text  # never raw: escaped in HTML, \u003c-escaped inside scripts
+    assert "&lt;/script&gt;" in text or "\\u003c/script\\u003e" in text
+    assert text.count("vegaEmbed('#chart-") == 3  # heatmap + two ROC charts
+    for row, concept, _ in telling_cells(evil_bundle, 2, min_n=1):
+        assert f"predicted {row}" in text
+
+
+def test_report_of_a_toy_world_covers_every_bundle(mini_world, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", str(mini_world), "--html", str(out)]) == 0
+    text = out.read_text()
+    for name in ("clean", "encoder_fault", "head_fault"):
+        assert f"<h1>{name}</h1>" in text
+    assert "Known encoder faults" in text and "Known head faults" in text
+    assert len(re.findall(r"src='data:image/png;base64,", text)) > 10
+    assert main(["report", str(tmp_path / "missing"), "--html", str(out)]) == 2
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium")
+def test_report_renders_offline_in_a_browser(evil_bundle, tmp_path):
+    out = tmp_path / "report.html"
+    out.write_text(render_report(evil_bundle, cells=2, per_cell=3))
+    with browser_page(1100, 2400) as page:
+        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
+            "file:") else route.continue_())  # no network at all
+        page.goto(out.as_uri())
+        page.wait_for_selector("#chart-b0-heatmap svg", timeout=30_000)
+        page.wait_for_selector("#chart-b0-roc-misclassification svg", timeout=30_000)
+        labels = page.eval_on_selector_all("#chart-b0-heatmap text",
+                                           "els => els.map(e => e.textContent)")
+        assert any(t.startswith("</script><img") for t in labels)  # drawn as text
+        assert page.locator("img[src='x']").count() == 0 and page.dialogs == []
+        assert page.locator(".thumb img").count() >= 1
+        screenshot(page, "html_report")
