@@ -14,6 +14,13 @@ _WIDGETS = ("Explorer", "MonitorPanel", "HeatmapView", "ImageGrid", "ConceptPick
             "DetailView")
 
 
+def toy_world(directory=None, **build_kwargs):
+    """The bundled toy world's directory (built on first use; ``$SEMHEAT_TOY_DIR`` moves it)."""
+    from .zoo.build import toy_world as _toy_world
+
+    return _toy_world(directory, **build_kwargs)
+
+
 def __getattr__(name):
     if name in _WIDGETS:
         from . import widgets
@@ -22,4 +29,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'semheat_widgets' has no attribute {name!r}")
 
 
-__all__ = ["Bundle", "SemheatError", "__version__", *_WIDGETS]
+__all__ = ["Bundle", "SemheatError", "__version__", "toy_world", *_WIDGETS]

@@ -8,9 +8,6 @@ a new heatmap column at once.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import ipywidgets as widgets
 
 from ..engine.bundle import Bundle
@@ -19,11 +16,6 @@ from .detail import DetailView
 from .grid import ImageGrid
 from .heatmap import HeatmapView
 from .picker import ConceptPicker
-
-
-def default_toy_dir() -> Path:
-    env = os.environ.get("SEMHEAT_TOY_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "semheat_widgets" / "toy_world"
 
 
 class Explorer(widgets.VBox):
@@ -53,12 +45,9 @@ class Explorer(widgets.VBox):
     @classmethod
     def toy(cls, which: str = "encoder_fault", directory=None, **build_kwargs) -> "Explorer":
         """Open a bundle of the toy world, building the world on first use (progress bars)."""
-        from ..zoo.build import build_toy_world, is_world, world_bundles
+        from ..zoo.build import toy_world, world_bundles
 
-        directory = Path(directory) if directory is not None else default_toy_dir()
-        if not is_world(directory):
-            build_toy_world(directory, **build_kwargs)
-        bundles = world_bundles(directory)
+        bundles = world_bundles(toy_world(directory, **build_kwargs))
         if which not in bundles:
             raise SemheatError(f"the toy world has no bundle {which!r}; choose from "
                                f"{sorted(bundles)}")

@@ -172,6 +172,20 @@ def build_toy_world(out_dir, *, n_reference: int = 2400, n_natural: int = 2400,
     return out_dir
 
 
+def default_toy_dir() -> Path:
+    """Where the toy world lives unless told otherwise: ``$SEMHEAT_TOY_DIR`` or the user cache."""
+    env = os.environ.get("SEMHEAT_TOY_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "semheat_widgets" / "toy_world"
+
+
+def toy_world(directory=None, **build_kwargs) -> Path:
+    """The toy world's directory, built there on first use (with progress bars)."""
+    directory = Path(directory) if directory is not None else default_toy_dir()
+    if not is_world(directory):
+        build_toy_world(directory, **build_kwargs)
+    return directory
+
+
 def is_world(path) -> bool:
     return (Path(path) / "world.json").is_file()
 
