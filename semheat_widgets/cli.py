@@ -125,7 +125,8 @@ def cmd_analyze(args) -> int:
                        concepts=concepts, reference_fraction=args.reference_fraction,
                        attack_limit=args.attack_limit, batch_size=args.batch_size,
                        device=args.device, num_workers=args.workers, overwrite=args.force,
-                       progress=not args.quiet)
+                       progress=not args.quiet, engine=args.engine,
+                       ray_address=args.ray_address)
     print(f"bundle written to {out}")
     return 0
 
@@ -153,8 +154,8 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_benchmarks
 
-    result = run_benchmarks(records=args.records, quick=args.quick,
-                            progress=not args.json)
+    result = run_benchmarks(records=args.records, quick=args.quick, progress=not args.json,
+                            ray=args.ray)
     _emit(result, args.json, lambda r: json.dumps(r, indent=2))
     return 0
 
@@ -241,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--batch-size", type=int, default=64)
     an.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     an.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    an.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="where the forward passes run (ray: pip install 'semheat_widgets[ray]')")
+    an.add_argument("--ray-address", default=None,
+                    help="an existing Ray cluster (auto, ray://HOST:10001); default: local")
     an.add_argument("--force", action="store_true", help="replace an existing bundle")
     an.add_argument("--quiet", action="store_true", help="no progress bars")
     an.set_defaults(func=cmd_analyze)
@@ -260,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--records", type=int, default=1_000_000)
     bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    bench.add_argument("--ray", action="store_true",
+                       help="also compare Ray extraction with local extraction (needs the extra)")
     bench.set_defaults(func=cmd_bench)
     return ap
 

@@ -93,7 +93,7 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
             concepts: ConceptBank, class_prompts: dict[str, list[str]] | None = None,
             config: AnalysisConfig | None = None, name: str = "bundle",
             extra_columns: dict[str, np.ndarray] | None = None, progress: bool = True,
-            reference=None) -> Bundle:
+            reference=None, extractor=extract) -> Bundle:
     """Analyse ``split`` on ``dataset`` and return the (unsaved) bundle.
 
     Without ``reference``, the inputs of ``dataset`` are split at random into ``fit`` /
@@ -104,6 +104,10 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
 
     ``extra_columns`` (one value per natural input: reference inputs first, then ``dataset``'s)
     are copied onto every record derived from that input, e.g. ground truth of the toy world.
+
+    ``extractor`` runs the forward passes; it takes the arguments of :func:`extract` (the
+    default, in this process) — :class:`~semheat_widgets.engine.extract_ray.RayExtractor`
+    runs them on a Ray cluster instead and yields the same records.
     """
     cfg = config or AnalysisConfig()
     classes = list(classes)
@@ -124,8 +128,8 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     n_nat = len(dataset)
 
     # 1. extraction: natural inputs, then attacked copies of a subset
-    nat = extract(split, vlm, dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                  thumb_size=cfg.thumb_size, progress=progress, desc="classifier + VLM")
+    nat = extractor(split, vlm, dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                    thumb_size=cfg.thumb_size, progress=progress, desc="classifier + VLM")
     nat_labels = np.asarray(nat.labels)
     if reference is not None:  # reference -> fit / calib, stratified; the dataset -> eval
         fit_share, calib_share, _ = cfg.split_fractions
@@ -138,11 +142,10 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     parts, kinds, sources = [nat], [np.full(n_nat, "natural")], [np.arange(n_nat)]
     attacked = _attack_subset(splits_nat, cfg.attack_limit, cfg.split_seed)
     for attack in cfg.attacks:
-        adv = extract(split, vlm, Subset(dataset, attacked.tolist()),
-                      batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                      thumb_size=cfg.thumb_size, progress=progress,
-                      perturb=lambda x, y, a=attack: a(split, x, y),
-                      desc=f"{attack.kind.upper()} ε={attack.eps:.4f}")
+        adv = extractor(split, vlm, Subset(dataset, attacked.tolist()),
+                        batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                        thumb_size=cfg.thumb_size, progress=progress, attack=attack,
+                        desc=f"{attack.kind.upper()} ε={attack.eps:.4f}")
         parts.append(adv)
         kinds.append(np.full(len(attacked), attack.kind))
         sources.append(attacked)

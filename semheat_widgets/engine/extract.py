@@ -71,9 +71,15 @@ def _unwrap_worker_error(exc: Exception) -> Exception:
 
 def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
             num_workers: int = 0, out_dir=None, thumb_size: int = 64,
-            perturb: Callable | None = None, progress: bool = True,
+            perturb: Callable | None = None, attack=None, progress: bool = True,
             desc: str = "extract") -> Extracted:
-    """Run classifier and VLM over ``dataset`` (items ``(image tensor, label)``) once."""
+    """Run classifier and VLM over ``dataset`` (items ``(image tensor, label)``) once.
+
+    ``attack`` (an :class:`~semheat_widgets.engine.attacks.Attack`) perturbs every batch
+    against ``split`` first; ``perturb(images, labels)`` is the general form.
+    """
+    if attack is not None:
+        perturb = lambda x, y: attack(split, x, y)  # noqa: E731
     n = len(dataset)
     if n == 0:
         raise SemheatError("the dataset is empty: nothing to analyse")

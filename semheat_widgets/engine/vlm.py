@@ -123,6 +123,13 @@ class VLM:
 
         return cls.from_local(TINY_CLIP_DIR, device=device)
 
+    def to(self, device) -> "VLM":
+        """Move the model and its preprocessing constants to ``device`` (in place)."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
+        return self
+
     # -- properties ------------------------------------------------------------------------
     @property
     def embed_dim(self) -> int:

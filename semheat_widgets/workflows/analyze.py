@@ -33,6 +33,7 @@ from ..data.rival10_prompts import RIVAL10_CLASS_PROMPTS, RIVAL10_PROMPTS
 from ..engine.analyze import AnalysisConfig, analyze
 from ..engine.attacks import Attack
 from ..engine.concepts import ConceptBank
+from ..engine.extract import extract
 from ..engine.split import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
 from ..engine.vlm import VLM, resolve_device
 from ..errors import SemheatError
@@ -220,8 +221,13 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
                  attributes_csv=None, concepts: list[str] | None = None,
                  reference_fraction: float = 0.2,
                  attack_limit: int | None = 500, batch_size: int = 64, device=None,
-                 num_workers: int = 0, overwrite: bool = False, progress: bool = True) -> Path:
-    """The whole ``semheat analyze`` job; returns the bundle path."""
+                 num_workers: int = 0, overwrite: bool = False, progress: bool = True,
+                 engine: str = "local", ray_address: str | None = None) -> Path:
+    """The whole ``semheat analyze`` job; returns the bundle path.
+
+    ``engine="ray"`` runs the forward passes on Ray (``ray_address``: an existing cluster, or
+    ``None`` for a local one), keeping finished shards in ``OUT.work/ray`` for resuming.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise SemheatError(f"{out} exists; use --force to replace it")
@@ -234,6 +240,13 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
     if ckpt and not Path(ckpt).is_file():
         raise SemheatError(f"classifier checkpoint not found: {ckpt}")
     parse_vlm_spec(vlm)
+    if engine not in ("local", "ray"):
+        raise SemheatError(f"--engine must be local or ray, got {engine!r}")
+    extractor = extract
+    if engine == "ray":
+        from ..engine.extract_ray import RayExtractor
+
+        extractor = RayExtractor(ray_address, work_dir=out.parent / f"{out.name}.work" / "ray")
     spec = load_data(data, attributes_csv=attributes_csv, concepts=concepts)
     model, origin = build_resnet18(len(spec.classes), Path(ckpt) if ckpt else None)
     work = out.parent / f"{out.name}.work"
@@ -263,7 +276,8 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
                                      "training": training})
     bundle = analyze(split, the_vlm, spec.test, reference=reference, classes=spec.classes,
                      concepts=spec.concepts, class_prompts=spec.class_prompts, config=cfg,
-                     name=out.name, extra_columns=extra, progress=progress)
+                     name=out.name, extra_columns=extra, progress=progress,
+                     extractor=extractor)
     bundle.manifest["build_seconds"] = round(time.time() - started, 1)
     bundle.save(out, overwrite=overwrite)
     return out

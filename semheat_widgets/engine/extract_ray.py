@@ -1,0 +1,259 @@
+"""Feature extraction on Ray Data: the same records as :func:`extract`, on a cluster.
+
+The inputs become a Ray Dataset of input ids; a first ``map_batches`` stage (plain tasks) loads
+and preprocesses the images (``dataset[i]``: file decoding, resizing); a second runs on a pool
+of actors, each holding its own copy of the classifier and the VLM (one GPU per actor where
+there are GPUs), and computes features, logits, VLM embeddings and thumbnails — after an
+optional attack. The driver gathers rows by *shard* (``shard_size`` consecutive ids) and writes
+each finished shard as one Parquet file, atomically.
+
+Fault tolerance: Ray restarts a dead actor and retries its batch; the driver keeps the first
+row of every id and, at the end, checks that every id came back exactly once. An interrupted
+run resumes from its work directory: finished shards are read back, not recomputed.
+
+Needs the ``ray`` extra: ``pip install 'semheat_widgets[ray]'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SemheatError
+from .extract import Extracted, make_thumbs
+
+CRASH_ONCE_ENV = "SEMHEAT_RAY_CRASH_ONCE"  # test hook: "<marker file>:<id>" kills one worker once
+COLUMNS = ("features", "logits", "image_emb", "thumbs")
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise SemheatError("the Ray engine needs Ray: pip install 'semheat_widgets[ray]'") \
+            from None
+    return ray
+
+
+def _load_batch(batch: dict, dataset) -> dict:
+    """Stage 1 (tasks): decode and preprocess the images of a batch of ids."""
+    images, labels = [], []
+    for i in batch["id"]:
+        image, label = dataset[int(i)]
+        images.append(np.asarray(image, dtype=np.uint8))
+        labels.append(int(label))
+    return {"id": np.asarray(batch["id"], dtype=np.int64), "image": np.stack(images),
+            "label": np.asarray(labels, dtype=np.int64)}
+
+
+class _ModelWorker:
+    """Stage 2 (actors): classifier + VLM (+ attack) on a batch of preprocessed images."""
+
+    def __init__(self, split, vlm, attack, thumb_size: int, threads: int | None):
+        import torch
+
+        from .vlm import resolve_device
+
+        if threads:
+            torch.set_num_threads(threads)
+        device = resolve_device(None)
+        self.split = split.to(device).eval()
+        self.vlm = vlm.to(device)
+        self.attack, self.thumb_size, self.device = attack, thumb_size, device
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        self._maybe_crash(batch["id"])
+        images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self.device)
+        labels = torch.from_numpy(np.asarray(batch["label"])).to(self.device)
+        if self.attack is not None:
+            images = self.attack(self.split, images, labels)
+        with torch.inference_mode():
+            z, logits = self.split.features_and_logits(images)
+        emb = self.vlm.encode_images(images, batch_size=len(images))
+        return {"id": np.asarray(batch["id"], dtype=np.int64),
+                "label": np.asarray(batch["label"], dtype=np.int64),
+                "features": z.float().flatten(1).cpu().numpy(),
+                "logits": logits.float().cpu().numpy(), "image_emb": emb.numpy(),
+                "thumbs": make_thumbs(images.detach(), self.thumb_size)}
+
+    @staticmethod
+    def _maybe_crash(ids) -> None:
+        spec = os.environ.get(CRASH_ONCE_ENV)
+        if not spec:
+            return
+        marker, _, when = spec.rpartition(":")
+        if int(when) in set(np.asarray(ids).tolist()) and not os.path.exists(marker):
+            Path(marker).write_text("crashed once")
+            os._exit(1)  # a hard worker death, as when a node goes away
+
+
+class RayExtractor:
+    """A drop-in replacement for :func:`extract` that runs on Ray (see the module docstring).
+
+    ``address``: an existing cluster (``"auto"``, ``"ray://host:10001"``) or ``None`` for a
+    local one; ``num_actors``: model replicas (default: one per GPU, or one per 4 CPUs);
+    ``work_dir``: where shards are kept for resuming (a temporary folder when ``None``).
+    """
+
+    def __init__(self, address: str | None = None, *, num_actors: int | None = None,
+                 shard_size: int = 512, work_dir=None, num_cpus: int | None = None,
+                 keep_shards: bool = True):
+        self.ray = require_ray()
+        self.address, self.num_actors, self.shard_size = address, num_actors, int(shard_size)
+        self.work_dir = Path(work_dir) if work_dir is not None else None
+        self.num_cpus, self.keep_shards = num_cpus, keep_shards
+        self.last_run: dict = {}
+
+    def _init(self):
+        ray = self.ray
+        if not ray.is_initialized():
+            kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
+            ray.init(ignore_reinit_error=True, log_to_driver=False,
+                     include_dashboard=False, **kwargs)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        cpus = int(resources.get("CPU", 1))
+        actors = self.num_actors or (gpus if gpus else max(1, cpus // 4))
+        return actors, gpus, cpus
+
+    def __call__(self, split, vlm, dataset, *, batch_size: int = 128, num_workers: int = 0,
+                 thumb_size: int = 64, progress: bool = True, desc: str = "extract",
+                 attack=None, out_dir=None) -> Extracted:
+        n = len(dataset)
+        if n == 0:
+            raise SemheatError("the dataset is empty: nothing to analyse")
+        actors, gpus, cpus = self._init()
+        shard_dir = self._shard_dir(split, vlm, n, attack, thumb_size, desc)
+        n_shards = -(-n // self.shard_size)
+        done = {k for k in range(n_shards) if (shard_dir / f"shard-{k:05d}.parquet").is_file()}
+        todo = [i for k in range(n_shards) if k not in done
+                for i in range(k * self.shard_size, min(n, (k + 1) * self.shard_size))]
+        self.last_run = {"shards": n_shards, "resumed_shards": len(done),
+                         "computed_ids": len(todo), "actors": actors}
+        if todo:
+            self._run(split, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
+                      actors, gpus, cpus, n, progress, desc)
+        out = self._assemble(shard_dir, n_shards, n)
+        if not self.keep_shards and self.work_dir is None:
+            shutil.rmtree(shard_dir, ignore_errors=True)
+        return out
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _shard_dir(self, split, vlm, n, attack, thumb_size, desc) -> Path:
+        """A folder per (models, data size, attack): a resumed run must match what it resumes."""
+        import tempfile
+
+        key = json.dumps({"classifier": getattr(split, "name", "?"), "vlm": vlm.name, "n": n,
+                          "attack": None if attack is None else vars(attack),
+                          "thumb": thumb_size, "shard": self.shard_size, "desc": desc},
+                         sort_keys=True, default=str)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+        base = self.work_dir or Path(tempfile.gettempdir()) / "semheat-ray"
+        folder = base / digest
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "meta.json").write_text(key)
+        return folder
+
+    def _run(self, split, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
+             actors, gpus, cpus, n, progress, desc):
+        from tqdm.auto import tqdm
+
+        ray = self.ray
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # ours below counts rows as they land
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ids = np.asarray(todo, dtype=np.int64)
+        ds = ray.data.from_items([{"id": int(i)} for i in ids],
+                                 override_num_blocks=max(1, -(-len(ids) // batch_size)))
+        ds = ds.map_batches(_load_batch, fn_kwargs={"dataset": dataset}, batch_size=batch_size,
+                            num_cpus=0.5)
+        # Loading is light next to the forward passes: the loaders share half a CPU and each
+        # actor gets the rest of its share, with as many torch threads.
+        per_actor = {"num_gpus": 1} if gpus else {"num_cpus": max(0.5, (cpus - 0.5) / actors)}
+        threads = None if gpus else max(1, int(round((cpus - 0.5) / actors)))
+        if split.device.type != "cpu" or vlm.device.type != "cpu":  # ship CPU copies
+            import copy
+
+            split, vlm = copy.deepcopy(split).cpu(), copy.deepcopy(vlm).to("cpu")
+        ds = ds.map_batches(_ModelWorker, fn_constructor_args=(split, vlm, attack,
+                                                               thumb_size, threads),
+                            batch_size=batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=actors), **per_actor)
+        # (Ray Data restarts dead actors and retries their batches by default.)
+        expected = {k: min(n, (k + 1) * self.shard_size) - k * self.shard_size
+                    for k in np.unique(ids // self.shard_size).tolist()}
+        pending: dict[int, dict] = {}  # shard -> {"seen": set of ids, "parts": [batches]}
+        bar = tqdm(total=len(ids), desc=f"{desc} (Ray)", unit="img", disable=not progress)
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            shard_of = batch["id"] // self.shard_size
+            for k in np.unique(shard_of).tolist():
+                entry = pending.setdefault(k, {"seen": set(), "parts": []})
+                rows = np.flatnonzero(shard_of == k)
+                new = [r for r in rows if int(batch["id"][r]) not in entry["seen"]]
+                if not new:
+                    continue  # a retried batch whose rows already arrived
+                entry["seen"].update(int(batch["id"][r]) for r in new)
+                entry["parts"].append({c: batch[c][new] for c in ("id", "label") + COLUMNS})
+                bar.update(len(new))
+                if len(entry["seen"]) == expected[k]:
+                    self._write_shard(shard_dir, k, entry["parts"])
+                    del pending[k]
+        bar.close()
+        if pending:
+            missing = sum(expected[k] - len(v["seen"]) for k, v in pending.items())
+            raise SemheatError(f"Ray returned no rows for {missing} inputs; run again to resume")
+
+    @staticmethod
+    def _write_shard(shard_dir: Path, k: int, parts: list[dict]) -> None:
+        """One finished shard as a Parquet file (fixed-size list columns), written atomically."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        cols = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+        order = np.argsort(cols["id"], kind="stable")
+        data = {"id": cols["id"][order].astype(np.int64),
+                "label": cols["label"][order].astype(np.int64)}
+        shapes = {}
+        for c in COLUMNS:
+            block = cols[c][order]
+            shapes[c] = list(block.shape[1:])
+            flat = pa.array(np.ascontiguousarray(block).reshape(-1))
+            data[c] = pa.FixedSizeListArray.from_arrays(flat, int(np.prod(block.shape[1:])))
+        table = pa.table(data).replace_schema_metadata({"shapes": json.dumps(shapes)})
+        tmp = shard_dir / f".shard-{k:05d}.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(shard_dir / f"shard-{k:05d}.parquet")
+
+    def _assemble(self, shard_dir: Path, n_shards: int, n: int) -> Extracted:
+        import pyarrow.parquet as pq
+
+        arrays: dict[str, np.ndarray] = {}
+        seen = np.zeros(n, dtype=np.int64)
+        labels = np.zeros(n, dtype=np.int64)
+        for k in range(n_shards):
+            table = pq.read_table(shard_dir / f"shard-{k:05d}.parquet")
+            shapes = json.loads(table.schema.metadata[b"shapes"])
+            ids = table.column("id").to_numpy()
+            np.add.at(seen, ids, 1)
+            labels[ids] = table.column("label").to_numpy()
+            for c in COLUMNS:
+                values = table.column(c).combine_chunks().flatten().to_numpy()
+                block = values.reshape(len(ids), *shapes[c])
+                if c not in arrays:
+                    dtype = np.uint8 if c == "thumbs" else np.float32
+                    arrays[c] = np.zeros((n, *shapes[c]), dtype=dtype)
+                arrays[c][ids] = block
+        if not (seen == 1).all():
+            raise SemheatError(f"records lost or duplicated: {int((seen == 0).sum())} missing, "
+                               f"{int((seen > 1).sum())} duplicated")
+        return Extracted(arrays["features"], arrays["logits"], arrays["image_emb"], labels,
+                         arrays["thumbs"])
