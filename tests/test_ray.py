@@ -117,3 +117,22 @@ def test_without_the_extra_a_one_line_error_says_how_to_install(monkeypatch):
     with pytest.raises(SemheatError, match=r"pip install 'semheat_widgets\[ray\]'") as err:
         extract_ray.require_ray()
     assert "\n" not in str(err.value)
+
+
+def test_semheat_analyze_with_the_ray_engine_reads_files_on_ray(local_ray, tmp_path):
+    from fake_rival10 import make_fake_rival10
+    from semheat_widgets.engine.bundle import Bundle
+    from semheat_widgets.workflows.analyze import load_data, reference_indices, run_analysis
+
+    fake = make_fake_rival10(tmp_path / "rival", n_per_class=2, malformed=False)
+    out = tmp_path / "bundle"
+    run_analysis(data=f"rival10:{fake.root}", vlm="open_clip:RN50:none",
+                 classifier="resnet18", out=out, attack_limit=4, batch_size=8,
+                 engine="ray", progress=False)
+    b = Bundle.load(out)
+    spec = load_data(f"rival10:{fake.root}")
+    n = len(reference_indices(spec.train_labels, 0.2)) + len(spec.test)
+    nat = b.mask(kind="natural")
+    assert nat.sum() == n and len(set(b.column("source_id")[nat])) == n
+    assert np.array_equal(b.column("label")[nat][-len(spec.test):], spec.test.labels)
+    assert list((tmp_path / "bundle.work" / "ray").glob("*/shard-*.parquet"))
