@@ -80,6 +80,19 @@ def _attack_subset(splits: np.ndarray, limit: int | None, seed: int) -> np.ndarr
     return np.sort(rng.choice(len(splits), size=limit, replace=False))
 
 
+def _check_splits(splits: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
+    """Enough natural inputs to fit and calibrate on, and every class among those to fit."""
+    for name in ("fit", "calib"):
+        if (splits == name).sum() < 2:
+            raise SemheatError(f"the '{name}' split has fewer than 2 natural inputs; use a larger "
+                               f"dataset or other split fractions")
+    per_class = np.bincount(labels[splits == "fit"], minlength=len(classes))
+    if (per_class == 0).any():
+        missing = [classes[k] for k in np.flatnonzero(per_class == 0)]
+        raise SemheatError(f"class {missing[0]!r} has no examples in the 'fit' split "
+                           f"({len(missing)} class(es) without examples); every class needs some")
+
+
 def _concat(parts: list[Extracted]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([np.asarray(getattr(p, k)) for p in parts])
             for k in ("features", "logits", "image_emb", "labels", "thumbs")}
@@ -139,6 +152,7 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
                            np.full(n_nat - n_ref, "eval")]
     else:
         splits_nat = assign_splits(n_nat, cfg.split_fractions, cfg.split_seed, nat_labels)
+    _check_splits(splits_nat, nat_labels, classes)  # before the (costly) attacks
     parts, kinds, sources = [nat], [np.full(n_nat, "natural")], [np.arange(n_nat)]
     attacked = _attack_subset(splits_nat, cfg.attack_limit, cfg.split_seed)
     for attack in cfg.attacks:
@@ -158,16 +172,6 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     correct = preds == labels
     natural = kind == "natural"
     fit = natural & (split_of == "fit")
-    calib = natural & (split_of == "calib")
-    for s, m in (("fit", fit), ("calib", calib)):
-        if m.sum() < 2:
-            raise SemheatError(f"the '{s}' split has fewer than 2 natural inputs; use a larger "
-                               f"dataset or other split fractions")
-    per_class = np.bincount(labels[fit], minlength=K)
-    if (per_class == 0).any():
-        missing = [classes[k] for k in np.flatnonzero(per_class == 0)]
-        raise SemheatError(f"class {missing[0]!r} has no examples in the 'fit' split "
-                           f"({len(missing)} class(es) without examples); every class needs some")
 
     # 2. aligner and concept scores
     aligner = LinearAligner(alpha=cfg.aligner_alpha).fit(data["features"][fit],
