@@ -108,13 +108,16 @@ def browser_page(width: int = 1500, height: int = 1300):
             browser.close()
 
 
-def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int = 240_000):
-    """Open ``notebook`` in JupyterLab and run all its cells.
+def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int = 240_000,
+                     ui: str = "lab"):
+    """Open ``notebook`` in JupyterLab (``ui="lab"``) or Notebook 7 (``"notebook"``) and run
+    all its cells.
 
     "Run All" is retried until the first cell starts: a click made before the kernel's
     websocket is connected is silently dropped by JupyterLab.
     """
-    page.goto(f"{base}/lab/tree/{notebook}?token={token}", timeout=timeout_ms)
+    route = "lab/tree" if ui == "lab" else "notebooks"
+    page.goto(f"{base}/{route}/{notebook}?token={token}", timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
     deadline = time.time() + timeout_ms / 1000
     while time.time() < deadline:

@@ -103,3 +103,24 @@ def test_explorer_in_jupyterlab(mini_world, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS.parent / "browser_timings.json").write_text(json.dumps(timings, indent=1))
     assert np.isfinite(timings["click_to_images_ms"])
+
+
+def test_explorer_in_notebook_7(mini_world, tmp_path):
+    bundle = Bundle.load(mini_world / "head_fault")
+    hm = bundle.heatmap("differential")
+    row = hm.rows[int(np.nanargmax(hm.counts_other))]  # the class with most mistakes
+    expected = bundle.cell_query("differential", row, "horns")
+    write_notebook(tmp_path / "n7.ipynb", [
+        "import semheat_widgets as sw\n"
+        f"sw.Explorer.toy(directory=r'{mini_world}', which='head_fault')",
+    ])
+    with jupyterlab(tmp_path) as (base, token), browser_page() as page:
+        open_and_run_all(page, base, token, "n7.ipynb", ui="notebook")
+        heatmap = page.locator(".vega-embed").first
+        heatmap.locator("g.mark-rect path").first.wait_for(timeout=TIMEOUT)
+        _cell_path(page, heatmap, row, "horns").click()
+        page.locator(".semheat-tile").first.wait_for(timeout=30_000)
+        tiles = page.locator(".semheat-tile")
+        shown = [int(tiles.nth(i).get_attribute("data-index")) for i in range(tiles.count())]
+        assert shown == expected.indices[:len(shown)].tolist() and shown
+        screenshot(page, "notebook7_explorer")
