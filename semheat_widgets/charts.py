@@ -60,7 +60,8 @@ def roc_chart(task_report: dict) -> alt.Chart:
         entry = task_report.get(det)
         if not entry or "roc" not in entry:
             continue
-        name = f"{label} (AUROC {entry['auroc']:.3f})"
+        auc = entry.get("auroc")
+        name = f"{label} (AUROC {auc:.3f})" if auc is not None else f"{label} (AUROC n/a)"
         rows += [{"detector": name, "fpr": f, "tpr": t}
                  for f, t in zip(entry["roc"]["fpr"], entry["roc"]["tpr"])]
     lines = alt.Chart(alt.Data(values=rows)).mark_line(interpolate="step-after").encode(

@@ -21,6 +21,7 @@ import numpy as np
 from .charts import DETECTOR_LABELS, heatmap_chart, roc_chart
 from .engine.bundle import Bundle
 from .engine.report import localization_report, monitor_report
+from .errors import SemheatError
 
 e = html.escape
 
@@ -148,6 +149,8 @@ def write_report(bundles, out, **kwargs) -> Path:
     items = bundles if isinstance(bundles, (list, tuple)) else [bundles]
     items = [b if isinstance(b, Bundle) else Bundle.load(b) for b in items]
     out = Path(out)
+    if not out.parent.is_dir():
+        raise SemheatError(f"cannot write {out}: folder {out.parent} does not exist")
     text = render_report(items, **kwargs)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -48,17 +48,41 @@ def test_analyze_rival10_with_a_random_clip_writes_one_record_per_image(fake, tm
     assert (tmp_path / "bundle.work" / "classifier.safetensors").is_file()
 
 
-def test_training_resumes_after_an_interruption(fake, tmp_path):
+def test_training_resumes_after_an_interruption(fake, tmp_path, monkeypatch):
+    import torch.nn.functional as F
+
     spec = load_data(f"rival10:{fake.root}", size=32)
+    batches_per_epoch = len(spec.train) // 16
+    real_loss, calls = F.cross_entropy, []
+
+    def loss_until_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > batches_per_epoch:
+            raise KeyboardInterrupt  # Ctrl-C during epoch 2 (epoch 1 is saved)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(F, "cross_entropy", loss_until_interrupted)
     model, origin = build_resnet18(10)
     assert origin in ("imagenet", "scratch")
-    first = train_classifier(model, spec.train, epochs=1, work=tmp_path, batch_size=16,
-                             progress=False)
-    assert first["resumed_from_epoch"] == 0
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(model, spec.train, epochs=2, work=tmp_path, batch_size=16,
+                         progress=False)
+    monkeypatch.setattr(F, "cross_entropy", real_loss)
     model2, _ = build_resnet18(10)
     again = train_classifier(model2, spec.train, epochs=2, work=tmp_path, batch_size=16,
                              progress=False)
     assert again["resumed_from_epoch"] == 1  # epoch 1 was not redone
+
+
+def test_a_saved_state_of_another_job_is_not_resumed(fake, tmp_path):
+    spec = load_data(f"rival10:{fake.root}", size=32)
+    model, _ = build_resnet18(10)
+    train_classifier(model, spec.train, epochs=1, work=tmp_path, batch_size=16,
+                     progress=False, job="job A")
+    model2, _ = build_resnet18(10)
+    again = train_classifier(model2, spec.train, epochs=1, work=tmp_path, batch_size=16,
+                             progress=False, job="job B")
+    assert again["resumed_from_epoch"] == 0  # trained afresh, not job A's weights
 
 
 def test_checkpoints_load_safely(tmp_path):

@@ -25,12 +25,22 @@ def test_mahalanobis_matches_a_direct_computation():
     m = MahalanobisBaseline().fit(z, y, 2)
     mu = np.stack([z[y == k].mean(0) for k in range(2)])
     cov = sum((z[y == k] - mu[k]).T @ (z[y == k] - mu[k]) for k in range(2))
-    prec = np.linalg.inv(cov + 1e-6 * np.eye(3))
+    cov = cov + 1e-6 * np.eye(3)  # pytorch-ood's own ridge ...
+    prec = np.linalg.inv(cov + 1e-3 * np.trace(cov) / 3 * np.eye(3))  # ... and ours
     q = np.array([[0.0, 0, 0], [2.0, 2, 2], [10.0, -10, 10]])
     d = np.stack([np.einsum("ij,jk,ik->i", q - mu[k], prec, q - mu[k]) for k in range(2)], 1)
     assert np.allclose(m.score(q), 0.5 * d.min(1), rtol=1e-4)
     again = MahalanobisBaseline.from_state(m.state())
     assert np.allclose(again.score(q), m.score(q))
+
+
+def test_mahalanobis_stays_a_distance_with_fewer_inputs_than_dims():
+    rng = np.random.default_rng(0)
+    z = np.maximum(rng.normal(size=(100, 512)), 0).astype(np.float32)  # ReLU-like, n < d
+    y = np.arange(100) % 4
+    scores = MahalanobisBaseline().fit(z, y, 4).score(np.maximum(rng.normal(size=(50, 512)), 0))
+    assert np.isfinite(scores).all() and (scores >= 0).all()
+    assert scores.max() < 1e6
 
 
 def test_mahalanobis_needs_every_class():

@@ -274,3 +274,53 @@ def test_reference_mode_fits_on_reference_and_evaluates_the_dataset(tiny_split, 
                 reference=TensorDataset(ref_images, torch.from_numpy(ref_labels)),
                 classes=CLASSES, concepts=ConceptBank(CONCEPTS), config=cfg, progress=False,
                 extra_columns={"domain": ["a", "b", "c"]})
+
+
+def test_successful_attacks_need_a_correct_source(built):
+    from semheat_widgets.engine.report import task_masks
+
+    src_ok = built.column("correct")[built.column("source_id")]
+    attacked = built.column("kind") != "natural"
+    wrong = ~built.column("correct")
+    assert np.array_equal(built.column("source_correct"), src_ok)
+    defect = built.column("defect")
+    assert set(defect[attacked & wrong & src_ok]) <= {"adversarial"}
+    assert set(defect[attacked & wrong & ~src_ok]) <= {"misclassified"}
+    for split in ("calib", "eval"):
+        _, positive = task_masks(built, "adversarial", split)
+        assert not (positive & ~src_ok).any()
+        assert np.array_equal(positive, attacked & wrong & src_ok & built.mask(split=split))
+
+
+def test_runtime_monitor_survives_added_concepts(saved, tiny_vlm, tiny_split, tmp_path):
+    from semheat_widgets.engine.analyze import runtime_monitor
+
+    b = Bundle.load(saved)
+    images = colour_images(8, seed=3)[0]
+    before = runtime_monitor(b, tiny_split)(images)[1]
+    b.add_concept("stripes", vlm=tiny_vlm)
+    after = runtime_monitor(b, tiny_split)(images)[1]
+    assert torch.allclose(before, after)
+    b.save(tmp_path / "more")
+    again = runtime_monitor(Bundle.load(tmp_path / "more"), tiny_split)(images)[1]
+    assert torch.allclose(before, again, atol=1e-5)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("state", "cannot read bundle"), ("manifest-keys", "damaged"), ("array-name", "damaged")])
+def test_damaged_bundles_are_one_line_errors(saved, tmp_path, damage, message):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(saved, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    if damage == "state":
+        (broken / "state.safetensors").write_bytes(b"not a safetensors file")
+    elif damage == "manifest-keys":
+        del manifest["concepts"]
+    else:
+        manifest["arrays"]["../../etc/x"] = manifest["arrays"].pop("scores")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SemheatError, match=message) as err:
+        Bundle.load(broken)
+    assert "\n" not in str(err.value)

@@ -136,3 +136,14 @@ def test_semheat_analyze_with_the_ray_engine_reads_files_on_ray(local_ray, tmp_p
     assert nat.sum() == n and len(set(b.column("source_id")[nat])) == n
     assert np.array_equal(b.column("label")[nat][-len(spec.test):], spec.test.labels)
     assert list((tmp_path / "bundle.work" / "ray").glob("*/shard-*.parquet"))
+
+
+def test_shards_never_mix_different_data_or_weights(local_ray, toy, tmp_path):
+    split, vlm, data = toy
+    other = TensorDataset(torch.flip(data.tensors[0], dims=[3]), data.tensors[1])
+    rx = RayExtractor(shard_size=128, work_dir=tmp_path)
+    a = rx(split, vlm, data, batch_size=64, progress=False)
+    b = rx(split, vlm, other, batch_size=64, progress=False)  # same length, other images
+    assert rx.last_run["resumed_shards"] == 0
+    _same(extract(split, vlm, other, batch_size=64, progress=False), b)
+    assert not np.allclose(a.features, b.features)

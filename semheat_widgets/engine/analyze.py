@@ -204,7 +204,9 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     base["mahalanobis"] = maha.score(data["features"])
 
     # 5. monitors, thresholds and combinations
-    adversarial = (~natural) & ~correct
+    # An attack succeeded where it turned a correctly classified input into a mistake.
+    source_correct = correct[:n_nat][source]
+    adversarial = (~natural) & ~correct & source_correct
     task_sets = {
         "misclassification": (natural, ~correct),
         "adversarial": ((natural & correct) | adversarial, adversarial),
@@ -219,7 +221,8 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
             continue
         mon = HeatmapMonitor(cfg.monitor_similarity).fit(scores_std[ref], preds[ref],
                                                          positive[ref], K)
-        if (~positive[cal]).any():
+        calibrated = bool((~positive[cal]).any())
+        if calibrated:
             mon.calibrate(scores_std[cal], preds[cal], positive[cal], cfg.target_fpr,
                           cfg.per_class_thresholds)
         score = mon.score(scores_std, preds)
@@ -227,7 +230,7 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
         columns[f"{prefix}_score"] = score.astype(np.float32)
         columns[f"{prefix}_flag"] = score > mon.thresholds_[preds]
         state_extra.update(mon.state(f"monitor.{task}"))
-        info = {"available": True, "target_fpr": cfg.target_fpr,
+        info = {"available": True, "calibrated": calibrated, "target_fpr": cfg.target_fpr,
                 "similarity": cfg.monitor_similarity,
                 "per_class": cfg.per_class_thresholds,
                 "global_threshold": float(np.median(mon.thresholds_))}
@@ -247,7 +250,9 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
         "source_id": source.astype(np.int64), "label": labels.astype(np.int16),
         "prediction": preds.astype(np.int16), "correct": correct,
         "confidence": (-base["msp"]).astype(np.float32),
-        "defect": np.where(correct, "none", np.where(natural, "misclassified", "adversarial")),
+        "defect": np.where(correct, "none", np.where(adversarial, "adversarial",
+                                                     "misclassified")),
+        "source_correct": source_correct,
         "msp": base["msp"].astype(np.float32), "energy": base["energy"].astype(np.float32),
         "mahalanobis": base["mahalanobis"].astype(np.float32),
         "vlm_pred": vlm_pred.astype(np.int16), "oracle_pred": loc.oracle_pred.astype(np.int16),
@@ -297,5 +302,10 @@ def runtime_monitor(bundle: Bundle, split: ModelSplit, task: str = "misclassific
 
     if f"monitor.{task}.thresholds" not in bundle.state:
         raise SemheatError(f"the bundle has no fitted {task} monitor")
-    return RuntimeMonitor(split, bundle.aligner, bundle.concept_embeddings,
-                          bundle.standardizer, monitor_state(bundle, task))
+    # The monitor's reference rows cover the concepts of the build; concepts added later (in
+    # memory or saved since) come after them and are left out.
+    monitor = monitor_state(bundle, task)
+    c = monitor.correct_rows_.shape[1]
+    st = bundle.standardizer
+    return RuntimeMonitor(split, bundle.aligner, bundle.concept_embeddings[:c],
+                          Standardizer(st.mean[:c], st.std[:c]), monitor)

@@ -2,7 +2,9 @@
 
 FGSM (Goodfellow et al., ICLR 2015) takes one signed-gradient step of size ε; PGD (Madry et
 al., ICLR 2018) takes ``steps`` steps of size ``step_size`` from a random start inside the
-ε-ball, projecting back after each. Both maximise the cross-entropy of the true label.
+ε-ball, projecting back after each. Both maximise the cross-entropy of the true label. The
+random start is seeded (``seed``), so attacks are reproducible; every batch gets the same
+start pattern.
 """
 
 from __future__ import annotations
@@ -52,10 +54,6 @@ class Attack:
             return adv
         finally:
             model.train(was_training)
-
-    @property
-    def name(self) -> str:
-        return self.kind
 
 
 def _step(model, clean, adv, labels, size, eps):

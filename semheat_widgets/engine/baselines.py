@@ -33,8 +33,12 @@ class MahalanobisBaseline:
     """Class-conditional Gaussians with a shared covariance on the features ``z``.
 
     The score is pytorch-ood's: half the squared Mahalanobis distance to the nearest class mean,
-    under the pooled scatter matrix (not divided by N; a constant factor, same ranking).
+    under the pooled scatter matrix (not divided by N; a constant factor, same ranking), here
+    with a small ridge (``ridge`` x its mean eigenvalue) so that few inputs still give distances.
     """
+
+    def __init__(self, ridge: float = 1e-3):
+        self.ridge = ridge
 
     def fit(self, features, labels, n_classes: int) -> "MahalanobisBaseline":
         from pytorch_ood.detector import Mahalanobis
@@ -47,6 +51,13 @@ class MahalanobisBaseline:
         det = Mahalanobis(None)
         det.fit_features(torch.as_tensor(np.asarray(features), dtype=torch.float32),
                          torch.as_tensor(labels))
+        # pytorch-ood inverts the pooled scatter matrix + 1e-6 I in float32, which breaks down
+        # when there are about as many features as inputs; a ridge relative to its scale (in
+        # float64) keeps the precision matrix well conditioned.
+        cov = det.cov.double()
+        d = cov.shape[0]
+        cov += self.ridge * torch.trace(cov) / d * torch.eye(d, dtype=torch.float64)
+        det.precision = torch.linalg.inv(cov).float()
         self.detector_ = det
         return self
 

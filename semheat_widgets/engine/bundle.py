@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ REQUIRED_COLUMNS = ("id", "split", "kind", "source_id", "label", "prediction", "
 CATEGORICAL = ("split", "kind", "fault", "oracle_verdict", "heatmap_verdict", "gt_fault",
                "defect")
 SPLITS = ("fit", "calib", "eval")
+ARRAY_NAME = re.compile(r"[A-Za-z0-9_]+")  # array files live in arrays/<name>.npy, nowhere else
 
 
 def _json_default(o):
@@ -163,15 +165,22 @@ class Bundle:
             raise SchemaVersionError(f"{path} has bundle schema version {version}; this "
                                      f"semheat_widgets reads version {SCHEMA_VERSION} "
                                      f"(rebuild the bundle or change semheat_widgets)")
+        missing = [k for k in ("classes", "concepts", "arrays") if k not in manifest]
+        bad = [k for k in manifest.get("arrays", {}) if not ARRAY_NAME.fullmatch(str(k))]
+        if missing or bad:
+            raise SemheatError(f"{manifest_path} is damaged: missing {missing}, bad array names "
+                               f"{bad}")
         try:
             records = pq.read_table(path / "records.parquet", memory_map=True)
             arrays = {}
-            for key in manifest.get("arrays", {}):
+            for key in manifest["arrays"]:
                 arrays[key] = np.load(path / "arrays" / f"{key}.npy",
                                       mmap_mode="r" if mmap else None, allow_pickle=False)
             state = load_file(str(path / "state.safetensors"))
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise SemheatError(f"cannot read bundle {path}: {exc}") from None
+        except Exception as exc:  # OSError, ValueError, Arrow and safetensors errors alike
+            raise SemheatError(f"cannot read bundle {path}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                               ) from None
         return cls(manifest, records, arrays, state, path)
 
     def _merged_for_save(self):

@@ -30,8 +30,9 @@ def _clean(text, what: str) -> str:
 class ConceptBank:
     """An ordered set of concepts, each with one or more prompts.
 
-    ``templates`` (e.g. ``("a photo of {}",)``) expand every prompt that does not already
-    contain the concept in a sentence; ``"{}"`` keeps the prompt as it is.
+    ``templates`` (e.g. ``("a photo of {}", "{}")``) expand every prompt; the default ``"{}"``
+    keeps prompts as they are. :meth:`to_json` records the expanded prompts, so a saved bank
+    embeds exactly the same texts when loaded again.
     """
 
     def __init__(self, concepts: Iterable = (), templates: Sequence[str] = ("{}",)):
@@ -107,7 +108,7 @@ class ConceptBank:
         return np.stack(rows).astype(np.float32)
 
     def to_json(self) -> list[dict]:
-        return [{"name": c.name, "prompts": list(c.prompts)} for c in self._concepts]
+        return [{"name": c.name, "prompts": self.expanded_prompts(c)} for c in self._concepts]
 
     @classmethod
     def from_json(cls, items: list[dict], templates: Sequence[str] = ("{}",)) -> "ConceptBank":

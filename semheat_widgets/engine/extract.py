@@ -35,10 +35,6 @@ class Extracted:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def predictions(self) -> np.ndarray:
-        return np.asarray(self.logits).argmax(axis=1)
-
 
 def _allocate(out_dir: Path | None, name: str, shape, dtype):
     if out_dir is None:

@@ -53,6 +53,38 @@ def _load_batch(batch: dict, dataset) -> dict:
             "label": np.asarray(labels, dtype=np.int64)}
 
 
+def _weights_digest(module) -> str:
+    """A digest of a module's weights (so that a changed model never reuses old shards)."""
+    h = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _data_digest(dataset, samples: int = 16) -> str:
+    """A digest of a dataset's content: its file paths, or its tensors, when it has them (through
+    ``Subset`` and ``ConcatDataset``); otherwise its length and evenly spaced items."""
+    h = hashlib.sha1(f"{type(dataset).__name__}:{len(dataset)}".encode())
+    if hasattr(dataset, "indices") and hasattr(dataset, "dataset"):  # a Subset
+        h.update(np.asarray(dataset.indices, dtype=np.int64).tobytes())
+        h.update(_data_digest(dataset.dataset, samples).encode())
+    elif hasattr(dataset, "datasets"):  # a ConcatDataset
+        for part in dataset.datasets:
+            h.update(_data_digest(part, samples).encode())
+    elif getattr(dataset, "paths", None) is not None:
+        for path in dataset.paths:
+            h.update(str(path).encode())
+    elif getattr(dataset, "tensors", None) is not None:
+        for tensor in dataset.tensors:
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    else:
+        for i in np.linspace(0, len(dataset) - 1, min(samples, len(dataset))).astype(int):
+            image, label = dataset[int(i)]
+            h.update(np.asarray(image).tobytes() + str(int(label)).encode())
+    return h.hexdigest()
+
+
 class _ModelWorker:
     """Stage 2 (actors): classifier + VLM (+ attack) on a batch of preprocessed images."""
 
@@ -101,16 +133,16 @@ class RayExtractor:
 
     ``address``: an existing cluster (``"auto"``, ``"ray://host:10001"``) or ``None`` for a
     local one; ``num_actors``: model replicas (default: one per GPU, or one per 4 CPUs);
-    ``work_dir``: where shards are kept for resuming (a temporary folder when ``None``).
+    ``work_dir``: where shards are kept for resuming (a fresh temporary folder, removed after
+    each run, when ``None``). Shards are keyed on a digest of the model weights and the data.
     """
 
     def __init__(self, address: str | None = None, *, num_actors: int | None = None,
-                 shard_size: int = 512, work_dir=None, num_cpus: int | None = None,
-                 keep_shards: bool = True):
+                 shard_size: int = 512, work_dir=None, num_cpus: int | None = None):
         self.ray = require_ray()
         self.address, self.num_actors, self.shard_size = address, num_actors, int(shard_size)
         self.work_dir = Path(work_dir) if work_dir is not None else None
-        self.num_cpus, self.keep_shards = num_cpus, keep_shards
+        self.num_cpus = num_cpus
         self.last_run: dict = {}
 
     def _init(self):
@@ -132,7 +164,7 @@ class RayExtractor:
         if n == 0:
             raise SemheatError("the dataset is empty: nothing to analyse")
         actors, gpus, cpus = self._init()
-        shard_dir = self._shard_dir(split, vlm, n, attack, thumb_size, desc)
+        shard_dir = self._shard_dir(split, vlm, dataset, attack, thumb_size, desc)
         n_shards = -(-n // self.shard_size)
         done = {k for k in range(n_shards) if (shard_dir / f"shard-{k:05d}.parquet").is_file()}
         todo = [i for k in range(n_shards) if k not in done
@@ -143,22 +175,26 @@ class RayExtractor:
             self._run(split, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
                       actors, gpus, cpus, n, progress, desc)
         out = self._assemble(shard_dir, n_shards, n)
-        if not self.keep_shards and self.work_dir is None:
+        if getattr(self, "_temporary", False):
             shutil.rmtree(shard_dir, ignore_errors=True)
         return out
 
     # -- pieces -------------------------------------------------------------------------------
-    def _shard_dir(self, split, vlm, n, attack, thumb_size, desc) -> Path:
-        """A folder per (models, data size, attack): a resumed run must match what it resumes."""
+    def _shard_dir(self, split, vlm, dataset, attack, thumb_size, desc) -> Path:
+        """A folder per (model weights, data, attack): a resumed run must match what it
+        resumes. Without a ``work_dir`` every run gets a fresh temporary folder."""
         import tempfile
 
-        key = json.dumps({"classifier": getattr(split, "name", "?"), "vlm": vlm.name, "n": n,
+        key = json.dumps({"classifier": _weights_digest(split), "vlm": _weights_digest(vlm.model),
+                          "data": _data_digest(dataset),
                           "attack": None if attack is None else vars(attack),
                           "thumb": thumb_size, "shard": self.shard_size, "desc": desc},
                          sort_keys=True, default=str)
-        digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-        base = self.work_dir or Path(tempfile.gettempdir()) / "semheat-ray"
-        folder = base / digest
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        if self.work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="semheat-ray-"))
+            self._temporary = True
+        folder = self.work_dir / digest
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").write_text(key)
         return folder

@@ -86,10 +86,10 @@ def threshold_at_fpr(negative_scores, target_fpr: float) -> float:
     return float(neg[neg.size - 1 - allowed])
 
 
-def detection_summary(scores, positives, threshold: float) -> dict:
-    """Counts and rates when flagging ``score > threshold``."""
+def detection_summary(scores, positives, threshold) -> dict:
+    """Counts and rates when flagging ``score > threshold`` (one threshold, or one per input)."""
     scores, positives = _check(scores, positives)
-    flagged = scores > threshold
+    flagged = scores > np.asarray(threshold, dtype=np.float64)
     caught = int((flagged & positives).sum())
     missed = int((~flagged & positives).sum())
     false_alarms = int((flagged & ~positives).sum())

@@ -7,13 +7,16 @@ Everything is measured on the ``eval`` split, which no fitting or calibration st
   ``eval`` inputs whose attack succeeded (positives); also per attack kind.
 
 Each detector gets its threshold from the ``calib`` split at the bundle's target false-alarm
-rate; the detection accuracy reported is the accuracy of that flag on ``eval``.
+rate (the heatmap monitor: the thresholds stored in the bundle, per class where it was
+calibrated per class); the detection accuracy reported is the accuracy of that flag on ``eval``.
+A successful attack is an attacked copy misclassified although its source was not.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .analyze import monitor_state
 from .baselines import BASELINES
 from .bundle import Bundle
 from .localize import concept_ranking, responsibility, verdict_counts
@@ -31,7 +34,10 @@ def task_masks(bundle: Bundle, task: str, split: str, attack: str | None = None)
         member = natural & in_split
         return member, member & ~correct
     attacked = ~natural if attack is None else bundle.mask(kind=attack)
-    positive = attacked & ~correct & in_split
+    # successful attacks: the source was classified correctly, the attacked copy is not
+    source_ok = bundle.column("source_correct").astype(bool) if bundle.has_column(
+        "source_correct") else np.ones(bundle.n, bool)
+    positive = attacked & ~correct & source_ok & in_split
     return (natural & correct & in_split) | positive, positive
 
 
@@ -50,7 +56,6 @@ def detector_scores(bundle: Bundle, task: str) -> dict[str, np.ndarray]:
 
 def monitor_report(bundle: Bundle, roc_points: int = 0) -> dict:
     """AUROC and calibrated detection figures of every detector, per task."""
-    target = None
     out = {"bundle": bundle.name, "n_records": bundle.n}
     for task in ("misclassification", "adversarial"):
         info = bundle.manifest.get("monitor", {}).get(task, {})
@@ -64,11 +69,14 @@ def monitor_report(bundle: Bundle, roc_points: int = 0) -> dict:
             res["available"] = False
             out[task] = res
             continue
+        stored = monitor_state(bundle, task).thresholds_[bundle.column("prediction")[member]]
         for name, s in scores.items():
             entry = {"auroc": _r(auroc(s[member], positive[member]))}
             neg_cal = s[cmember & ~cpositive]
             if len(neg_cal):
-                thr = threshold_at_fpr(neg_cal, target)
+                # the heatmap monitor's own (possibly per-class) thresholds; the others get one
+                # calibrated the same way
+                thr = stored if name == "heatmap" else threshold_at_fpr(neg_cal, target)
                 summ = detection_summary(s[member], positive[member], thr)
                 entry.update(accuracy=_r(summ["accuracy"]), tpr=_r(summ["tpr"]),
                              fpr=_r(summ["fpr"]))

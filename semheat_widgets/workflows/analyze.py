@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,18 +169,25 @@ def build_resnet18(num_classes: int, checkpoint: Path | None = None):
 
 def train_classifier(model, dataset, *, epochs: int, work: Path, batch_size: int = 64,
                      lr: float = 0.01, device=None, num_workers: int = 0,
-                     progress: bool = True) -> dict:
-    """Fine-tune ``model`` (inputs: uint8 images) with SGD; resumes from ``work``."""
+                     progress: bool = True, job: str = "") -> dict:
+    """Fine-tune ``model`` (inputs: uint8 images) with SGD; resumes from ``work``.
+
+    ``job`` names what is being trained (data, starting point, epochs): a saved state is only
+    resumed when it was written for the same job; otherwise training starts afresh.
+    """
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
     split = ModelSplit(model).to(device)
     state_path, info_path = work / "classifier.safetensors", work / "train_state.json"
+    job = job or f"{len(dataset)} inputs, {epochs} epochs, lr {lr}, batch {batch_size}"
     done = 0
     if state_path.is_file() and info_path.is_file():
-        model.load_state_dict(load_file(str(state_path), device=str(device)))
-        done = json.loads(info_path.read_text())["epochs_done"]
+        info = json.loads(info_path.read_text())
+        if info.get("job") == job:
+            model.load_state_dict(load_file(str(state_path), device=str(device)))
+            done = info["epochs_done"]
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
@@ -202,7 +210,7 @@ def train_classifier(model, dataset, *, epochs: int, work: Path, batch_size: int
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(tmp))
         tmp.replace(state_path)
-        info_path.write_text(json.dumps({"epochs_done": epoch + 1}))
+        info_path.write_text(json.dumps({"epochs_done": epoch + 1, "job": job}))
     model.eval()
     return {"epochs": epochs, "resumed_from_epoch": done}
 
@@ -250,6 +258,8 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
     spec = load_data(data, attributes_csv=attributes_csv, concepts=concepts)
     model, origin = build_resnet18(len(spec.classes), Path(ckpt) if ckpt else None)
     work = out.parent / f"{out.name}.work"
+    if overwrite:  # --force: nothing of an earlier run is resumed
+        shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     ref_idx = reference_indices(spec.train_labels, reference_fraction)
     rest = np.setdiff1d(np.arange(len(spec.train_labels)), ref_idx)
@@ -259,7 +269,10 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
     if train_epochs > 0:
         training = train_classifier(model, fine_tune, epochs=train_epochs, work=work,
                                     batch_size=batch_size, device=device,
-                                    num_workers=num_workers, progress=progress)
+                                    num_workers=num_workers, progress=progress,
+                                    job=f"{data} | {classifier} from {origin} | "
+                                        f"{train_epochs} epochs | batch {batch_size} | "
+                                        f"{len(fine_tune)} inputs")
     split = ModelSplit(model, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                        name=f"resnet18:{origin}" + (f"+{train_epochs}ep" if train_epochs else ""))
     split = split.to(resolve_device(device)).eval()
