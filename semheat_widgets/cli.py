@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import __version__
 from .errors import SemheatError
 
 
@@ -192,6 +193,7 @@ def _render_monitor(r: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="semheat", description="Semantic heatmaps for debugging "
                                  "vision classifiers with vision-language models.")
+    ap.add_argument("--version", action="version", version=f"semheat {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     toy = sub.add_parser("toy", help="the embedded toy world")

@@ -133,6 +133,28 @@ def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int
     raise TimeoutError(f"could not run {notebook}")
 
 
+@contextmanager
+def diagnosed(page, root: Path, name: str):
+    """On failure keep what explains it: a screenshot, the notebook's outputs and the tail of
+    the server log go to ``artifacts/screenshots/FAILED_<name>.*``, the outputs and the log
+    tail into the error message."""
+    try:
+        yield
+    except Exception as err:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"FAILED_{name}.png"))
+            outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+        except Exception as page_err:  # the page itself may be gone
+            outputs = f"<page unreadable: {page_err}>"
+        log_path = root / "jupyterlab.log"
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        (ARTIFACTS / f"FAILED_{name}.txt").write_text(
+            f"{err}\n\n--- notebook outputs ---\n{outputs}\n\n--- server log ---\n{log}")
+        raise AssertionError(f"{err}\n--- notebook outputs ---\n{outputs[-2000:]}"
+                             f"\n--- server log (tail) ---\n{log[-1500:]}") from err
+
+
 def screenshot(page, name: str, locator=None) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

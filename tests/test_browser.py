@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from jupyter_browser import (ARTIFACTS, browser_page, chromium_available, jupyterlab,
+from jupyter_browser import (ARTIFACTS, browser_page, chromium_available, diagnosed, jupyterlab,
                              open_and_run_all, screenshot, write_notebook)
+from playwright.sync_api import expect
 from semheat_widgets.engine.bundle import Bundle
 
 pytestmark = [pytest.mark.browser,
@@ -29,11 +30,13 @@ CLICK_TIMER = """() => {
   }).observe(document.body, {childList: true, subtree: true});
 }"""
 TIMEOUT = 240_000
+# The data cells of a heatmap (Vega labels each mark; the legend's gradient has no such label).
+CELLS = "g.mark-rect path[aria-label*='concept: ']"
 
 
 def _cell_path(page, heatmap, row, column):
     """The SVG path of one heatmap cell, found by its ARIA label (Vega writes one per mark)."""
-    paths = heatmap.locator("g.mark-rect path")
+    paths = heatmap.locator(CELLS)
     n = paths.count()
     for i in range(n):
         label = paths.nth(i).get_attribute("aria-label") or ""
@@ -51,10 +54,12 @@ def test_explorer_in_jupyterlab(mini_world, tmp_path):
         f"ex = sw.Explorer.toy(directory=r'{mini_world}', which='encoder_fault')\nex",
     ])
     timings = {}
-    with jupyterlab(tmp_path) as (base, token), browser_page() as page:
+    n_cells = len(bundle.classes) * len(bundle.concept_names)
+    with (jupyterlab(tmp_path) as (base, token), browser_page() as page,
+          diagnosed(page, tmp_path, "explorer_lab")):
         open_and_run_all(page, base, token, "explore.ipynb")
         heatmap = page.locator(".jp-OutputArea-output").locator(".vega-embed").first
-        heatmap.locator("g.mark-rect path").first.wait_for(timeout=TIMEOUT)
+        expect(heatmap.locator(CELLS)).to_have_count(n_cells, timeout=TIMEOUT)
         page.locator(".semheat-picker-row").first.wait_for(timeout=TIMEOUT)
         screenshot(page, "explorer_loaded")
 
@@ -93,14 +98,13 @@ def test_explorer_in_jupyterlab(mini_world, tmp_path):
         screenshot(page, "explorer_detail")
 
         # a free-text concept becomes a new heatmap column
-        n_before = heatmap.locator("g.mark-rect path").count()
+        n_before = heatmap.locator(CELLS).count()
         page.fill(".semheat-picker-new", "stripes")
         page.press(".semheat-picker-new", "Enter")
         page.locator(".semheat-picker-row[data-concept='stripes']").wait_for(timeout=60_000)
-        page.wait_for_function(
-            f"() => document.querySelectorAll('.vega-embed g.mark-rect path').length > "
-            f"{n_before}", timeout=60_000)
-        assert heatmap.locator("g.mark-rect path").count() == n_before + len(bundle.classes)
+        # the main heatmap (not the detail view's small one) gains one cell per class
+        expect(heatmap.locator(CELLS)).to_have_count(n_before + len(bundle.classes),
+                                                     timeout=60_000)
 
         # a concept named like HTML shows literally and runs nothing
         page.fill(".semheat-picker-new", XSS)
@@ -129,10 +133,12 @@ def test_explorer_in_notebook_7(mini_world, tmp_path):
         "import semheat_widgets as sw\n"
         f"sw.Explorer.toy(directory=r'{mini_world}', which='head_fault')",
     ])
-    with jupyterlab(tmp_path) as (base, token), browser_page() as page:
+    with (jupyterlab(tmp_path) as (base, token), browser_page() as page,
+          diagnosed(page, tmp_path, "explorer_notebook7")):
         open_and_run_all(page, base, token, "n7.ipynb", ui="notebook")
         heatmap = page.locator(".vega-embed").first
-        heatmap.locator("g.mark-rect path").first.wait_for(timeout=TIMEOUT)
+        expect(heatmap.locator(CELLS)).to_have_count(
+            len(bundle.classes) * len(bundle.concept_names), timeout=TIMEOUT)
         _cell_path(page, heatmap, row, "horns").click()
         page.locator(".semheat-tile").first.wait_for(timeout=30_000)
         tiles = page.locator(".semheat-tile")

@@ -104,3 +104,12 @@ def test_toy_build_refuses_a_non_empty_foreign_directory(tmp_path, capsys):
     assert "not a toy world" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
     assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["precious.txt"])
+
+
+def test_version_matches_the_installed_distribution(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"semheat {version('semheat_widgets')}"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_browser import (browser_page, chromium_available, jupyterlab, open_and_run_all,
-                             screenshot, write_notebook)
+from jupyter_browser import (browser_page, chromium_available, diagnosed, jupyterlab,
+                             open_and_run_all, screenshot, write_notebook)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,8 @@ def test_installed_wheel_renders_in_jupyterlab(wheel, tmp_path):
     ])
     # The borrowed packages' data files (JupyterLab's widget extensions) live in this prefix.
     env = {"JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}
-    with jupyterlab(tmp_path, python=python, env=env) as (base, token), browser_page() as page:
+    with (jupyterlab(tmp_path, python=python, env=env) as (base, token),
+          browser_page() as page, diagnosed(page, tmp_path, "wheel_grid")):
         open_and_run_all(page, base, token, "grid.ipynb")
         page.locator(".semheat-tile").nth(2).wait_for(timeout=240_000)
         assert page.locator(".semheat-tile").count() == 3
