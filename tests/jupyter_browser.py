@@ -133,6 +133,8 @@ def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int
     #3231); that page stays deaf to widgets, so it is reloaded and the notebook run again
     (at most twice).
     """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     route = "lab/tree" if ui == "lab" else "notebooks"
     page.goto(f"{base}/{route}/{notebook}?token={token}", timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
@@ -141,7 +143,7 @@ def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int
         _run_all(page, notebook, deadline)
         try:
             page.wait_for_function(MODEL_NOT_FOUND, timeout=5000)
-        except Exception:  # no such error: the widgets rendered (or are rendering)
+        except PlaywrightTimeout:  # no such error: the widgets rendered (or are rendering)
             return
         # that page's widget manager stays deaf (running again does not help): a new page
         # connects afresh to the same kernel
