@@ -67,7 +67,7 @@ def jupyterlab(root: Path, python: str = sys.executable, env: dict | None = None
     log = open(root / "jupyterlab.log", "w")
     proc = subprocess.Popen(
         [python, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1",
+         "--ip=127.0.0.1", "--ServerApp.port_retries=0",  # that port or none
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class="
          "jupyterlab.NeverCheckForUpdate",

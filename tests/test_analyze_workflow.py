@@ -135,6 +135,6 @@ def test_download_command_needs_the_licence_and_fails_fast_offline(tmp_path, cap
     started = time.time()
     assert main(["data", "rival10", "--dest", str(tmp_path / "d"), "--accept-license",
                  "--url", f"http://127.0.0.1:{port}/RIVAL10.zip", "--quiet"]) == 2
-    assert time.time() - started < 5
+    assert time.time() - started < 20  # fails at once, not after a long hang
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "network unreachable" in err[0]

@@ -284,6 +284,7 @@ def test_successful_attacks_need_a_correct_source(built):
     wrong = ~built.column("correct")
     assert np.array_equal(built.column("source_correct"), src_ok)
     defect = built.column("defect")
+    assert (attacked & wrong & src_ok).any() and (attacked & wrong & ~src_ok).any()
     assert set(defect[attacked & wrong & src_ok]) <= {"adversarial"}
     assert set(defect[attacked & wrong & ~src_ok]) <= {"misclassified"}
     for split in ("calib", "eval"):

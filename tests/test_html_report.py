@@ -52,9 +52,16 @@ def test_report_of_a_toy_world_covers_every_bundle(mini_world, tmp_path, capsys)
 def test_report_renders_offline_in_a_browser(evil_bundle, tmp_path):
     out = tmp_path / "report.html"
     out.write_text(render_report(evil_bundle, cells=2, per_cell=3))
+    blocked = []
+
+    def no_network(route):
+        if route.request.url.startswith("file:"):
+            return route.continue_()
+        blocked.append(route.request.url)
+        return route.abort()
+
     with browser_page(1100, 2400) as page:
-        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
-            "file:") else route.continue_())  # no network at all
+        page.route("**/*", no_network)
         page.goto(out.as_uri())
         page.wait_for_selector("#chart-b0-heatmap svg", timeout=30_000)
         page.wait_for_selector("#chart-b0-roc-misclassification svg", timeout=30_000)
@@ -64,3 +71,4 @@ def test_report_renders_offline_in_a_browser(evil_bundle, tmp_path):
         assert page.locator("img[src='x']").count() == 0 and page.dialogs == []
         assert page.locator(".thumb img").count() >= 1
         screenshot(page, "html_report")
+    assert blocked == []  # the report asked for nothing from the network

@@ -349,7 +349,7 @@ def test_offline_fails_fast(tmp_path):
     start = time.monotonic()
     with pytest.raises(SemheatError, match=r"network unreachable.*unzip it so that .*RIVAL10/"):
         download_rival10(tmp_path, accept_license=True, url=_closed_port_url(), timeout=2)
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 15  # the 2 s timeout, not a hang
     assert not (tmp_path / "RIVAL10.zip").exists()
 
 

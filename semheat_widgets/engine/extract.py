@@ -3,14 +3,13 @@
 Batches come from a ``DataLoader`` (workers, pinned memory on CUDA) in the dataset's order.
 Results go straight into preallocated arrays — ``.npy`` files opened as memory maps when
 ``out_dir`` is given — so memory stays bounded however large the dataset. An optional
-``perturb(images, labels)`` (an attack) is applied to each batch before the forward passes.
+attack is applied to each batch before the forward passes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -65,17 +64,34 @@ def _unwrap_worker_error(exc: Exception) -> Exception:
     return exc
 
 
+def forward_batch(split: ModelSplit, vlm: VLM, images: torch.Tensor, labels: torch.Tensor,
+                  attack=None, thumb_size: int = 64, first: int = 0) -> dict[str, np.ndarray]:
+    """One batch (already on the device) through attack, classifier and VLM: features,
+    logits, image embeddings and thumbnails as numpy arrays. ``first`` numbers the batch's
+    first input in the error raised for NaN or inf features. Shared by the local and Ray
+    paths, so both give the same records."""
+    if attack is not None:
+        images = attack(split, images, labels)
+    with torch.inference_mode():
+        z, logits = split.features_and_logits(images)
+    emb = vlm.encode_images(images, batch_size=images.shape[0])
+    z, logits = z.float().flatten(1).cpu(), logits.float().cpu()
+    if not (torch.isfinite(z).all() and torch.isfinite(logits).all()):
+        raise SemheatError(f"the classifier produced NaN or inf features for inputs "
+                           f"{first}..{first + len(images) - 1}")
+    return {"features": z.numpy(), "logits": logits.numpy(),
+            "image_emb": emb.float().cpu().numpy(),
+            "thumbs": make_thumbs(images.detach(), thumb_size)}
+
+
 def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
-            num_workers: int = 0, out_dir=None, thumb_size: int = 64,
-            perturb: Callable | None = None, attack=None, progress: bool = True,
-            desc: str = "extract") -> Extracted:
+            num_workers: int = 0, out_dir=None, thumb_size: int = 64, attack=None,
+            progress: bool = True, desc: str = "extract") -> Extracted:
     """Run classifier and VLM over ``dataset`` (items ``(image tensor, label)``) once.
 
     ``attack`` (an :class:`~semheat_widgets.engine.attacks.Attack`) perturbs every batch
-    against ``split`` first; ``perturb(images, labels)`` is the general form.
+    against ``split`` first.
     """
-    if attack is not None:
-        perturb = lambda x, y: attack(split, x, y)  # noqa: E731
     n = len(dataset)
     if n == 0:
         raise SemheatError("the dataset is empty: nothing to analyse")
@@ -95,30 +111,14 @@ def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
         for images, labels in loader:
             images = images.to(device, non_blocking=True)
             labels = torch.as_tensor(labels).to(device)
-            if perturb is not None:
-                images = perturb(images, labels)
-            with torch.inference_mode():
-                z, logits = split.features_and_logits(images)
-            emb = vlm.encode_images(images, batch_size=images.shape[0])
-            z, logits = z.float().flatten(1).cpu(), logits.float().cpu()
-            if not (torch.isfinite(z).all() and torch.isfinite(logits).all()):
-                raise SemheatError(f"the classifier produced NaN or inf features for inputs "
-                                   f"{start}..{start + len(images) - 1}")
+            out = forward_batch(split, vlm, images, labels, attack, thumb_size, start)
+            out["labels"] = labels.cpu().numpy()
             stop = start + len(images)
             if not arrays:
-                arrays = {
-                    "features": _allocate(out_dir, "features", (n, z.shape[1]), np.float32),
-                    "logits": _allocate(out_dir, "logits", (n, logits.shape[1]), np.float32),
-                    "image_emb": _allocate(out_dir, "image_emb", (n, emb.shape[1]), np.float32),
-                    "labels": _allocate(out_dir, "labels", (n,), np.int64),
-                    "thumbs": _allocate(out_dir, "thumbs", (n, thumb_size, thumb_size, 3),
-                                        np.uint8),
-                }
-            arrays["features"][start:stop] = z.numpy()
-            arrays["logits"][start:stop] = logits.numpy()
-            arrays["image_emb"][start:stop] = emb.numpy()
-            arrays["labels"][start:stop] = labels.cpu().numpy()
-            arrays["thumbs"][start:stop] = make_thumbs(images.detach(), thumb_size)
+                arrays = {key: _allocate(out_dir, key, (n, *v.shape[1:]), v.dtype)
+                          for key, v in out.items()}
+            for key, v in out.items():
+                arrays[key][start:stop] = v
             start = stop
             bar.update(len(images))
     except SemheatError as exc:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SemheatError
-from .extract import Extracted, make_thumbs
+from .extract import Extracted, forward_batch
 
 CRASH_ONCE_ENV = "SEMHEAT_RAY_CRASH_ONCE"  # test hook: "<marker file>:<id>" kills one worker once
 COLUMNS = ("features", "logits", "image_emb", "thumbs")
@@ -106,16 +106,10 @@ class _ModelWorker:
         self._maybe_crash(batch["id"])
         images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self.device)
         labels = torch.from_numpy(np.asarray(batch["label"])).to(self.device)
-        if self.attack is not None:
-            images = self.attack(self.split, images, labels)
-        with torch.inference_mode():
-            z, logits = self.split.features_and_logits(images)
-        emb = self.vlm.encode_images(images, batch_size=len(images))
-        return {"id": np.asarray(batch["id"], dtype=np.int64),
-                "label": np.asarray(batch["label"], dtype=np.int64),
-                "features": z.float().flatten(1).cpu().numpy(),
-                "logits": logits.float().cpu().numpy(), "image_emb": emb.numpy(),
-                "thumbs": make_thumbs(images.detach(), self.thumb_size)}
+        ids = np.asarray(batch["id"], dtype=np.int64)
+        out = forward_batch(self.split, self.vlm, images, labels, self.attack,
+                            self.thumb_size, int(ids.min()))
+        return {"id": ids, "label": np.asarray(batch["label"], dtype=np.int64), **out}
 
     @staticmethod
     def _maybe_crash(ids) -> None:

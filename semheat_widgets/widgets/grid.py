@@ -66,6 +66,8 @@ class ImageGrid(anywidget.AnyWidget):
         """The full, sorted selection behind the current cell (all pages)."""
         q, b = self._query, self.bundle
         key = q["concept"] if self.sort_by == "concept" else self.sort_by
+        if q["records"] != "natural" and key in ("misclf_score", "misclf_flag"):
+            key = "adv_" + key.removeprefix("misclf_")  # what the tiles of attacked inputs show
         if key is not None and key not in b.concept_names and not b.has_column(key):
             key = None
         return b.cell_query(q["heatmap_kind"], q["row"], key, records=q["records"],

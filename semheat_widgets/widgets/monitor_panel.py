@@ -64,19 +64,19 @@ class MonitorPanel(widgets.VBox):
         task = self.task
         self.chart.chart = roc_chart(self.report[task])
         scores = detector_scores(self.bundle, task)["heatmap"]
-        member, _ = task_masks(self.bundle, task, "eval")
-        lo, hi = float(np.min(scores[member])), float(np.max(scores[member]))
+        member, positive = task_masks(self.bundle, task, "eval")
+        self._eval = scores[member], positive[member]  # what every slider tick counts over
+        lo, hi = float(np.min(self._eval[0])), float(np.max(self._eval[0]))
         thr = float(np.median(monitor_state(self.bundle, task).thresholds_))
-        self.slider.min, self.slider.max = min(lo, thr), max(hi, thr)
-        self.slider.step = (self.slider.max - self.slider.min) / 500 or 0.001
-        self.slider.value = thr
+        with self.slider.hold_trait_notifications():  # min, max and value checked together
+            self.slider.min, self.slider.max = min(lo, thr), max(hi, thr)
+            self.slider.step = (max(hi, thr) - min(lo, thr)) / 500 or 0.001
+            self.slider.value = thr
         self._update_counts()
 
     def counts_at(self, threshold: float) -> dict:
         """Caught / missed / false alarms of the heatmap monitor on the eval split."""
-        scores = detector_scores(self.bundle, self.task)["heatmap"]
-        member, positive = task_masks(self.bundle, self.task, "eval")
-        return detection_summary(scores[member], positive[member], threshold)
+        return detection_summary(*self._eval, threshold)
 
     def _update_counts(self) -> None:
         c = self.counts_at(self.slider.value)
@@ -121,8 +121,10 @@ class MonitorPanel(widgets.VBox):
             im = Image.open(io.BytesIO(image_bytes)).convert("RGB")
         except (UnidentifiedImageError, OSError) as exc:
             raise SemheatError(f"cannot read the uploaded image: {exc}") from None
-        split = self._classifier or load_classifier(
-            self.bundle.manifest.get("models", {}).get("classifier", ""))
+        if self._classifier is None:  # loaded once, on the first upload
+            self._classifier = load_classifier(
+                self.bundle.manifest.get("models", {}).get("classifier", ""))
+        split = self._classifier
         x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
         rt = runtime_monitor(self.bundle, split, self.task)
         with torch.inference_mode():

@@ -216,15 +216,6 @@ def train_classifier(model, dataset, *, epochs: int, work: Path, batch_size: int
 
 
 @torch.no_grad()
-def accuracy(split: ModelSplit, dataset, batch_size: int = 64) -> float:
-    right = total = 0
-    for images, labels in DataLoader(dataset, batch_size=batch_size):
-        preds = split(images.to(split.device)).argmax(1).cpu()
-        right += int((preds == labels).sum())
-        total += len(labels)
-    return right / max(total, 1)
-
-
 def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int = 0,
                  attributes_csv=None, concepts: list[str] | None = None,
                  reference_fraction: float = 0.2,
