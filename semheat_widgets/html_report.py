@@ -53,11 +53,13 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def telling_cells(bundle: Bundle, k: int = 4, min_n: int = 5) -> list[tuple[str, str, float]]:
+def telling_cells(bundle: Bundle, k: int = 4, min_n: int = 5,
+                  hm=None) -> list[tuple[str, str, float]]:
     """Up to ``k`` telling cells of the differential heatmap, one per predicted class: where
     its misclassified inputs (at least ``min_n`` of them) show a concept far more than its
-    correct ones (the most negative cell of the row), strongest first."""
-    hm = bundle.heatmap("differential")
+    correct ones (the most negative cell of the row), strongest first. ``hm``: that
+    differential heatmap, when the caller has it already."""
+    hm = bundle.heatmap("differential") if hm is None else hm
     rows = []
     for i, name in enumerate(hm.rows):
         if hm.counts_other[i] < min_n or np.isnan(hm.values[i]).all():
@@ -87,7 +89,7 @@ def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
              "cells have no inputs.</p>", f"<div id='chart-{key}-heatmap'></div>",
              "<h2>Where the mistakes are</h2>"]
     classes = bundle.classes
-    for row, concept, value in telling_cells(bundle, cells):
+    for row, concept, value in telling_cells(bundle, cells, hm=hm):
         sel = bundle.cell_query("differential", row, concept, limit=per_cell)
         tiles = []
         for i, r in zip(sel.indices, bundle.rows(sel.indices, ["id", "label", "fault"])):

@@ -74,7 +74,11 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(local_ray, toy, tm
     split, vlm, data = toy
     local_ray.unlink()  # arm the hook: the worker that meets input 150 dies (once)
     rx = RayExtractor(shard_size=128, work_dir=tmp_path)
-    out = rx(split, vlm, data, batch_size=50, progress=False)
+    try:
+        out = rx(split, vlm, data, batch_size=50, progress=False)
+    finally:
+        if not local_ray.exists():  # disarm it for the other tests whatever happened
+            local_ray.write_text("disarmed")
     assert local_ray.read_text() == "crashed once"  # it really died
     _same(extract(split, vlm, data, batch_size=50, progress=False), out)
     assert rx.last_run["computed_ids"] == len(data)

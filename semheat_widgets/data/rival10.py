@@ -40,7 +40,6 @@ _SYNSETS = (
 RIVAL10_WNIDS: dict[str, int] = {w: label for label, pair in enumerate(_SYNSETS) for w in pair}
 """ImageNet wnid -> RIVAL10 class index (two synsets per class)."""
 
-MASK_OBJECT = "entire-object"
 SIDECAR_SUFFIXES = ("_merged_mask", "_attr_labels", "_attr_dict")
 SPLITS = ("train", "test")
 

@@ -136,6 +136,7 @@ class RayExtractor:
         self.ray = require_ray()
         self.address, self.num_actors, self.shard_size = address, num_actors, int(shard_size)
         self.work_dir = Path(work_dir) if work_dir is not None else None
+        self._temporary = work_dir is None  # then each run's folder is removed after it
         self.num_cpus = num_cpus
         self.last_run: dict = {}
 
@@ -169,8 +170,9 @@ class RayExtractor:
             self._run(split, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
                       actors, gpus, cpus, n, progress, desc)
         out = self._assemble(shard_dir, n_shards, n)
-        if getattr(self, "_temporary", False):
-            shutil.rmtree(shard_dir, ignore_errors=True)
+        if self._temporary:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
         return out
 
     # -- pieces -------------------------------------------------------------------------------
@@ -187,7 +189,6 @@ class RayExtractor:
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="semheat-ray-"))
-            self._temporary = True
         folder = self.work_dir / digest
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").write_text(key)

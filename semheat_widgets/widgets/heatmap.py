@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import altair as alt
 import ipywidgets as widgets
-import numpy as np
 import traitlets
 
 from ..charts import heatmap_chart
@@ -65,6 +64,7 @@ class HeatmapView(widgets.VBox):
                                                                    for k in (1, 2, 3, 5)],
                                          value=0, description="binarize")
         self.heatmap: Heatmap | None = None
+        self._heatmap_key = None  # what self.heatmap was computed for
         self.chart = alt.JupyterChart(alt.Chart(alt.Data(values=[])).mark_rect(),
                                       embed_options=EMBED_OPTIONS)
         controls = widgets.HBox([self.kind_box, self.records_box, self.topk_box, self.std_box])
@@ -79,10 +79,17 @@ class HeatmapView(widgets.VBox):
         self.redraw()
 
     def redraw(self, _change=None) -> None:
-        hm = self.bundle.heatmap(self.kind, records=self.records, standardized=self.standardized)
-        if self.top_k:
-            hm = hm.binarize(top_k=min(self.top_k, hm.shape[1]))
-        self.heatmap = hm
+        # Hiding or moving a concept only redraws; the statistics are recomputed when the
+        # heatmap itself changes (kind, inputs, scaling, binarization, a new concept).
+        key = (self.kind, self.records, self.standardized, self.top_k,
+               len(self.bundle.concept_names))
+        if key != self._heatmap_key:
+            hm = self.bundle.heatmap(self.kind, records=self.records,
+                                     standardized=self.standardized)
+            if self.top_k:
+                hm = hm.binarize(top_k=min(self.top_k, hm.shape[1]))
+            self.heatmap, self._heatmap_key = hm, key
+        hm = self.heatmap
         n = f"{int(hm.counts.sum())} inputs"
         if hm.counts_other is not None:
             n = f"{int(hm.counts.sum())} vs {int(hm.counts_other.sum())} inputs"
@@ -96,12 +103,3 @@ class HeatmapView(widgets.VBox):
     def _on_select(self, change) -> None:
         points = change["new"].value
         self.cell = dict(points[0]) if points else {}
-
-    def cell_values(self) -> dict:
-        """Value and counts of the selected cell (for captions)."""
-        if not self.cell or self.heatmap is None:
-            return {}
-        i = self.heatmap.rows.index(self.cell["row"])
-        j = self.heatmap.columns.index(self.cell["column"])
-        v = self.heatmap.values[i, j]
-        return {"value": None if np.isnan(v) else float(v), "n": int(self.heatmap.counts[i])}

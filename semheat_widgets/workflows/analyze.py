@@ -215,7 +215,6 @@ def train_classifier(model, dataset, *, epochs: int, work: Path, batch_size: int
     return {"epochs": epochs, "resumed_from_epoch": done}
 
 
-@torch.no_grad()
 def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int = 0,
                  attributes_csv=None, concepts: list[str] | None = None,
                  reference_fraction: float = 0.2,
