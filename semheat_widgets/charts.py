@@ -18,8 +18,13 @@ DETECTOR_LABELS = {"heatmap": "heatmap monitor", "msp": "max softmax", "energy":
 def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
                   title: str | None = None) -> alt.Chart:
     """An Altair chart of ``hm`` restricted to (and ordered by) ``columns``."""
-    wanted = set(columns)
-    data = [c for c in hm.to_rows() if c["column"] in wanted]
+    # Names travel as data only: the display order is a numeric field of each cell, never a
+    # list of names (Vega-Lite compiles a sort list into an expression, and a name holding
+    # U+2028 or a quote would break it and make the chart vanish).
+    col_order = {c: j for j, c in enumerate(columns)}
+    row_order = {r: i for i, r in enumerate(hm.rows)}
+    data = [dict(c, col_order=col_order[c["column"]], row_order=row_order[c["row"]])
+            for c in hm.to_rows() if c["column"] in col_order]
     binary = hm.kind.startswith("binarized")
     diverging = hm.standardized or hm.kind.removeprefix("binarized_") in DIFFERENTIAL_KINDS
     if binary:
@@ -36,9 +41,9 @@ def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
     if hm.counts_other is not None:
         tooltip.append(alt.Tooltip("n_other:Q", title="inputs (subtracted)"))
     chart = alt.Chart(alt.Data(values=data)).mark_rect(invalid=None, strokeWidth=2).encode(
-        x=alt.X("column:N", sort=list(columns), title=None,
+        x=alt.X("column:N", sort=alt.EncodingSortField("col_order", op="min"), title=None,
                 axis=alt.Axis(labelAngle=-45, labelLimit=120)),
-        y=alt.Y("row:N", sort=list(hm.rows), title=None),
+        y=alt.Y("row:N", sort=alt.EncodingSortField("row_order", op="min"), title=None),
         tooltip=tooltip,
     )
     colour_rule = alt.condition("datum.value === null", alt.value(EMPTY_FILL), colour)

@@ -23,22 +23,38 @@ from . import __version__
 from .errors import SemheatError
 
 
+def json_safe(obj):
+    """``obj`` with NaN and inf as ``null`` and NumPy scalars as plain numbers: strict JSON."""
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()  # a NumPy scalar
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _emit(obj: dict, as_json: bool, render) -> None:
     if as_json:
-        print(json.dumps(obj, indent=2))
+        print(json.dumps(json_safe(obj), indent=2, allow_nan=False))
     else:
         print(render(obj))
 
 
 def _targets(path: str) -> tuple[dict[str, Path], str | None]:
-    """The bundles behind a path: a single bundle, or every bundle of a toy world."""
-    from .zoo.build import is_world, world_bundles
+    """The bundles behind a path: a single bundle, or every bundle of a toy world (and the
+    world's primary bundle)."""
+    from .zoo.build import is_world, read_world, world_bundles
 
     p = Path(path)
     if not p.exists():
         raise SemheatError(f"{p}: no such bundle or directory")
     if is_world(p):
-        return world_bundles(p), "clean"
+        return world_bundles(p), read_world(p)["primary"]
     return {p.name: p}, None
 
 
@@ -190,8 +206,42 @@ def _render_monitor(r: dict) -> str:
 
 
 # -- parser ----------------------------------------------------------------------------------
+def _counted(minimum: int):
+    """An argparse type: an integer >= ``minimum``, with a one-line error otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+POSITIVE, NON_NEGATIVE = _counted(1), _counted(0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr (``--help`` still shows the usage), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="semheat", description="Semantic heatmaps for debugging "
+    ap = _Parser(prog="semheat", description="Semantic heatmaps for debugging "
                                  "vision classifiers with vision-language models.")
     ap.add_argument("--version", action="version", version=f"semheat {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -200,14 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     toy_sub = toy.add_subparsers(dest="toy_command", required=True)
     build = toy_sub.add_parser("build", help="build the toy-world bundles into DIR")
     build.add_argument("dir")
-    build.add_argument("--reference", type=int, default=2400,
+    build.add_argument("--reference", type=POSITIVE, default=2400,
                        help="held-out inputs per training distribution (default 2400)")
-    build.add_argument("--natural", type=int, default=2400,
+    build.add_argument("--natural", type=POSITIVE, default=2400,
                        help="natural test inputs (default 2400)")
-    build.add_argument("--shift", type=int, default=600,
+    build.add_argument("--shift", type=NON_NEGATIVE, default=600,
                        help="test inputs where the encoder fault's tie breaks (default 600)")
-    build.add_argument("--attack-limit", type=int, default=1200,
-                       help="natural inputs attacked with FGSM and PGD (default 1200)")
+    build.add_argument("--attack-limit", type=NON_NEGATIVE, default=1200,
+                       help="natural inputs attacked with FGSM and PGD (default 1200; 0: none)")
     build.add_argument("--similarity", choices=["cosine", "euclidean"], default="cosine",
                        help="how the runtime monitor compares concept profiles (default cosine)")
     build.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
@@ -232,17 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--data", required=True, help="rival10:DIR or folder:DIR")
     an.add_argument("--vlm", required=True, help="open_clip:ARCH:TAG (TAG none = random) or toy")
     an.add_argument("--classifier", default="resnet18", help="resnet18 or resnet18:CKPT")
-    an.add_argument("--train-epochs", type=int, default=0,
+    an.add_argument("--train-epochs", type=NON_NEGATIVE, default=0,
                     help="fine-tune the classifier on the train split first (default 0)")
     an.add_argument("--out", required=True, help="the bundle directory to write")
     an.add_argument("--attributes", default=None, help="attributes CSV for folder data")
     an.add_argument("--concepts", default=None, help="comma-separated concepts (folder data)")
     an.add_argument("--reference-fraction", type=float, default=0.2,
                     help="share of the train split held out as reference (default 0.2)")
-    an.add_argument("--attack-limit", type=int, default=500,
-                    help="inputs attacked with FGSM and PGD (default 500)")
-    an.add_argument("--batch-size", type=int, default=64)
-    an.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    an.add_argument("--attack-limit", type=NON_NEGATIVE, default=500,
+                    help="inputs attacked with FGSM and PGD (default 500; 0: no attacks)")
+    an.add_argument("--batch-size", type=POSITIVE, default=64)
+    an.add_argument("--workers", type=NON_NEGATIVE, default=2,
+                    help="DataLoader workers (default 2)")
     an.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     an.add_argument("--engine", choices=["local", "ray"], default="local",
                     help="where the forward passes run (ray: pip install 'semheat_widgets[ray]')")
@@ -259,13 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--accept-license", action="store_true",
                     help="agree to RIVAL10's terms (non-commercial research; ImageNet terms)")
     rv.add_argument("--url", default=None, help="another archive URL (a mirror)")
-    rv.add_argument("--timeout", type=float, default=30)
+    rv.add_argument("--timeout", type=_positive_float, default=30)
     rv.add_argument("--quiet", action="store_true")
     rv.set_defaults(func=cmd_data_rival10)
 
     bench = sub.add_parser("bench", help="performance benchmarks (ratios)")
     bench.add_argument("--json", action="store_true")
-    bench.add_argument("--records", type=int, default=1_000_000)
+    bench.add_argument("--records", type=POSITIVE, default=1_000_000)
     bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     bench.add_argument("--ray", action="store_true",
                        help="also compare Ray extraction with local extraction (needs the extra)")
@@ -276,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "device", None) is not None:
+            from .engine.vlm import resolve_device
+
+            resolve_device(args.device)  # an unknown or absent device: one line, before work
         return args.func(args)
     except SemheatError as exc:
         print(f"semheat: error: {str(exc).splitlines()[0]}", file=sys.stderr)
@@ -283,6 +338,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("semheat: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `semheat info B --json | head -1`: the reader left early
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141
 
 
 if __name__ == "__main__":

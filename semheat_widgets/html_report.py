@@ -22,6 +22,7 @@ from .charts import DETECTOR_LABELS, heatmap_chart, roc_chart
 from .engine.bundle import Bundle
 from .engine.report import localization_report, monitor_report
 from .errors import SemheatError
+from .safe_io import REPORT_TAG, atomic_write, check_replaceable, recover, writer_lock
 
 e = html.escape
 
@@ -139,7 +140,7 @@ def render_report(bundles, *, cells: int = 6, per_cell: int = 8) -> str:
     embeds = "\n".join(
         f"vegaEmbed('#chart-{name}', {_script_json(spec)}, {{actions: false, renderer: 'svg'}});"
         for name, spec in charts.items())
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>" + REPORT_TAG +
             f"<title>semheat report · {e(title)}</title><style>{STYLE}</style>"
             f"<script>{vlc.javascript_bundle()}</script></head><body>"
             f"<p class='muted'>semheat report · made {datetime.now(timezone.utc):%Y-%m-%d %H:%M}"
@@ -149,12 +150,17 @@ def render_report(bundles, *, cells: int = 6, per_cell: int = 8) -> str:
 def write_report(bundles, out, **kwargs) -> Path:
     """Write the report of one or more bundles (objects or paths) to ``out`` atomically."""
     items = bundles if isinstance(bundles, (list, tuple)) else [bundles]
-    items = [b if isinstance(b, Bundle) else Bundle.load(b) for b in items]
     out = Path(out)
+    if out.is_dir():
+        raise SemheatError(f"{out} is a directory; give the report a file name, e.g. "
+                           f"{out / 'report.html'}")
     if not out.parent.is_dir():
         raise SemheatError(f"cannot write {out}: folder {out.parent} does not exist")
-    text = render_report(items, **kwargs)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    check_replaceable(out, ("report",), "a report")
+    with writer_lock(out):
+        recover(out)
+        items = [b if isinstance(b, Bundle) else Bundle.load(b) for b in items]
+        text = render_report(items, **kwargs)
+        check_replaceable(out, ("report",), "a report")
+        atomic_write(out, text)
     return out

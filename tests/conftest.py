@@ -3,7 +3,9 @@ and small image sets generated here (no downloads)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -75,3 +77,19 @@ def mini_world(tmp_path_factory):
 
     return build_toy_world(tmp_path_factory.mktemp("toy") / "world", progress=False,
                            **MINI_WORLD)
+
+
+@contextlib.contextmanager
+def no_hang(seconds: int = 20):
+    """Fail (instead of hanging the suite) when the block runs longer than ``seconds``, e.g.
+    when a regression opens a FIFO. Main thread only (SIGALRM)."""
+    def expired(*_):
+        raise TimeoutError(f"still blocked after {seconds} s (a hang?)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

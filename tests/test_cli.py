@@ -101,7 +101,7 @@ def test_bad_input_exits_non_zero_with_one_line(argv, tmp_path):
 def test_toy_build_refuses_a_non_empty_foreign_directory(tmp_path, capsys):
     (tmp_path / "precious.txt").write_text("keep me")
     assert main(["toy", "build", str(tmp_path), "--quiet"]) == 2
-    assert "not a toy world" in capsys.readouterr().err
+    assert "refusing to replace" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
     assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["precious.txt"])
 

@@ -13,6 +13,9 @@ from semheat_widgets.engine.concepts import ConceptBank
 from semheat_widgets.html_report import render_report, telling_cells
 
 EVIL = "</script><img src=x onerror=alert(1)>"
+# Characters that Vega's expression parser rejects inside a string literal (U+2028/9), quotes
+# and a backslash: names like these used to make the whole heatmap vanish.
+ODD = "wet\u2028paint \u2029'\"\\"
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,7 @@ def evil_bundle(tiny_split, tiny_vlm, colour_dataset):
     cfg = AnalysisConfig(attacks=(Attack("fgsm"),), attack_limit=48, batch_size=48,
                          thumb_size=16)
     return analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
-                   concepts=ConceptBank(["red", "green", EVIL]), config=cfg, name="tiny",
+                   concepts=ConceptBank(["red", "green", EVIL, ODD]), config=cfg, name="tiny",
                    progress=False)
 
 
@@ -34,6 +37,21 @@ def test_report_is_self_contained_and_escapes_names(evil_bundle):
     assert text.count("vegaEmbed('#chart-") == 3  # heatmap + two ROC charts
     for row, concept, _ in telling_cells(evil_bundle, 2, min_n=1):
         assert f"predicted {row}" in text
+
+
+def test_odd_names_compile_into_a_chart(evil_bundle):
+    """The real Vega compiler (vl-convert) draws a heatmap whose rows and columns carry names
+    that break Vega expressions; every name comes out as text."""
+    import vl_convert as vlc
+
+    from semheat_widgets.charts import heatmap_chart
+    from semheat_widgets.engine.heatmaps import Heatmap
+
+    hm = evil_bundle.heatmap("differential")
+    odd = Heatmap(hm.kind, hm.values, hm.counts, [ODD, EVIL, "x", "y"], hm.columns,
+                  hm.standardized, hm.counts_other)
+    svg = vlc.vegalite_to_svg(heatmap_chart(odd, list(reversed(odd.columns))).to_dict())
+    assert svg.count("<path") >= 16 and "paint" in svg
 
 
 def test_report_of_a_toy_world_covers_every_bundle(mini_world, tmp_path, capsys):
@@ -64,6 +82,8 @@ def test_report_renders_offline_in_a_browser(evil_bundle, tmp_path):
         page.route("**/*", no_network)
         page.goto(out.as_uri())
         page.wait_for_selector("#chart-b0-heatmap svg", timeout=30_000)
+        cells = page.locator("#chart-b0-heatmap g.mark-rect path[aria-label*='concept: ']")
+        assert cells.count() == len(CLASSES) * 4  # every cell drawn, odd names included
         page.wait_for_selector("#chart-b0-roc-misclassification svg", timeout=30_000)
         labels = page.eval_on_selector_all("#chart-b0-heatmap text",
                                            "els => els.map(e => e.textContent)")

@@ -99,5 +99,13 @@ def test_runtime_monitor_equals_the_offline_pipeline(tiny_split, colour_dataset,
     rt = RuntimeMonitor(tiny_split, al, T, st, mon)
     out_logits, score, flag = rt(images)
     assert np.allclose(out_logits.numpy(), logits, atol=1e-5)
-    assert np.allclose(score.numpy(), mon.score(st(raw), preds), atol=1e-4)
-    assert np.array_equal(flag.numpy(), mon.predict(st(raw), preds))
+    offline = mon.score(st(raw), preds)
+    assert np.allclose(score.numpy(), offline, atol=1e-4)
+    # The threshold was calibrated on these very inputs, so one of them sits exactly on it and
+    # its flag depends on float32 (torch) vs float64 (NumPy) rounding. Check the flag rule on
+    # the runtime scores themselves, and agreement with the offline flags away from the edge.
+    thr = mon.thresholds_[preds]
+    assert np.array_equal(flag.numpy(), score.numpy() > thr.astype(np.float32))
+    clear = np.abs(offline - thr) > 1e-3
+    assert clear.sum() >= 20
+    assert np.array_equal(flag.numpy()[clear], mon.predict(st(raw), preds)[clear])

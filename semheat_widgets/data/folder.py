@@ -4,51 +4,87 @@ Classes are the sub-folders that hold at least one image (searched recursively),
 hidden folders and files (names starting with ``.``) are ignored. Attribute flags may come from
 a CSV file with a ``path`` column (relative to ``root``, ``/``-separated) and one 0/1 column per
 attribute; it must have exactly one row per image in the tree.
+
+Malformed entries (an image file that is not a regular file — a FIFO, a device, a dangling
+link — and, with ``check_images=True``, an image whose header cannot be read or that is over
+PIL's pixel limit, a decompression bomb) raise a :class:`SemheatError` naming the file by
+default; with ``on_error="skip"`` they are left out (their CSV rows are still accepted) and one
+warning says how many and why. An undecodable image that was not checked up front raises when
+its item is loaded.
 """
 
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SemheatError
-from .images import IMAGE_SUFFIXES, ImageFilesDataset
+from ..safe_io import check_regular
+from .images import IMAGE_SUFFIXES, ImageFilesDataset, image_size
 
 
 def _images_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 class ImageFolderDataset(ImageFilesDataset):
     """Items ``(uint8 3 x size x size, label)``; ``.classes``, ``.paths``, ``.labels``, and
-    ``.attributes`` (bool N x A, or ``None`` without a CSV) named by ``.attribute_names``."""
+    ``.attributes`` (bool N x A, or ``None`` without a CSV) named by ``.attribute_names``;
+    ``.skipped`` (the messages of entries left out with ``on_error="skip"``).
+    ``check_images=True`` opens every image header up front; ``on_error`` is ``"raise"`` or
+    ``"skip"`` (module docstring)."""
 
-    def __init__(self, root, size: int = 224, attributes_csv=None):
+    def __init__(self, root, size: int = 224, attributes_csv=None, on_error: str = "raise",
+                 check_images: bool = False):
+        if on_error not in ("raise", "skip"):
+            raise SemheatError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         root = Path(root).expanduser()
         if not root.is_dir():
             raise SemheatError(f"image folder not found: {root}")
-        classes, paths, labels = [], [], []
+        classes, listed, paths, labels, problems = [], [], [], [], []
         folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         for folder in folders:
             images = _images_under(folder)
-            if images:
-                paths += images
-                labels += [len(classes)] * len(images)
+            listed += images
+            usable = []
+            for path in images:
+                try:
+                    check_regular(path, "image file")
+                    if check_images:
+                        image_size(path)
+                except SemheatError as exc:
+                    if on_error == "raise":
+                        raise
+                    problems.append(str(exc))
+                    continue
+                usable.append(path)
+            if usable:
+                paths += usable
+                labels += [len(classes)] * len(usable)
                 classes.append(folder.name)
+        if problems:
+            warnings.warn(f"skipped {len(problems)} unreadable images in {root}; "
+                          f"first: {problems[0]}", stacklevel=2)
         if not paths:
+            if listed:
+                raise SemheatError(f"no usable images in {root}; first problem: {problems[0]}")
             raise SemheatError(f"no images found in {root}: expected an ImageFolder layout "
                                f"{root}/<class>/<image>")
         super().__init__(paths, labels, size)
         self.root, self.classes = root, tuple(classes)
+        self.skipped = problems
         self.attribute_names: tuple[str, ...] = ()
         self.attributes: np.ndarray | None = None
         if attributes_csv is not None:
-            self.attribute_names, self.attributes = read_attributes_csv(attributes_csv, root,
-                                                                        self.paths)
+            # every listed image needs its row, skipped ones too; keep the rows of those used
+            self.attribute_names, flags = read_attributes_csv(attributes_csv, root, listed)
+            row = {p: i for i, p in enumerate(listed)}
+            self.attributes = flags[[row[p] for p in self.paths]]
 
 
 def read_attributes_csv(csv_path, root: Path, paths: list[Path]):

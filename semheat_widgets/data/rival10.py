@@ -12,22 +12,24 @@ derived from ImageNet (ImageNet terms apply); see :mod:`semheat_widgets.data.dow
 Malformed entries (missing or bad ``_attr_labels.npy``, unknown wnid, with ``masks=True`` a
 missing ``_attr_dict.pkl``, with ``check_images=True`` an unreadable image) raise a
 :class:`SemheatError` naming the file by default; with ``on_error="skip"`` they are left out and
-one warning says how many and why. An undecodable image that was not checked up front raises
-when its item is loaded.
+one warning says how many and why. A dataset entry that is not a regular file (a FIFO, a
+device, a dangling link) is malformed too, and so, with ``check_images=True``, is an image over
+PIL's pixel limit (a decompression bomb). An undecodable image that was not checked up front
+raises when its item is loaded.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SemheatError
-from .images import ImageFilesDataset
+from ..safe_io import check_regular
+from .images import ImageFilesDataset, image_size, open_rgb
 from .names import RIVAL10_ATTRIBUTES, RIVAL10_CLASSES
 from .safe_pickle import load_str_dict
 
@@ -77,6 +79,9 @@ def wnid_label(image: Path) -> int:
 def read_attr_labels(path: Path) -> np.ndarray:
     """``bool 2 x 18`` (present flags, changed flags) from an ``_attr_labels.npy`` file."""
     n = len(RIVAL10_ATTRIBUTES)
+    if not path.exists():
+        raise SemheatError(f"missing attribute labels {path}")
+    check_regular(path, "attribute labels")  # a FIFO would hang np.load
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -95,17 +100,15 @@ def read_attr_labels(path: Path) -> np.ndarray:
 def decode_mask(value, source="mask") -> np.ndarray:
     """``bool H x W`` from a base64 image (str or bytes, an optional ``data:`` prefix allowed);
     a pixel is set where any channel is non-zero."""
-    from PIL import Image
-
     if isinstance(value, str):
         value = value.encode("ascii", "ignore")
     if value.startswith(b"data:"):
         value = value.split(b",", 1)[-1]
     try:
-        with Image.open(io.BytesIO(base64.b64decode(value))) as im:
-            return np.asarray(im.convert("RGB")).any(axis=-1)
-    except (binascii.Error, OSError, ValueError, SyntaxError) as exc:
+        data = base64.b64decode(value)
+    except (binascii.Error, ValueError) as exc:
         raise SemheatError(f"cannot decode {source}: {exc}") from None
+    return np.asarray(open_rgb(data, source)).any(axis=-1)
 
 
 def fit_mask(mask: np.ndarray, image_wh: tuple[int, int], size: int | None) -> np.ndarray:
@@ -147,7 +150,7 @@ class Rival10Dataset(ImageFilesDataset):
         self.root, self.split = find_rival10_root(root, split), split
         folder = self.root / split / "ordinary"
         paths, labels, flags, problems = [], [], [], []
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and is_rival10_image(p)):
+        for path in sorted(p for p in folder.iterdir() if not p.is_dir() and is_rival10_image(p)):
             try:
                 entry = self._read_entry(path, masks, check_images)
             except SemheatError as exc:
@@ -170,6 +173,7 @@ class Rival10Dataset(ImageFilesDataset):
 
     @staticmethod
     def _read_entry(path: Path, masks: bool, check_images: bool):
+        check_regular(path, "image file")  # a FIFO, a device or a dangling link: malformed
         label = wnid_label(path)
         flags = read_attr_labels(sidecar(path, "_attr_labels.npy"))
         if masks and not sidecar(path, "_attr_dict.pkl").is_file():
@@ -195,12 +199,4 @@ class Rival10Dataset(ImageFilesDataset):
 
 def _image_wh(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image from its header, or a :class:`SemheatError` naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise SemheatError(f"image file not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise SemheatError(f"cannot read image {path}: {exc}") from None
+    return image_size(path)

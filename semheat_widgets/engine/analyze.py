@@ -37,7 +37,7 @@ class AnalysisConfig:
     split_fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
     split_seed: int = 0
     attacks: tuple[Attack, ...] = (Attack("fgsm"), Attack("pgd"))
-    attack_limit: int | None = None  # natural inputs to attack (None: all)
+    attack_limit: int | None = None  # natural inputs to attack (None: all; 0: no attacks)
     target_fpr: float = 0.05
     per_class_thresholds: bool = False
     monitor_similarity: str = "cosine"  # or "euclidean"
@@ -74,6 +74,8 @@ def assign_splits(n: int, fractions, seed: int, labels=None) -> np.ndarray:
 
 
 def _attack_subset(splits: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    if limit is not None and limit < 0:
+        raise SemheatError(f"attack_limit must be >= 0 (0: no attacks), got {limit}")
     if limit is None or limit >= len(splits):
         return np.arange(len(splits))
     rng = np.random.default_rng(seed + 1)
@@ -155,7 +157,7 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     _check_splits(splits_nat, nat_labels, classes)  # before the (costly) attacks
     parts, kinds, sources = [nat], [np.full(n_nat, "natural")], [np.arange(n_nat)]
     attacked = _attack_subset(splits_nat, cfg.attack_limit, cfg.split_seed)
-    for attack in cfg.attacks:
+    for attack in cfg.attacks if len(attacked) else ():
         adv = extractor(split, vlm, Subset(dataset, attacked.tolist()),
                         batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         thumb_size=cfg.thumb_size, progress=progress, attack=attack,
@@ -182,7 +184,8 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     aligned = _unit(aligner.transform(data["features"]))
     concept_emb = concepts.embed(vlm)
     scores = (aligned @ concept_emb.T).astype(np.float32)
-    fitted = Standardizer.fit(scores[fit])  # stored as float32: use exactly what is stored
+    # stored as float32: use exactly what is stored
+    fitted = Standardizer.fit(scores[fit], concepts.names)
     standardizer = Standardizer(fitted.mean.astype(np.float32), fitted.std.astype(np.float32))
     scores_std = standardizer(scores)
 

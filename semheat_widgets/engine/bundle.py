@@ -21,10 +21,7 @@ turning records into Python objects.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,18 +31,40 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import SchemaVersionError, SemheatError
+from ..errors import SemheatError
+from ..safe_io import (atomic_write, check_regular, check_replaceable, publish_dir, read_json,
+                       recover, recover_for_reading, temp_dir_for, writer_lock)
 from .aligner import LinearAligner
 from .heatmaps import (KINDS, ConfusionSums, Heatmap,
                        Standardizer, heatmap, single_heatmap)
+from .schema import FORMAT, SCHEMA_VERSION, SPLITS, check_manifest, validate_bundle
 
-FORMAT = "semheat-bundle"
-SCHEMA_VERSION = 1
 REQUIRED_COLUMNS = ("id", "split", "kind", "source_id", "label", "prediction", "correct")
 CATEGORICAL = ("split", "kind", "fault", "oracle_verdict", "heatmap_verdict", "gt_fault",
                "defect")
-SPLITS = ("fit", "calib", "eval")
-ARRAY_NAME = re.compile(r"[A-Za-z0-9_]+")  # array files live in arrays/<name>.npy, nowhere else
+_SAVE_HOOK: dict = {}  # tests inject a crash between the two renames of a save here
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read(path: Path, reader):
+    """Open one file of a bundle with ``reader``: regular files only, one-line errors."""
+    check_regular(path, "bundle file")
+    try:
+        return reader(path)
+    except SemheatError:
+        raise
+    except Exception as exc:  # OSError, ValueError, Arrow and safetensors errors alike
+        raise SemheatError(f"{path}: cannot read: {_first_line(exc)}") from None
+
+
+def _load_state(path: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
 
 
 def _json_default(o):
@@ -111,76 +130,70 @@ class Bundle:
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path, overwrite: bool = False) -> Path:
-        """Write the bundle atomically to ``path`` (a directory) and return it."""
+        """Write the bundle atomically to ``path`` (a directory) and return it.
+
+        With ``overwrite``, ``path`` may hold an earlier bundle (or be an empty folder);
+        anything else there is refused and left untouched. The writer lock of ``path`` is held
+        throughout, and a crash leaves the old bundle or the new one (see :mod:`..safe_io`).
+        """
+        path = Path(path).resolve()
+        with writer_lock(path):
+            recover(path)
+            kind = check_replaceable(path, ("bundle",), "a bundle")
+            if kind == "bundle" and not overwrite:
+                raise SemheatError(f"{path} exists; pass overwrite=True to replace it")
+            tmp = temp_dir_for(path)
+            try:
+                self._write(tmp)
+                publish_dir(tmp, path, ("bundle",), "a bundle", _between=_SAVE_HOOK.get("between"))
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        self.path = path
+        return path
+
+    def _write(self, folder: Path) -> None:
         from safetensors.numpy import save_file
 
-        path = Path(path).resolve()
-        if path.exists() and not overwrite:
-            raise SemheatError(f"{path} exists; pass overwrite=True to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
         arrays, concepts, state = self._merged_for_save()
         manifest = dict(self.manifest, concepts=concepts, n_records=self.n)
         manifest["arrays"] = {k: {"shape": list(a.shape), "dtype": str(a.dtype)}
                               for k, a in arrays.items()}
-        try:
-            (tmp / "arrays").mkdir(parents=True)
-            pq.write_table(self.records, tmp / "records.parquet")
-            for key, arr in arrays.items():
-                _write_npy(tmp / "arrays" / f"{key}.npy", arr)
-            save_file({k: np.ascontiguousarray(v) for k, v in state.items()},
-                      str(tmp / "state.safetensors"))
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1,
+        (folder / "arrays").mkdir()
+        pq.write_table(self.records, folder / "records.parquet")
+        for key, arr in arrays.items():
+            _write_npy(folder / "arrays" / f"{key}.npy", arr)
+        save_file({k: np.ascontiguousarray(v) for k, v in state.items()},
+                  str(folder / "state.safetensors"))
+        # the manifest last: a folder with a valid manifest is a complete bundle
+        atomic_write(folder / "manifest.json", json.dumps(manifest, indent=1,
                                                           default=_json_default))
-            if path.exists():
-                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self.path = path
-        return path
 
     @classmethod
     def load(cls, path, mmap: bool = True) -> "Bundle":
-        """Open a bundle directory (arrays memory-mapped read-only by default)."""
-        from safetensors.numpy import load_file
+        """Open a bundle directory (arrays memory-mapped read-only by default).
 
+        Every file is checked against the declared format (:mod:`.schema`) before use; a
+        damaged bundle raises one :class:`SemheatError` line naming the file and the field.
+        """
         path = Path(path)
+        recover_for_reading(path)
+        if not path.is_dir():
+            raise SemheatError(f"{path}: no such bundle directory" if not path.exists()
+                               else f"{path} is not a bundle directory")
         manifest_path = path / "manifest.json"
-        if not manifest_path.is_file():
+        if not manifest_path.exists():
             raise SemheatError(f"{path} is not a bundle (no manifest.json)")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SemheatError(f"{manifest_path} is not valid JSON: {exc}") from None
-        if manifest.get("format") != FORMAT:
-            raise SemheatError(f"{path} is not a {FORMAT} (format {manifest.get('format')!r})")
-        version = manifest.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise SchemaVersionError(f"{path} has bundle schema version {version}; this "
-                                     f"semheat_widgets reads version {SCHEMA_VERSION} "
-                                     f"(rebuild the bundle or change semheat_widgets)")
-        missing = [k for k in ("classes", "concepts", "arrays") if k not in manifest]
-        bad = [k for k in manifest.get("arrays", {}) if not ARRAY_NAME.fullmatch(str(k))]
-        if missing or bad:
-            raise SemheatError(f"{manifest_path} is damaged: missing {missing}, bad array names "
-                               f"{bad}")
-        try:
-            records = pq.read_table(path / "records.parquet", memory_map=True)
-            arrays = {}
-            for key in manifest["arrays"]:
-                arrays[key] = np.load(path / "arrays" / f"{key}.npy",
-                                      mmap_mode="r" if mmap else None, allow_pickle=False)
-            state = load_file(str(path / "state.safetensors"))
-        except Exception as exc:  # OSError, ValueError, Arrow and safetensors errors alike
-            raise SemheatError(f"cannot read bundle {path}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                               ) from None
+        manifest = read_json(manifest_path, "bundle manifest")
+        check_manifest(manifest, manifest_path)
+        records = _read(path / "records.parquet",
+                        lambda p: pq.read_table(p, memory_map=True))
+        arrays = {}
+        for key in manifest["arrays"]:
+            arrays[key] = _read(path / "arrays" / f"{key}.npy", lambda p: np.load(
+                p, mmap_mode="r" if mmap else None, allow_pickle=False))
+        state = _read(path / "state.safetensors", _load_state)
+        validate_bundle(manifest, records, arrays, state, path)
         return cls(manifest, records, arrays, state, path)
 
     def _merged_for_save(self):
@@ -251,6 +264,8 @@ class Bundle:
             if value is None:
                 continue
             values = value if isinstance(value, (list, tuple, set)) else [value]
+            if key in ("kind", "split"):
+                self._check_values(key, values)
             if key in CATEGORICAL:
                 codes, cats = self.codes(key)
                 wanted = [cats.index(v) for v in values if v in cats]
@@ -258,6 +273,15 @@ class Bundle:
             else:
                 m &= np.isin(self.column(key), list(values))
         return m
+
+    def _check_values(self, key: str, values) -> None:
+        """``split=`` must name a split and ``records=`` a kind of record this bundle holds:
+        a typo must not quietly give an empty heatmap."""
+        known = list(SPLITS) if key == "split" else self.codes("kind")[1]
+        for v in values:
+            if v not in known:
+                what = "split" if key == "split" else "records"
+                raise SemheatError(f"unknown {what} {v!r}; this bundle has {known}")
 
     @property
     def standardizer(self) -> Standardizer:
@@ -436,6 +460,8 @@ class Bundle:
                 raise SemheatError("add_concept needs vlm= (to embed the prompts) or vector=")
             vector = bank.embed(vlm)[0]
         vector = np.asarray(vector, dtype=np.float32).ravel()
+        if not np.isfinite(vector).all() or not np.any(vector):
+            raise SemheatError(f"the vector of concept {concept.name!r} is zero or holds NaN/inf")
         aligned = self.arrays["aligned"]
         if vector.shape[0] != aligned.shape[1]:
             raise SemheatError(f"concept vector has {vector.shape[0]} dims, the aligned "
@@ -444,9 +470,15 @@ class Bundle:
         chunk = 262144
         for s in range(0, self.n, chunk):
             scores[s:s + chunk] = aligned[s:s + chunk] @ vector
+        if not np.isfinite(scores).all():
+            raise SemheatError(f"the bundle's aligned embeddings hold NaN or inf: cannot score "
+                               f"{concept.name!r} (the arrays/aligned.npy file is damaged)")
         ref = scores[self.mask(kind="natural", split="fit")].astype(np.float64)
         if len(ref) < 2:
             raise SemheatError("the bundle has too few natural 'fit' records to standardise")
+        if not ref.std() > 0:
+            raise SemheatError(f"concept {concept.name!r} scores the same on every reference "
+                               f"input: its z-scores would be meaningless")
         self._extra.append({"name": concept.name, "prompts": list(concept.prompts),
                             "vector": vector, "scores": scores,
                             "mean": ref.mean(), "std": ref.std()})

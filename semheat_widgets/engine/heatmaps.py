@@ -147,11 +147,22 @@ class Standardizer:
         self.std = np.maximum(np.asarray(std, dtype=np.float64), 1e-8)
 
     @classmethod
-    def fit(cls, scores: np.ndarray) -> "Standardizer":
+    def fit(cls, scores: np.ndarray, names=None) -> "Standardizer":
+        """μ, σ per concept; a concept that scores the same on every record is an error
+        (its z-scores would be noise blown up to huge values), named when ``names`` is given."""
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape[0] < 2:
             raise SemheatError("need at least 2 records to standardise concept scores")
-        return cls(scores.mean(0), scores.std(0))
+        if not np.isfinite(scores).all():
+            raise SemheatError("concept scores contain NaN or inf")
+        std = scores.std(0)
+        flat = np.flatnonzero(~(std > 1e-7 * np.maximum(np.abs(scores).max(0), 1e-12)))
+        if len(flat):
+            j = int(flat[0])
+            name = repr(names[j]) if names is not None else f"#{j}"
+            raise SemheatError(f"concept {name} scores the same on every reference input: its "
+                               f"z-scores would be meaningless (check its prompts)")
+        return cls(scores.mean(0), std)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         return (raw - self.mean) / self.std

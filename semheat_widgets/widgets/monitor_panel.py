@@ -109,18 +109,13 @@ class MonitorPanel(widgets.VBox):
 
     def check_image(self, image_bytes: bytes) -> dict:
         """Classify an uploaded image and run the runtime monitor on it."""
-        import io
-
         import torch
-        from PIL import Image, UnidentifiedImageError
 
+        from ..data.images import open_rgb
         from ..engine.analyze import runtime_monitor
         from ..engine.registry import load_classifier
 
-        try:
-            im = Image.open(io.BytesIO(image_bytes)).convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise SemheatError(f"cannot read the uploaded image: {exc}") from None
+        im = open_rgb(image_bytes, "the uploaded image")
         if self._classifier is None:  # loaded once, on the first upload
             self._classifier = load_classifier(
                 self.bundle.manifest.get("models", {}).get("classifier", ""))

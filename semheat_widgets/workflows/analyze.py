@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from ..engine.extract import extract
 from ..engine.split import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
 from ..engine.vlm import VLM, resolve_device
 from ..errors import SemheatError
+from ..safe_io import (atomic_write, check_regular, check_replaceable, make_work_dir, read_json,
+                       recover, remove_owned, writer_lock)
 
 
 def rival10_concepts(templates=("{}",)) -> ConceptBank:
@@ -80,7 +83,8 @@ def load_data(spec: str, size: int = 224, attributes_csv=None,
     if kind == "folder":
         from ..data.folder import ImageFolderDataset
 
-        full = ImageFolderDataset(where, size=size, attributes_csv=attributes_csv)
+        full = ImageFolderDataset(where, size=size, attributes_csv=attributes_csv,
+                                  on_error="skip", check_images=True)
         names = list(full.attribute_names) or list(concepts or [])
         if not names:
             raise SemheatError("folder data needs concepts: give --attributes CSV (its columns "
@@ -175,19 +179,14 @@ def train_classifier(model, dataset, *, epochs: int, work: Path, batch_size: int
     ``job`` names what is being trained (data, starting point, epochs): a saved state is only
     resumed when it was written for the same job; otherwise training starts afresh.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
     split = ModelSplit(model).to(device)
     state_path, info_path = work / "classifier.safetensors", work / "train_state.json"
     job = job or f"{len(dataset)} inputs, {epochs} epochs, lr {lr}, batch {batch_size}"
-    done = 0
-    if state_path.is_file() and info_path.is_file():
-        info = json.loads(info_path.read_text())
-        if info.get("job") == job:
-            model.load_state_dict(load_file(str(state_path), device=str(device)))
-            done = info["epochs_done"]
+    done = _resume_state(model, state_path, info_path, job, device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
@@ -206,13 +205,42 @@ def train_classifier(model, dataset, *, epochs: int, work: Path, batch_size: int
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-        tmp = state_path.with_suffix(".tmp")
+        # both atomic, the state last: it names the checkpoint that is complete on disk
+        tmp = state_path.with_name(f".{state_path.name}.tmp")
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(tmp))
-        tmp.replace(state_path)
-        info_path.write_text(json.dumps({"epochs_done": epoch + 1, "job": job}))
+        os.replace(tmp, state_path)
+        atomic_write(info_path, json.dumps({"epochs_done": epoch + 1, "job": job,
+                                            "checkpoint": state_path.name}))
     model.eval()
     return {"epochs": epochs, "resumed_from_epoch": done}
+
+
+def _resume_state(model, state_path: Path, info_path: Path, job: str, device) -> int:
+    """Epochs already done by an earlier run of the same ``job`` (weights loaded into
+    ``model``); 0 when there is nothing to resume. An unreadable resume state is not fatal:
+    training starts again from the first epoch, with a warning."""
+    from safetensors.torch import load_file
+
+    if not (state_path.exists() and info_path.exists()):
+        return 0
+    try:
+        info = read_json(info_path, "resume state")
+        if not isinstance(info, dict):
+            raise SemheatError(f"{info_path} is not a JSON object")
+        if info.get("job") != job:
+            return 0  # another job's state: start afresh
+        done = info["epochs_done"]
+        if not isinstance(done, int) or done < 0:
+            raise SemheatError(f"{info_path}: field epochs_done: {done!r} is not an epoch count")
+        check_regular(state_path, "checkpoint")
+        model.load_state_dict(load_file(str(state_path), device=str(device)))
+        return done
+    except Exception as exc:  # safetensors, torch and JSON errors alike: all mean "damaged"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        warnings.warn(f"the resume state in {info_path.parent} is unreadable ({reason}); "
+                      f"training starts again from epoch 1", stacklevel=3)
+        return 0
 
 
 def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int = 0,
@@ -227,8 +255,23 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
     ``None`` for a local one), keeping finished shards in ``OUT.work/ray`` for resuming.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise SemheatError(f"{out} exists; use --force to replace it")
+    with writer_lock(out):  # one run per output, for the whole run
+        recover(out)
+        kind = check_replaceable(out, ("bundle",), "a bundle")
+        if kind == "bundle" and not overwrite:
+            raise SemheatError(f"{out} exists; use --force to replace it")
+        check_replaceable(out.parent / f"{out.name}.work", ("work",), "a work folder")
+        return _run_analysis(data=data, vlm=vlm, classifier=classifier, out=out,
+                             train_epochs=train_epochs, attributes_csv=attributes_csv,
+                             concepts=concepts, reference_fraction=reference_fraction,
+                             attack_limit=attack_limit, batch_size=batch_size, device=device,
+                             num_workers=num_workers, overwrite=overwrite, progress=progress,
+                             engine=engine, ray_address=ray_address)
+
+
+def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_csv, concepts,
+                  reference_fraction, attack_limit, batch_size, device, num_workers, overwrite,
+                  progress, engine, ray_address) -> Path:
     if not 0 < reference_fraction < 1:
         raise SemheatError(f"--reference-fraction must be in (0, 1), got {reference_fraction}")
     started = time.time()
@@ -248,9 +291,9 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
     spec = load_data(data, attributes_csv=attributes_csv, concepts=concepts)
     model, origin = build_resnet18(len(spec.classes), Path(ckpt) if ckpt else None)
     work = out.parent / f"{out.name}.work"
-    if overwrite:  # --force: nothing of an earlier run is resumed
-        shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
+    if overwrite:  # --force: nothing of an earlier run is resumed (only our own work folder)
+        remove_owned(work, ("work",))
+    make_work_dir(work)
     ref_idx = reference_indices(spec.train_labels, reference_fraction)
     rest = np.setdiff1d(np.arange(len(spec.train_labels)), ref_idx)
     reference = Subset(spec.train, ref_idx.tolist())

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +31,15 @@ from ..engine.analyze import AnalysisConfig, analyze
 from ..engine.attacks import Attack
 from ..engine.bundle import Bundle
 from ..engine.concepts import ConceptBank
+from ..engine.schema import validate_json
 from ..errors import SemheatError
+from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, publish_dir, read_json,
+                       recover, temp_dir_for, writer_lock)
 from .faults import (ENCODER_FAULT_CLASS, ENCODER_FAULT_CONCEPT, clean_train_world,
                      encoder_fault_train_world, shift_world)
 from .models import TOY_CLASSIFIERS, toy_classifier, toy_vlm
 from .quality import aligned_attribute_quality
 
-WORLD_FORMAT = "semheat-toy-world"
 TOY_WORLD_SEED = 4242  # the test set
 REFERENCE_SEED = 4343  # held-out reference sets
 
@@ -110,10 +111,18 @@ def build_toy_world(out_dir, *, n_reference: int = 2400, n_natural: int = 2400,
     tie-breaking shift.
     """
     out_dir = Path(out_dir)
-    if (out_dir / "world.json").exists() and not overwrite:
-        raise SemheatError(f"{out_dir} already holds a toy world; use --force to rebuild")
-    if out_dir.exists() and not (out_dir / "world.json").exists() and any(out_dir.iterdir()):
-        raise SemheatError(f"{out_dir} exists and is not a toy world; choose an empty directory")
+    with writer_lock(out_dir):
+        recover(out_dir)
+        kind = check_replaceable(out_dir, ("toy-world",), "a toy world")
+        if kind == "toy-world" and not overwrite:
+            raise SemheatError(f"{out_dir} already holds a toy world; use --force to rebuild")
+        return _build(out_dir, n_reference=n_reference, n_natural=n_natural, n_shift=n_shift,
+                      attack_limit=attack_limit, progress=progress, device=device,
+                      similarity=similarity)
+
+
+def _build(out_dir: Path, *, n_reference, n_natural, n_shift, attack_limit, progress, device,
+           similarity) -> Path:
     for n, what in ((n_reference, "reference"), (n_natural, "natural")):
         if n < 20:
             raise SemheatError(f"the toy world needs at least 20 {what} inputs, got {n}")
@@ -127,8 +136,7 @@ def build_toy_world(out_dir, *, n_reference: int = 2400, n_natural: int = 2400,
     config = AnalysisConfig(attacks=(Attack("fgsm"), Attack("pgd", steps=10)),
                             attack_limit=attack_limit, batch_size=256,
                             monitor_similarity=similarity)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    tmp = temp_dir_for(out_dir)
     try:
         clean_correct, quality = None, None
         for name in TOY_CLASSIFIERS:
@@ -161,11 +169,8 @@ def build_toy_world(out_dir, *, n_reference: int = 2400, n_natural: int = 2400,
                 "build_seconds": round(time.time() - started, 1),
                 "encoder_fault": {"concept": ENCODER_FAULT_CONCEPT, "class": ENCODER_FAULT_CLASS},
                 "quality": quality}
-        (tmp / "world.json").write_text(json.dumps(info, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out_dir)
+        atomic_write(tmp / "world.json", json.dumps(info, indent=1))
+        publish_dir(tmp, out_dir, ("toy-world",), "a toy world")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -187,16 +192,45 @@ def toy_world(directory=None, **build_kwargs) -> Path:
 
 
 def is_world(path) -> bool:
-    return (Path(path) / "world.json").is_file()
+    """Whether ``path`` claims to be a toy world (its ``world.json`` is checked on reading)."""
+    return os.path.lexists(Path(path) / "world.json")
+
+
+WORLD_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "semheat toy world",
+    "type": "object",
+    "required": ["format", "bundles", "primary"],
+    "properties": {
+        "format": {"const": WORLD_FORMAT},
+        "bundles": {"type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}},
+        "primary": {"type": "string"},
+        "n_reference": {"type": "integer", "minimum": 0},
+        "n_natural": {"type": "integer", "minimum": 0},
+        "n_shift": {"type": "integer", "minimum": 0},
+        "attack_limit": {"type": ["integer", "null"], "minimum": 0},
+        "seed": {"type": "integer"},
+        "build_seconds": {"type": "number", "minimum": 0},
+    },
+}
+
+
+def read_world(path) -> dict:
+    """A toy world's ``world.json``, checked against :data:`WORLD_SCHEMA` (one-line errors)."""
+    file = Path(path) / "world.json"
+    world = read_json(file, "toy world description")
+    if not isinstance(world, dict) or world.get("format") != WORLD_FORMAT:
+        found = world.get("format") if isinstance(world, dict) else type(world).__name__
+        raise SemheatError(f"{file}: field format: not a toy world ({found!r})")
+    validate_json(world, WORLD_SCHEMA, file)
+    if world["primary"] not in world["bundles"]:
+        raise SemheatError(f"{file}: field primary: {world['primary']!r} is not one of its "
+                           f"bundles {world['bundles']}")
+    return world
 
 
 def world_bundles(path) -> dict[str, Path]:
     """``{name: bundle path}`` of a toy-world directory."""
     path = Path(path)
-    try:
-        world = json.loads((path / "world.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SemheatError(f"cannot read {path / 'world.json'}: {exc}") from None
-    if world.get("format") != WORLD_FORMAT:
-        raise SemheatError(f"{path} is not a toy world (format {world.get('format')!r})")
-    return {name: path / name for name in world["bundles"]}
+    return {name: path / name for name in read_world(path)["bundles"]}
