@@ -7,21 +7,34 @@ The analysis engine lives in :mod:`semheat_widgets.engine`; the bundled toy worl
 
 __version__ = "0.1.0"
 
-from .engine.bundle import Bundle  # noqa: E402
 from .errors import SemheatError  # noqa: E402
+from .tables import Table  # noqa: E402
 
 _WIDGETS = ("Explorer", "MonitorPanel", "HeatmapView", "ImageGrid", "ConceptPicker",
             "DetailView")
 
 
-def toy_world(directory=None, **build_kwargs):
-    """The bundled toy world's directory (built on first use; ``$SEMHEAT_TOY_DIR`` moves it)."""
+def toy_world(directory=None, bundles=("clean", "encoder_fault", "head_fault"), **build_kwargs):
+    """The bundled toy world's directory, with ``bundles`` built there on first use
+    (``$SEMHEAT_TOY_DIR`` moves it; default: the user cache)."""
     from .zoo.build import toy_world as _toy_world
 
-    return _toy_world(directory, **build_kwargs)
+    return _toy_world(directory, bundles, **build_kwargs)
+
+
+def toy_bundle(name: str, directory=None, **build_kwargs):
+    """The path of one toy-world bundle, built on first use without waiting for the others."""
+    from .zoo.build import toy_bundle as _toy_bundle
+
+    return _toy_bundle(name, directory, **build_kwargs)
 
 
 def __getattr__(name):
+    # Heavy parts load on first use, so `semheat --version` and worker processes stay light.
+    if name == "Bundle":
+        from .engine.bundle import Bundle
+
+        return Bundle
     if name in _WIDGETS:
         from . import widgets
 
@@ -29,4 +42,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'semheat_widgets' has no attribute {name!r}")
 
 
-__all__ = ["Bundle", "SemheatError", "__version__", "toy_world", *_WIDGETS]
+__all__ = ["Bundle", "SemheatError", "Table", "__version__", "toy_bundle", "toy_world", *_WIDGETS]

@@ -11,6 +11,10 @@
 - ``extraction``: throughput of :func:`extract` against bare classifier + VLM forward passes on
   the same batches (goal >= 0.8).
 - ``cell_query_ms``: one heatmap-cell query on the N-record bundle (milliseconds).
+- with ``--first-run``: ``first_explorer_s`` (a new user's ``Explorer.toy()`` on an empty
+  toy-world folder, imports included; goal <= 60 s on 2 cores), ``toy_build_s`` (the full
+  ``semheat toy build``; goal <= 120 s) and their peak memory (RSS and PSS of the process tree;
+  goal: the build <= 2 GB). Absolute figures, not ratios: they are what a user waits for.
 - with ``--ray``: ``ray_overhead_steady`` — Ray extraction time per image against the local
   path on the same images, start-up cancelled (goal <= 1.3); also end to end.
 
@@ -27,6 +31,8 @@ import pyarrow as pa
 import torch
 
 GOALS = {"heatmaps": ("<=", 3.0), "add_concept": ("<=", 2.0),
+         "first_explorer_s": ("<=", 60.0), "toy_build_s": ("<=", 120.0),
+         "toy_build_peak_pss_mb": ("<=", 2048.0),
          "monitor_overhead_b1": ("<=", 0.05), "monitor_overhead_b64": ("<=", 0.05),
          "extraction": (">=", 0.8), "ray_overhead_steady": ("<=", 1.3)}
 
@@ -203,11 +209,95 @@ def bench_ray_extraction(n: int, repeats: int = 1) -> dict:
             "ray_init_seconds": init, "ray_images": n}
 
 
+# -- first run: what a new user waits for, and what it costs in memory -------------------------
+def measure_process(argv: list[str], *, env: dict | None = None, cwd=None,
+                    timeout: float = 1800, interval: float = 0.25) -> dict:
+    """Run ``argv`` and sample the memory of its whole process tree while it runs.
+
+    Returns wall seconds, exit status, and the peak over samples of the tree's summed RSS and
+    PSS (PSS counts pages shared between processes once — e.g. a forked worker's copy of the
+    parent — so it is the honest figure; RSS is the conservative one).
+    """
+    import subprocess
+
+    import psutil
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    peak_rss = peak_pss = 0
+    root = psutil.Process(proc.pid)
+    output: list[str] = []
+
+    import threading
+
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        if time.perf_counter() - started > timeout:
+            proc.kill()
+            break
+        rss = pss = 0
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for p in tree:
+            try:
+                info = p.memory_full_info()
+                rss += info.rss
+                pss += getattr(info, "pss", info.rss)
+            except psutil.Error:
+                pass
+        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        time.sleep(interval)
+    proc.wait()
+    reader.join(timeout=5)
+    return {"seconds": round(time.perf_counter() - started, 1), "returncode": proc.returncode,
+            "peak_rss_mb": round(peak_rss / 2**20), "peak_pss_mb": round(peak_pss / 2**20),
+            "output_tail": "".join(output)[-2000:]}
+
+
+FIRST_EXPLORER = (
+    "import time, semheat_widgets as sw\n"
+    "t = time.perf_counter()\n"
+    "ex = sw.Explorer.toy('encoder_fault')\n"
+    "assert ex.heatmap.chart.spec['data']['values']  # the differential heatmap is drawn\n"
+    "print(f'explorer ready {time.perf_counter() - t:.1f}')\n")
+
+
+def bench_first_run(work: Path) -> dict:
+    """Seconds and peak memory of a new user's first steps, each in a fresh process on an
+    empty toy-world folder: the first explorer (one bundle built on demand, imports included)
+    and the full ``semheat toy build``."""
+    import os
+    import sys
+
+    env = dict(os.environ, TQDM_DISABLE="1")
+    first = measure_process([sys.executable, "-c", FIRST_EXPLORER],
+                            env=dict(env, SEMHEAT_TOY_DIR=str(work / "lazy")))
+    build = measure_process([sys.executable, "-m", "semheat_widgets.cli", "toy", "build",
+                             str(work / "full"), "--quiet"], env=env)
+    for name, r in (("first explorer", first), ("toy build", build)):
+        if r["returncode"] != 0:
+            raise RuntimeError(f"{name} failed: {r['output_tail']}")
+    return {"first_explorer_s": first["seconds"], "first_explorer_peak_rss_mb":
+            first["peak_rss_mb"], "first_explorer_peak_pss_mb": first["peak_pss_mb"],
+            "toy_build_s": build["seconds"], "toy_build_peak_rss_mb": build["peak_rss_mb"],
+            "toy_build_peak_pss_mb": build["peak_pss_mb"]}
+
+
 def run_benchmarks(records: int = 1_000_000, quick: bool = False, progress: bool = True,
-                   ray: bool = False) -> dict:
+                   ray: bool = False, first_run: bool = False) -> dict:
     repeats = 2 if quick else 5
     log = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
     out = {"records": records, "threads": torch.get_num_threads(), "repeats": repeats}
+    if first_run:
+        import tempfile
+
+        log("first run: explorer on an empty toy-world folder, then a full toy build ...")
+        with tempfile.TemporaryDirectory(prefix="semheat-first-run-") as work:
+            out.update(bench_first_run(Path(work)))
     log(f"building a synthetic bundle of {records} records ...")
     bundle = synthetic_bundle(records)
     log("heatmaps ...")

@@ -54,21 +54,27 @@ def _targets(path: str) -> tuple[dict[str, Path], str | None]:
     if not p.exists():
         raise SemheatError(f"{p}: no such bundle or directory")
     if is_world(p):
-        return world_bundles(p), read_world(p)["primary"]
+        world, built = read_world(p), world_bundles(p)
+        if world["primary"] not in built:
+            raise SemheatError(f"the toy world {p} is only partly built (its primary bundle "
+                               f"{world['primary']!r} is missing); run: semheat toy build {p}")
+        return built, world["primary"]
     return {p.name: p}, None
 
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_toy_build(args) -> int:
-    from .zoo.build import build_toy_world
+    import time
 
+    from .zoo.build import build_toy_world, read_world
+
+    started = time.time()
     out = build_toy_world(args.dir, n_reference=args.reference, n_natural=args.natural,
-                          n_shift=args.shift,
-                          attack_limit=args.attack_limit, overwrite=args.force,
-                          progress=not args.quiet, device=args.device,
+                          n_shift=args.shift, attack_limit=args.attack_limit,
+                          overwrite=args.force, progress=not args.quiet, device=args.device,
                           similarity=args.similarity)
-    world = json.loads((out / "world.json").read_text())
-    print(f"toy world built in {out} ({world['build_seconds']} s): "
+    world = read_world(out)
+    print(f"toy world built in {out} ({time.time() - started:.0f} s): "
           f"{', '.join(world['bundles'])}")
     return 0
 
@@ -172,7 +178,7 @@ def cmd_bench(args) -> int:
     from .bench import run_benchmarks
 
     result = run_benchmarks(records=args.records, quick=args.quick, progress=not args.json,
-                            ray=args.ray)
+                            ray=args.ray, first_run=args.first_run)
     _emit(result, args.json, lambda r: json.dumps(r, indent=2))
     return 0
 
@@ -256,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="natural test inputs (default 2400)")
     build.add_argument("--shift", type=NON_NEGATIVE, default=600,
                        help="test inputs where the encoder fault's tie breaks (default 600)")
-    build.add_argument("--attack-limit", type=NON_NEGATIVE, default=1200,
-                       help="natural inputs attacked with FGSM and PGD (default 1200; 0: none)")
+    build.add_argument("--attack-limit", type=NON_NEGATIVE, default=600,
+                       help="natural inputs attacked with FGSM and PGD (default 600; 0: none)")
     build.add_argument("--similarity", choices=["cosine", "euclidean"], default="cosine",
                        help="how the runtime monitor compares concept profiles (default cosine)")
     build.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
@@ -318,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--records", type=POSITIVE, default=1_000_000)
     bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    bench.add_argument("--first-run", action="store_true",
+                       help="also time a new user's first explorer and full toy build (minutes)")
     bench.add_argument("--ray", action="store_true",
                        help="also compare Ray extraction with local extraction (needs the extra)")
     bench.set_defaults(func=cmd_bench)

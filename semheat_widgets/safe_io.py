@@ -296,7 +296,9 @@ def recover(target) -> list[str]:
         _remove(p)
         done.append(f"removed {p.name}")
     for p in _siblings(target, "tmp"):
-        if p.is_dir() and (p / TEMP_MARKER).exists() or p.is_file():
+        # ours: a temporary file, or a directory marked as ours (or still empty: a kill can
+        # fall between creating it and marking it)
+        if p.is_file() or p.is_dir() and ((p / TEMP_MARKER).exists() or not any(p.iterdir())):
             _remove(p)
             done.append(f"removed {p.name}")
     return done

@@ -108,7 +108,8 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
             concepts: ConceptBank, class_prompts: dict[str, list[str]] | None = None,
             config: AnalysisConfig | None = None, name: str = "bundle",
             extra_columns: dict[str, np.ndarray] | None = None, progress: bool = True,
-            reference=None, extractor=extract) -> Bundle:
+            reference=None, extractor=extract,
+            image_embeddings: np.ndarray | None = None) -> Bundle:
     """Analyse ``split`` on ``dataset`` and return the (unsaved) bundle.
 
     Without ``reference``, the inputs of ``dataset`` are split at random into ``fit`` /
@@ -123,6 +124,10 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     ``extractor`` runs the forward passes; it takes the arguments of :func:`extract` (the
     default, in this process) — :class:`~semheat_widgets.engine.extract_ray.RayExtractor`
     runs them on a Ray cluster instead and yields the same records.
+
+    ``image_embeddings``: the VLM's embeddings of the natural inputs (reference first), when
+    already computed — several classifiers analysed on the same images share them; the VLM then
+    runs only on attacked inputs (local extraction).
     """
     cfg = config or AnalysisConfig()
     classes = list(classes)
@@ -143,8 +148,10 @@ def analyze(split: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
     n_nat = len(dataset)
 
     # 1. extraction: natural inputs, then attacked copies of a subset
+    shared = {} if image_embeddings is None else {"image_embeddings": image_embeddings}
     nat = extractor(split, vlm, dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                    thumb_size=cfg.thumb_size, progress=progress, desc="classifier + VLM")
+                    thumb_size=cfg.thumb_size, progress=progress, desc="classifier + VLM",
+                    **shared)
     nat_labels = np.asarray(nat.labels)
     if reference is not None:  # reference -> fit / calib, stratified; the dataset -> eval
         fit_share, calib_share, _ = cfg.split_fractions

@@ -64,37 +64,48 @@ def _unwrap_worker_error(exc: Exception) -> Exception:
     return exc
 
 
-def forward_batch(split: ModelSplit, vlm: VLM, images: torch.Tensor, labels: torch.Tensor,
-                  attack=None, thumb_size: int = 64, first: int = 0) -> dict[str, np.ndarray]:
+def forward_batch(split: ModelSplit, vlm: VLM | None, images: torch.Tensor,
+                  labels: torch.Tensor, attack=None, thumb_size: int = 64,
+                  first: int = 0) -> dict[str, np.ndarray]:
     """One batch (already on the device) through attack, classifier and VLM: features,
-    logits, image embeddings and thumbnails as numpy arrays. ``first`` numbers the batch's
-    first input in the error raised for NaN or inf features. Shared by the local and Ray
-    paths, so both give the same records."""
+    logits, image embeddings and thumbnails as numpy arrays (no ``image_emb`` when ``vlm`` is
+    None). ``first`` numbers the batch's first input in the error raised for NaN or inf
+    features. Shared by the local and Ray paths, so both give the same records."""
     if attack is not None:
         images = attack(split, images, labels)
     with torch.inference_mode():
         z, logits = split.features_and_logits(images)
-    emb = vlm.encode_images(images, batch_size=images.shape[0])
     z, logits = z.float().flatten(1).cpu(), logits.float().cpu()
     if not (torch.isfinite(z).all() and torch.isfinite(logits).all()):
         raise SemheatError(f"the classifier produced NaN or inf features for inputs "
                            f"{first}..{first + len(images) - 1}")
-    return {"features": z.numpy(), "logits": logits.numpy(),
-            "image_emb": emb.float().cpu().numpy(),
-            "thumbs": make_thumbs(images.detach(), thumb_size)}
+    out = {"features": z.numpy(), "logits": logits.numpy(),
+           "thumbs": make_thumbs(images.detach(), thumb_size)}
+    if vlm is not None:
+        out["image_emb"] = vlm.encode_images(images, batch_size=images.shape[0]).numpy()
+    return out
 
 
 def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
             num_workers: int = 0, out_dir=None, thumb_size: int = 64, attack=None,
-            progress: bool = True, desc: str = "extract") -> Extracted:
+            progress: bool = True, desc: str = "extract",
+            image_embeddings: np.ndarray | None = None) -> Extracted:
     """Run classifier and VLM over ``dataset`` (items ``(image tensor, label)``) once.
 
     ``attack`` (an :class:`~semheat_widgets.engine.attacks.Attack`) perturbs every batch
-    against ``split`` first.
+    against ``split`` first. ``image_embeddings`` (one row per input, in order), when the
+    caller already has the VLM's embeddings of these very images — several classifiers
+    analysed on the same inputs — are used instead of running the VLM again.
     """
     n = len(dataset)
     if n == 0:
         raise SemheatError("the dataset is empty: nothing to analyse")
+    if image_embeddings is not None:
+        if attack is not None:
+            raise SemheatError("precomputed image embeddings cannot describe attacked images")
+        if len(image_embeddings) != n:
+            raise SemheatError(f"{len(image_embeddings)} precomputed image embeddings for {n} "
+                               f"inputs")
     device = split.device
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None:
@@ -111,9 +122,12 @@ def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
         for images, labels in loader:
             images = images.to(device, non_blocking=True)
             labels = torch.as_tensor(labels).to(device)
-            out = forward_batch(split, vlm, images, labels, attack, thumb_size, start)
+            out = forward_batch(split, vlm if image_embeddings is None else None, images,
+                                labels, attack, thumb_size, start)
             out["labels"] = labels.cpu().numpy()
             stop = start + len(images)
+            if image_embeddings is not None:
+                out["image_emb"] = np.asarray(image_embeddings[start:stop], dtype=np.float32)
             if not arrays:
                 arrays = {key: _allocate(out_dir, key, (n, *v.shape[1:]), v.dtype)
                           for key, v in out.items()}

@@ -71,6 +71,33 @@ class Heatmap:
         return replace(self, kind=f"binarized_{self.kind}", values=out,
                        meta={**self.meta, "top_k": top_k, "threshold": threshold})
 
+    def table(self, rows=None, columns=None, digits: int = 2):
+        """The heatmap (or some of its rows / columns) as a :class:`~semheat_widgets.tables.
+        Table`, which displays itself in a notebook; each row carries its input count."""
+        from ..tables import Table
+
+        rows = list(self.rows) if rows is None else list(rows)
+        columns = list(self.columns) if columns is None else list(columns)
+        for name in rows:
+            if name not in self.rows:
+                raise SemheatError(f"no row {name!r} in this heatmap")
+        for name in columns:
+            if name not in self.columns:
+                raise SemheatError(f"no column {name!r} in this heatmap")
+        out = []
+        for name in rows:
+            i = self.rows.index(name)
+            entry = {"class": name, "inputs": int(self.counts[i])}
+            if self.counts_other is not None:
+                entry["inputs (subtracted)"] = int(self.counts_other[i])
+            entry.update({c: float(self.values[i, self.columns.index(c)]) for c in columns})
+            out.append(entry)
+        return Table(out, digits=digits, title=f"{self.kind.replace('_', ' ')} heatmap"
+                     + (" (z-scores)" if self.standardized else ""))
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
     def to_rows(self) -> list[dict]:
         """Long-form cells for charts: one dict per (class, concept)."""
         out = []

@@ -8,24 +8,24 @@ versions of a subset, and with a reference set (held-out data of its own trainin
 distribution) for fitting the aligner, the heatmap references and the thresholds. Each bundle
 gets ground-truth columns: ``gt_fault`` (``encoder`` / ``head`` / empty when unknown) and
 ``gt_concept`` (the responsible concept of an encoder fault), derived from the construction of
-the zoo (see :mod:`.faults`). ``DIR/world.json`` lists the bundles.
+the zoo (see :mod:`.faults`).
+
+Layout: ``DIR/world.json`` declares the world (its settings and bundle names) and is written
+first; each bundle is built when first asked for (:func:`ensure_bundles`) — the explorer opens
+one without waiting for all three — and saved atomically into ``DIR/<name>``. The rendered
+inputs are shared through ``DIR/inputs/`` until every bundle is built (:mod:`.inputs`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import TensorDataset
 
 from ..data.toy.captions import attribute_prompts, class_prompts
-from ..data.toy.dataset import ToyDataset
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
 from ..engine.analyze import AnalysisConfig, analyze
 from ..engine.attacks import Attack
@@ -33,8 +33,9 @@ from ..engine.bundle import Bundle
 from ..engine.concepts import ConceptBank
 from ..engine.schema import validate_json
 from ..errors import SemheatError
-from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, publish_dir, read_json,
-                       recover, temp_dir_for, writer_lock)
+from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, owned_kind, publish_dir,
+                       read_json, recover, temp_dir_for, writer_lock)
+from . import inputs as shared
 from .faults import (ENCODER_FAULT_CLASS, ENCODER_FAULT_CONCEPT, clean_train_world,
                      encoder_fault_train_world, shift_world)
 from .models import TOY_CLASSIFIERS, toy_classifier, toy_vlm
@@ -42,36 +43,15 @@ from .quality import aligned_attribute_quality
 
 TOY_WORLD_SEED = 4242  # the test set
 REFERENCE_SEED = 4343  # held-out reference sets
+PRIMARY = "clean"
+DEFAULTS = {"n_reference": 2400, "n_natural": 2400, "n_shift": 600, "attack_limit": 600,
+            "similarity": "cosine"}
+BATCH_SIZE = 128  # faster per image than 256 on a 2-core CPU (PGD), and half the memory
+LAZY_WAIT_S = 1800  # a lazy build waits this long for another process building the same world
 
 
 def toy_concepts() -> ConceptBank:
     return ConceptBank([(a, attribute_prompts(a)) for a in ATTRIBUTES])
-
-
-@dataclass
-class ToyInputs:
-    """Rendered images with their labels, attribute flags and domain (one entry per input)."""
-
-    images: torch.Tensor
-    labels: np.ndarray
-    attributes: np.ndarray
-    domain: np.ndarray
-
-    @classmethod
-    def render(cls, parts: list[tuple[str, ToyWorld, int]]) -> "ToyInputs":
-        data = [(d, ToyDataset(w, 0, n)) for d, w, n in parts if n]
-        return cls(torch.cat([x.render_all() for _, x in data]),
-                   np.concatenate([x.labels for _, x in data]),
-                   np.concatenate([x.attributes for _, x in data]),
-                   np.concatenate([np.full(len(x), d) for d, x in data]))
-
-    def dataset(self) -> TensorDataset:
-        return TensorDataset(self.images, torch.from_numpy(self.labels))
-
-    def __add__(self, other: "ToyInputs") -> "ToyInputs":
-        return ToyInputs(torch.cat([self.images, other.images]),
-                         np.r_[self.labels, other.labels], np.r_[self.attributes, other.attributes],
-                         np.r_[self.domain, other.domain])
 
 
 def reference_world(name: str) -> ToyWorld:
@@ -82,7 +62,11 @@ def reference_world(name: str) -> ToyWorld:
 
 def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
                  attributes: np.ndarray, domain: np.ndarray) -> dict[str, np.ndarray]:
-    """``gt_fault`` / ``gt_concept`` of every record of a toy bundle (see :mod:`.faults`)."""
+    """``gt_fault`` / ``gt_concept`` of every record of a toy bundle (see :mod:`.faults`).
+
+    ``clean_correct``, ``attributes`` and ``domain`` describe the bundle's natural inputs in
+    order (reference first): whether the clean classifier gets each right, and how it was made.
+    """
     natural = bundle.mask(kind="natural")
     src = bundle.column("source_id")
     wrong = natural & ~bundle.column("correct").astype(bool)
@@ -100,102 +84,7 @@ def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
     return {"gt_fault": gt_fault.astype(str), "gt_concept": gt_concept.astype(str)}
 
 
-def build_toy_world(out_dir, *, n_reference: int = 2400, n_natural: int = 2400,
-                    n_shift: int = 600, attack_limit: int | None = 1200, overwrite: bool = False,
-                    progress: bool = True, device=None, similarity: str = "cosine") -> Path:
-    """Build the toy-world bundles into ``out_dir`` and return it.
-
-    Each classifier is analysed with a reference set drawn from its *own* training
-    distribution (aligner, heatmap references and thresholds come from it, as a user would fit
-    them on their validation data) and the same test set: fresh natural scenes plus the
-    tie-breaking shift.
-    """
-    out_dir = Path(out_dir)
-    with writer_lock(out_dir):
-        recover(out_dir)
-        kind = check_replaceable(out_dir, ("toy-world",), "a toy world")
-        if kind == "toy-world" and not overwrite:
-            raise SemheatError(f"{out_dir} already holds a toy world; use --force to rebuild")
-        return _build(out_dir, n_reference=n_reference, n_natural=n_natural, n_shift=n_shift,
-                      attack_limit=attack_limit, progress=progress, device=device,
-                      similarity=similarity)
-
-
-def _build(out_dir: Path, *, n_reference, n_natural, n_shift, attack_limit, progress, device,
-           similarity) -> Path:
-    for n, what in ((n_reference, "reference"), (n_natural, "natural")):
-        if n < 20:
-            raise SemheatError(f"the toy world needs at least 20 {what} inputs, got {n}")
-    started = time.time()
-    test = ToyInputs.render([("natural", ToyWorld(seed=TOY_WORLD_SEED), n_natural),
-                             ("shift", shift_world(TOY_WORLD_SEED + 1), n_shift)])
-    references = {}
-    vlm = toy_vlm(device)
-    concepts = toy_concepts()
-    cprompts = {c: class_prompts(c) for c in CLASSES}
-    config = AnalysisConfig(attacks=(Attack("fgsm"), Attack("pgd", steps=10)),
-                            attack_limit=attack_limit, batch_size=256,
-                            monitor_similarity=similarity)
-    tmp = temp_dir_for(out_dir)
-    try:
-        clean_correct, quality = None, None
-        for name in TOY_CLASSIFIERS:
-            world = reference_world(name)
-            if world not in references:
-                references[world] = ToyInputs.render([("reference", world, n_reference)])
-            ref = references[world]
-            both = ref + test  # reference inputs first, as analyze() numbers them
-            config.extra_info = {"toy_world": {"classifier": name, "n_reference": n_reference,
-                                               "n_natural": n_natural, "n_shift": n_shift,
-                                               "seed": TOY_WORLD_SEED}}
-            present = [[a for a, on in zip(ATTRIBUTES, row) if on] for row in both.attributes]
-            bundle = analyze(toy_classifier(name, device), vlm, test.dataset(),
-                             reference=ref.dataset(), classes=CLASSES, concepts=concepts,
-                             class_prompts=cprompts, config=config, name=name,
-                             extra_columns={"domain": both.domain, "attributes": present},
-                             progress=progress)
-            if clean_correct is None:
-                nat = bundle.mask(kind="natural")
-                clean_correct = np.zeros(len(both.labels), bool)
-                clean_correct[bundle.column("source_id")[nat]] = bundle.column("correct")[nat]
-            bundle.add_columns(ground_truth(name, bundle, clean_correct, both.attributes,
-                                            both.domain))
-            bundle.save(tmp / name)
-            if name == "clean":
-                quality = aligned_attribute_quality(bundle, both.attributes)
-        info = {"format": WORLD_FORMAT, "bundles": list(TOY_CLASSIFIERS), "primary": "clean",
-                "n_reference": n_reference, "n_natural": n_natural, "n_shift": n_shift,
-                "attack_limit": attack_limit, "seed": TOY_WORLD_SEED,
-                "build_seconds": round(time.time() - started, 1),
-                "encoder_fault": {"concept": ENCODER_FAULT_CONCEPT, "class": ENCODER_FAULT_CLASS},
-                "quality": quality}
-        atomic_write(tmp / "world.json", json.dumps(info, indent=1))
-        publish_dir(tmp, out_dir, ("toy-world",), "a toy world")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def default_toy_dir() -> Path:
-    """Where the toy world lives unless told otherwise: ``$SEMHEAT_TOY_DIR`` or the user cache."""
-    env = os.environ.get("SEMHEAT_TOY_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "semheat_widgets" / "toy_world"
-
-
-def toy_world(directory=None, **build_kwargs) -> Path:
-    """The toy world's directory, built there on first use (with progress bars)."""
-    directory = Path(directory) if directory is not None else default_toy_dir()
-    if not is_world(directory):
-        build_toy_world(directory, **build_kwargs)
-    return directory
-
-
-def is_world(path) -> bool:
-    """Whether ``path`` claims to be a toy world (its ``world.json`` is checked on reading)."""
-    return os.path.lexists(Path(path) / "world.json")
-
-
+# -- the world's description -----------------------------------------------------------------
 WORLD_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "semheat toy world",
@@ -210,8 +99,9 @@ WORLD_SCHEMA = {
         "n_natural": {"type": "integer", "minimum": 0},
         "n_shift": {"type": "integer", "minimum": 0},
         "attack_limit": {"type": ["integer", "null"], "minimum": 0},
+        "similarity": {"enum": ["cosine", "euclidean"]},
         "seed": {"type": "integer"},
-        "build_seconds": {"type": "number", "minimum": 0},
+        "build_seconds": {"type": "object", "additionalProperties": {"type": "number"}},
     },
 }
 
@@ -230,7 +120,179 @@ def read_world(path) -> dict:
     return world
 
 
+def is_world(path) -> bool:
+    """Whether ``path`` claims to be a toy world (its ``world.json`` is checked on reading)."""
+    import os
+
+    return os.path.lexists(Path(path) / "world.json")
+
+
 def world_bundles(path) -> dict[str, Path]:
-    """``{name: bundle path}`` of a toy-world directory."""
+    """``{name: bundle path}`` of the bundles of a toy world that are built."""
     path = Path(path)
-    return {name: path / name for name in read_world(path)["bundles"]}
+    return {name: path / name for name in read_world(path)["bundles"]
+            if owned_kind(path / name) == "bundle"}
+
+
+def missing_bundles(path) -> list[str]:
+    path = Path(path)
+    return [n for n in read_world(path)["bundles"] if owned_kind(path / n) != "bundle"]
+
+
+def default_toy_dir() -> Path:
+    """Where the toy world lives unless told otherwise: ``$SEMHEAT_TOY_DIR`` or the user cache."""
+    import os
+
+    env = os.environ.get("SEMHEAT_TOY_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "semheat_widgets" / "toy_world"
+
+
+# -- building ---------------------------------------------------------------------------------
+def _settings(kwargs: dict) -> dict:
+    s = {**DEFAULTS, **{k: v for k, v in kwargs.items() if v is not None or k == "attack_limit"}}
+    for key, what in (("n_reference", "reference"), ("n_natural", "natural")):
+        if s[key] < 20:
+            raise SemheatError(f"the toy world needs at least 20 {what} inputs, got {s[key]}")
+    if s["n_shift"] < 0 or (s["attack_limit"] is not None and s["attack_limit"] < 0):
+        raise SemheatError("n_shift and attack_limit must be >= 0")
+    return s
+
+
+def _declare(folder: Path, settings: dict) -> dict:
+    world = {"format": WORLD_FORMAT, "bundles": list(TOY_CLASSIFIERS), "primary": PRIMARY,
+             "seed": TOY_WORLD_SEED, **settings, "build_seconds": {},
+             "encoder_fault": {"concept": ENCODER_FAULT_CONCEPT, "class": ENCODER_FAULT_CLASS}}
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "world.json", json.dumps(world, indent=1))
+    return world
+
+
+def build_toy_world(out_dir, *, n_reference: int | None = None, n_natural: int | None = None,
+                    n_shift: int | None = None, attack_limit: int | None = DEFAULTS["attack_limit"],
+                    overwrite: bool = False, progress: bool = True, device=None,
+                    similarity: str | None = None) -> Path:
+    """Build every bundle of the toy world into ``out_dir`` and return it.
+
+    Each classifier is analysed with a reference set drawn from its *own* training
+    distribution (aligner, heatmap references and thresholds come from it, as a user would fit
+    them on their validation data) and the same test set: fresh natural scenes plus the
+    tie-breaking shift. A world that is partly built (by the explorer) with the same settings
+    is completed; ``overwrite`` rebuilds a finished one (into a hidden sibling, swapped in at
+    the end). Holds ``out_dir``'s writer lock throughout; another build refuses at once.
+    """
+    out_dir = Path(out_dir)
+    settings = _settings(dict(n_reference=n_reference, n_natural=n_natural, n_shift=n_shift,
+                              attack_limit=attack_limit, similarity=similarity))
+    with writer_lock(out_dir):
+        recover(out_dir)
+        kind = check_replaceable(out_dir, ("toy-world",), "a toy world")
+        if kind == "toy-world" and not overwrite:
+            world = read_world(out_dir)
+            if not missing_bundles(out_dir):
+                raise SemheatError(f"{out_dir} already holds a toy world; use --force to "
+                                   f"rebuild")
+            if any(world.get(k) != v for k, v in settings.items()):
+                raise SemheatError(f"{out_dir} holds a partly built toy world with other "
+                                   f"settings; use --force to rebuild it")
+            _build_missing(out_dir, world, progress, device)
+            return out_dir
+        tmp = temp_dir_for(out_dir)
+        try:
+            world = _declare(tmp, settings)
+            _build_missing(tmp, world, progress, device)
+            publish_dir(tmp, out_dir, ("toy-world",), "a toy world")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return out_dir
+
+
+def ensure_bundles(directory=None, names=TOY_CLASSIFIERS, *, progress: bool = True,
+                   device=None, **settings) -> Path:
+    """The toy world in ``directory`` (default :func:`default_toy_dir`) with at least the
+    bundles ``names`` built, building only what is missing (declaring the world with
+    ``settings`` if there is none yet). Another process building the same world is waited for.
+    """
+    directory = Path(directory) if directory is not None else default_toy_dir()
+    unknown = [n for n in names if n not in TOY_CLASSIFIERS]
+    if unknown:
+        raise SemheatError(f"the toy world has no bundle {unknown[0]!r}; choose from "
+                           f"{list(TOY_CLASSIFIERS)}")
+    if is_world(directory) and not set(names) & set(missing_bundles(directory)):
+        return directory
+    with writer_lock(directory, wait=LAZY_WAIT_S):
+        recover(directory)
+        if is_world(directory):
+            world = read_world(directory)
+        else:
+            check_replaceable(directory, (), "a toy world")
+            world = _declare(directory, _settings(settings))
+        _build_missing(directory, world, progress, device, only=names)
+    return directory
+
+
+def _build_missing(folder: Path, world: dict, progress: bool, device, only=None) -> None:
+    todo = [n for n in missing_bundles(folder) if only is None or n in only]
+    if not todo:
+        return
+    from tqdm.auto import tqdm
+
+    vlm = toy_vlm(device)
+    clean = toy_classifier("clean", device)
+    concepts = toy_concepts()
+    store = folder / "inputs"
+    stages = tqdm(total=len(todo), desc="toy world", unit="bundle", disable=not progress)
+    stages.set_postfix_str("rendering the test set")
+    test = shared.cached(store / "test", [
+        ("natural", ToyWorld(seed=TOY_WORLD_SEED), world["n_natural"]),
+        ("shift", shift_world(TOY_WORLD_SEED + 1), world["n_shift"])], vlm, clean, progress)
+    for name in todo:
+        started = time.time()
+        stages.set_postfix_str(f"{name}: rendering its reference set")
+        ref_name = "encoder_fault" if name == "encoder_fault" else "clean"
+        ref = shared.cached(store / f"reference_{ref_name}", [
+            ("reference", reference_world(name), world["n_reference"])], vlm, clean, progress)
+        stages.set_postfix_str(f"{name}: extraction, attacks, analysis")
+        bundle = _analyze_one(name, world, ref, test, vlm, concepts, progress, device)
+        both = ref + test  # the bundle's natural inputs, reference first
+        bundle.add_columns(ground_truth(name, bundle, both.clean_correct, both.attributes,
+                                        both.domain))
+        bundle.save(folder / name)
+        world = read_world(folder)
+        world["build_seconds"][name] = round(time.time() - started, 1)
+        if name == PRIMARY:
+            world["quality"] = aligned_attribute_quality(bundle, both.attributes)
+        atomic_write(folder / "world.json", json.dumps(world, indent=1))
+        del bundle, both
+        stages.update(1)
+    stages.close()
+    if not missing_bundles(folder):
+        shutil.rmtree(store, ignore_errors=True)  # every bundle holds what it needs
+
+
+def _analyze_one(name, world, ref, test, vlm, concepts, progress, device) -> Bundle:
+    config = AnalysisConfig(attacks=(Attack("fgsm"), Attack("pgd", steps=10)),
+                            attack_limit=world["attack_limit"], batch_size=BATCH_SIZE,
+                            monitor_similarity=world["similarity"],
+                            extra_info={"toy_world": {
+                                "classifier": name, "n_reference": world["n_reference"],
+                                "n_natural": world["n_natural"], "n_shift": world["n_shift"],
+                                "seed": TOY_WORLD_SEED}})
+    both = ref + test
+    present = [[a for a, on in zip(ATTRIBUTES, row) if on] for row in both.attributes]
+    return analyze(toy_classifier(name, device), vlm, test.dataset(), reference=ref.dataset(),
+                   classes=CLASSES, concepts=concepts,
+                   class_prompts={c: class_prompts(c) for c in CLASSES}, config=config,
+                   name=name, extra_columns={"domain": both.domain, "attributes": present},
+                   progress=progress, image_embeddings=both.image_emb)
+
+
+def toy_world(directory=None, bundles=TOY_CLASSIFIERS, **build_kwargs) -> Path:
+    """The toy world's directory, with ``bundles`` (default: all) built there on first use."""
+    return ensure_bundles(directory, bundles, **build_kwargs)
+
+
+def toy_bundle(name: str, directory=None, **build_kwargs) -> Path:
+    """The path of one toy-world bundle (``clean``, ``encoder_fault``, ``head_fault``), built
+    on first use without waiting for the others."""
+    return ensure_bundles(directory, (name,), **build_kwargs) / name

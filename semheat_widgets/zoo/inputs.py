@@ -1,0 +1,109 @@
+"""The toy world's inputs, rendered once and shared by every bundle built from them.
+
+A toy world analyses each classifier of the fault zoo on the same test set (fresh natural
+scenes plus the tie-breaking shift) with a reference set from its own training distribution
+(the clean and head-fault classifiers share one). An input set is rendered once, kept in the
+world's ``inputs/`` folder (``.npy`` files, no pickle) with what every bundle needs of it — the
+VLM's embeddings of its images and whether the clean classifier gets each one right (for the
+ground truth) — and removed when the whole world is built.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from ..data.toy.dataset import ToyDataset, render_images
+from ..data.toy.world import ToyWorld
+from ..safe_io import TEMP_MARKER, check_regular, temp_dir_for
+
+FIELDS = ("images", "labels", "attributes", "domain", "image_emb", "clean_correct")
+
+
+@dataclass
+class ToyInputs:
+    """Rendered images (``uint8 N x 3 x H x W``) with their labels, attribute flags, domain,
+    the VLM's embeddings and the clean classifier's correctness (one entry per input)."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    attributes: np.ndarray
+    domain: np.ndarray
+    image_emb: np.ndarray
+    clean_correct: np.ndarray
+
+    def dataset(self) -> TensorDataset:
+        return TensorDataset(self.images, torch.from_numpy(self.labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __add__(self, other: "ToyInputs") -> "ToyInputs":
+        return ToyInputs(torch.cat([self.images, other.images]),
+                         *(np.concatenate([getattr(self, f), getattr(other, f)])
+                           for f in FIELDS[1:]))
+
+
+def render(parts: list[tuple[str, ToyWorld, int]], vlm, clean, progress: bool = False,
+           batch_size: int = 128) -> ToyInputs:
+    """Render ``(domain, world, count)`` parts and describe them with the VLM and the clean
+    classifier (one pass each)."""
+    data = [(d, ToyDataset(w, 0, n)) for d, w, n in parts if n]
+    images = torch.cat([torch.from_numpy(render_images(x.world, x.start, x.count,
+                                                       progress=progress)).permute(0, 3, 1, 2)
+                        for _, x in data]).contiguous()
+    emb, correct = [], []
+    labels = np.concatenate([x.labels for _, x in data])
+    for s in range(0, len(images), batch_size):
+        batch = images[s:s + batch_size]
+        emb.append(vlm.encode_images(batch, batch_size=batch_size).numpy())
+        with torch.inference_mode():
+            logits = clean(batch.to(clean.device))
+        correct.append(logits.argmax(1).cpu().numpy() == labels[s:s + batch_size])
+    return ToyInputs(images, labels, np.concatenate([x.attributes for _, x in data]),
+                     np.concatenate([np.full(len(x), d) for d, x in data]),
+                     np.concatenate(emb).astype(np.float32), np.concatenate(correct))
+
+
+def load(folder: Path) -> ToyInputs | None:
+    """A set saved by :func:`save` (None when it is not there or incomplete)."""
+    try:
+        arrays = {f: np.load(check_regular(folder / f"{f}.npy"), allow_pickle=False)
+                  for f in FIELDS}
+    except Exception:  # missing or damaged: render it again
+        return None
+    if len({len(a) for a in arrays.values()}) != 1:
+        return None
+    return ToyInputs(torch.from_numpy(arrays.pop("images")), **arrays)
+
+
+def save(inputs: ToyInputs, folder: Path) -> None:
+    """Write ``inputs`` into ``folder`` atomically (built beside it, renamed into place)."""
+    tmp = temp_dir_for(folder)
+    try:
+        for f in FIELDS:
+            value = getattr(inputs, f)
+            np.save(tmp / f"{f}.npy", value.numpy() if f == "images" else np.asarray(value),
+                    allow_pickle=False)
+        (tmp / TEMP_MARKER).unlink()
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def cached(folder: Path, parts, vlm, clean, progress: bool = False) -> ToyInputs:
+    """The input set kept in ``folder``, rendered (and kept) on first use."""
+    found = load(folder)
+    if found is None:
+        found = render(parts, vlm, clean, progress)
+        save(found, folder)
+    return found
