@@ -50,6 +50,7 @@ def synthetic_bundle(n: int, n_concepts: int = 18, dim: int = 512, n_classes: in
                      seed: int = 0):
     """An in-memory bundle of ``n`` records with random scores and aligned embeddings."""
     from .engine.bundle import Bundle
+    from .engine.vectors import SCORE_CHUNK
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_classes, n).astype(np.int16)
@@ -59,11 +60,11 @@ def synthetic_bundle(n: int, n_concepts: int = 18, dim: int = 512, n_classes: in
     concepts = rng.standard_normal((n_concepts, dim), dtype=np.float32)
     concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
     scores = np.empty((n, n_concepts), np.float32)
-    for s in range(0, n, 262144):
-        scores[s:s + 262144] = aligned[s:s + 262144] @ concepts.T
+    for s in range(0, n, SCORE_CHUNK):
+        scores[s:s + SCORE_CHUNK] = aligned[s:s + SCORE_CHUNK] @ concepts.T
     split = np.array(["fit", "calib", "eval"])[rng.integers(0, 3, n)]
     columns = {"id": np.arange(n), "split": pa.array(split).dictionary_encode(),
-               "kind": pa.array(np.full(n, "natural")).dictionary_encode(),
+               "perturbation": pa.array(np.full(n, "natural")).dictionary_encode(),
                "source_id": np.arange(n), "label": labels, "prediction": preds,
                "correct": labels == preds}
     state = {"standardizer.mean": scores[:100000].mean(0),
@@ -114,19 +115,19 @@ def bench_monitor(repeats: int) -> dict:
     from torchvision.models import resnet18
 
     from .engine.aligner import LinearAligner
-    from .engine.heatmaps import Standardizer
+    from .engine.classifier import ModelSplit
+    from .engine.detectors import Evidence
     from .engine.monitor import HeatmapMonitor, RuntimeMonitor
-    from .engine.split import ModelSplit
 
     torch.manual_seed(0)
     split = ModelSplit(resnet18(num_classes=10).eval())
     rng = np.random.default_rng(0)
     aligner = LinearAligner().fit(rng.normal(size=(600, 512)), rng.normal(size=(600, 512)))
     concepts = rng.normal(size=(18, 512)).astype(np.float32)
-    st = Standardizer(np.zeros(18), np.ones(18))
-    mon = HeatmapMonitor().fit(rng.normal(size=(200, 18)), rng.integers(0, 10, 200),
-                               np.arange(200) % 4 == 0, 10)
-    runtime = RuntimeMonitor(split, aligner, concepts, st, mon)
+    logits = np.eye(10)[rng.integers(0, 10, 200)]
+    mon = HeatmapMonitor("cosine", np.zeros(18), np.ones(18)).fit(
+        Evidence(logits, concept_scores=rng.normal(size=(200, 18))), np.arange(200) % 4 == 0)
+    runtime = RuntimeMonitor(split, aligner, concepts, mon)
     out = {}
     for batch in (1, 64):
         x = torch.rand(batch, 3, 224, 224)

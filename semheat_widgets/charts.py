@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import altair as alt
 
+from .engine.detectors import detector_labels
 from .engine.heatmaps import DIFFERENTIAL_KINDS, Heatmap
 
 CELL = 22  # pixels per heatmap cell
 EMPTY_FILL = "#eeeeee"
-DETECTOR_LABELS = {"heatmap": "heatmap monitor", "msp": "max softmax", "energy": "energy",
-                   "mahalanobis": "Mahalanobis", "combined": "heatmap + best baseline"}
+PICKED = "picked"  # the chart parameter holding the selected cell, {"row": ..., "column": ...}
 
 
 def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
-                  title: str | None = None) -> alt.Chart:
-    """An Altair chart of ``hm`` restricted to (and ordered by) ``columns``."""
+                  title: str | None = None, picked: dict | None = None) -> alt.Chart:
+    """An Altair chart of ``hm`` restricted to (and ordered by) ``columns``.
+
+    Selectable charts outline the cell named by their ``picked`` parameter (set from Python
+    through ``JupyterChart.params``; ``picked`` is its first value), and report clicks through
+    the point selection ``cell``.
+    """
     # Names travel as data only: the display order is a numeric field of each cell, never a
     # list of names (Vega-Lite compiles a sort list into an expression, and a name holding
     # U+2028 or a quote would break it and make the chart vanish).
@@ -50,9 +55,13 @@ def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
     if selectable:
         sel = alt.selection_point(name="cell", fields=["row", "column"], on="click",
                                   clear="dblclick", empty=False)
+        mark = alt.param(name=PICKED, value=picked or None)
+        outlined = (f"{PICKED} && datum.row === {PICKED}.row && "
+                    f"datum.column === {PICKED}.column")  # names stay data: no name in here
         chart = chart.encode(color=colour_rule,
-                             stroke=alt.condition(sel, alt.value("#111111"), alt.value("white")))
-        chart = chart.add_params(sel)
+                             stroke=alt.condition(outlined, alt.value("#111111"),
+                                                  alt.value("white")))
+        chart = chart.add_params(sel, mark)
     else:
         chart = chart.encode(color=colour_rule, stroke=alt.value("white"))
     return chart.properties(width=CELL * max(len(columns), 1), height=CELL * len(hm.rows),
@@ -61,7 +70,7 @@ def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
 
 def roc_chart(task_report: dict) -> alt.Chart:
     rows = []
-    for det, label in DETECTOR_LABELS.items():
+    for det, label in detector_labels().items():
         entry = task_report.get(det)
         if not entry or "roc" not in entry:
             continue

@@ -106,7 +106,7 @@ def _collect(path: str, report):
 
 
 def cmd_localize(args) -> int:
-    from .engine.report import localization_report
+    from .engine.figures import localization_report
 
     reports, primary = _collect(args.bundle, localization_report)
     if primary is None:
@@ -125,7 +125,7 @@ def cmd_localize(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from .engine.report import monitor_report
+    from .engine.figures import monitor_report
 
     reports, primary = _collect(args.bundle, monitor_report)
     if primary is None:
@@ -139,7 +139,7 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from .workflows.analyze import run_analysis
+    from .workflows.job import run_analysis
 
     concepts = [c.strip() for c in args.concepts.split(",") if c.strip()] if args.concepts \
         else None

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .charts import DETECTOR_LABELS, heatmap_chart, roc_chart
+from .charts import heatmap_chart, roc_chart
+from .engine.detectors import detector_labels
 from .engine.bundle import Bundle
-from .engine.report import localization_report, monitor_report
+from .engine.figures import localization_report, monitor_report
 from .errors import SemheatError
 from .safe_io import REPORT_TAG, atomic_write, check_replaceable, recover, writer_lock
 
@@ -117,8 +118,9 @@ def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
         if not t.get("available", True) or "heatmap" not in t:
             parts.append(f"<p class='muted'>{e(task)}: not available</p>")
             continue
-        rows = [[DETECTOR_LABELS[d], t[d]["auroc"], t[d].get("accuracy"), t[d].get("tpr"),
-                 t[d].get("fpr")] for d in DETECTOR_LABELS if d in t]
+        labels = detector_labels()
+        rows = [[labels[d], t[d]["auroc"], t[d].get("accuracy"), t[d].get("tpr"),
+                 t[d].get("fpr")] for d in labels if d in t]
         parts.append(f"<h3>{e(task)}</h3><p class='muted'>{t['n_positive']} defects, "
                      f"{t['n_negative']} correct inputs (eval split); thresholds at a "
                      f"{t['target_fpr']:.0%} false-alarm target on the calib split.</p>")

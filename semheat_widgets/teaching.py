@@ -15,7 +15,8 @@ import numpy as np
 
 from .engine.bundle import Bundle
 from .engine.metrics import detection_summary
-from .engine.report import detector_scores, task_masks
+from .engine.figures import detector_scores
+from .engine.tasks import task_named
 from .errors import SemheatError
 
 
@@ -54,7 +55,7 @@ def fault_quiz(world, n: int = 6, seed: int = 0) -> list[QuizItem]:
     picks = []
     for name in ("encoder_fault", "head_fault"):
         b = Bundle.load(Path(world) / name)
-        known = np.flatnonzero((b.column("gt_fault") != "") & b.mask(kind="natural"))
+        known = np.flatnonzero((b.column("gt_fault") != "") & b.mask(perturbation="natural"))
         if len(known) == 0:
             raise SemheatError(f"the {name} bundle has no inputs with a known culprit")
         chosen = rng.choice(known, size=min(n // 2, len(known)), replace=False)
@@ -106,7 +107,8 @@ def check_threshold(threshold: float, bundle, *, task: str = "adversarial", atta
     least ``min_tpr`` of the (``attack``) defects caught, on the held-out ``eval`` split."""
     b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     scores = detector_scores(b, task)["heatmap"]
-    member, positive = task_masks(b, task, "eval", attack if task == "adversarial" else None)
+    member, positive = task_named(task).masks(b, "eval",
+                                              attack if task == "adversarial" else None)
     d = detection_summary(scores[member], positive[member], float(threshold))
     ok = d["fpr"] <= max_fpr and d["tpr"] >= min_tpr
     return _say(ok, f"threshold {threshold:.3f}: {d['caught']} caught, {d['missed']} missed, "

@@ -45,7 +45,7 @@ def make_resnet(num_classes: int = len(CLASSES), seed: int = 0):
 
 @pytest.fixture(scope="session")
 def tiny_split():
-    from semheat_widgets.engine.split import ModelSplit
+    from semheat_widgets.engine.classifier import ModelSplit
 
     return ModelSplit(make_resnet(), input_size=32, name="test:resnet10")
 

@@ -14,7 +14,7 @@ def test_recovers_a_known_affine_map():
     al = LinearAligner(alpha=1e-9, chunk_size=64).fit(Z, E)  # chunks exercise accumulation
     assert np.allclose(al.W_, W, atol=1e-4)
     assert np.allclose(al.b_, b, atol=1e-4)
-    fid = al.score(Z, E)
+    fid = al.fidelity(Z, E)
     assert fid["mean_cosine"] == pytest.approx(1.0, abs=1e-6)
     assert fid["r2"] == pytest.approx(1.0, abs=1e-6)
 
@@ -27,7 +27,7 @@ def test_fidelity_metrics_match_their_definitions():
     pred = al.transform(Z).astype(np.float64)
     cos = (pred * E).sum(1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(E, axis=1))
     r2 = 1 - ((E - pred) ** 2).sum() / ((E - E.mean(0)) ** 2).sum()
-    fid = al.score(Z, E)
+    fid = al.fidelity(Z, E)
     assert fid["mean_cosine"] == pytest.approx(cos.mean(), rel=1e-5)
     assert fid["r2"] == pytest.approx(r2, rel=1e-5)
     assert 0.5 < fid["r2"] < 1.0

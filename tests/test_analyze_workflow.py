@@ -14,8 +14,8 @@ from fake_rival10 import make_fake_rival10
 from semheat_widgets.cli import main
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.errors import SemheatError
-from semheat_widgets.workflows.analyze import (build_resnet18, load_data, reference_indices,
-                                               train_classifier)
+from semheat_widgets.workflows.datasets import load_data, reference_indices
+from semheat_widgets.workflows.fine_tune import build_resnet18, fine_tune
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +32,12 @@ def test_analyze_rival10_with_a_random_clip_writes_one_record_per_image(fake, tm
     b = Bundle.load(out)
     spec = load_data(f"rival10:{fake.root}")
     n_ref = len(reference_indices(spec.train_labels, 0.2))
-    nat = b.mask(kind="natural")
+    nat = b.mask(perturbation="natural")
     assert nat.sum() == n_ref + len(spec.test)  # one natural record per image analysed
     assert len(set(b.column("source_id")[nat])) == nat.sum()
     assert np.array_equal(b.column("label")[nat][n_ref:], spec.test.labels)
     assert set(b.column("split")[nat][n_ref:]) == {"eval"}
-    assert b.mask(kind="pgd").sum() == 6 and b.mask(kind="fgsm").sum() == 6
+    assert b.mask(perturbation="pgd").sum() == 6 and b.mask(perturbation="fgsm").sum() == 6
     assert b.concept_names[:3] == ["long-snout", "wings", "wheels"]
     assert b.manifest["models"]["vlm"] == "open_clip:RN50:none"
     # the attributes of every test image ride along with its record
@@ -65,11 +65,11 @@ def test_training_resumes_after_an_interruption(fake, tmp_path, monkeypatch):
     model, origin = build_resnet18(10)
     assert origin in ("imagenet", "scratch")
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(model, spec.train, epochs=2, work=tmp_path, batch_size=16,
+        fine_tune(model, spec.train, epochs=2, work=tmp_path, batch_size=16,
                          progress=False)
     monkeypatch.setattr(F, "cross_entropy", real_loss)
     model2, _ = build_resnet18(10)
-    again = train_classifier(model2, spec.train, epochs=2, work=tmp_path, batch_size=16,
+    again = fine_tune(model2, spec.train, epochs=2, work=tmp_path, batch_size=16,
                              progress=False)
     assert again["resumed_from_epoch"] == 1  # epoch 1 was not redone
 
@@ -77,10 +77,10 @@ def test_training_resumes_after_an_interruption(fake, tmp_path, monkeypatch):
 def test_a_saved_state_of_another_job_is_not_resumed(fake, tmp_path):
     spec = load_data(f"rival10:{fake.root}", size=32)
     model, _ = build_resnet18(10)
-    train_classifier(model, spec.train, epochs=1, work=tmp_path, batch_size=16,
+    fine_tune(model, spec.train, epochs=1, work=tmp_path, batch_size=16,
                      progress=False, job="job A")
     model2, _ = build_resnet18(10)
-    again = train_classifier(model2, spec.train, epochs=1, work=tmp_path, batch_size=16,
+    again = fine_tune(model2, spec.train, epochs=1, work=tmp_path, batch_size=16,
                              progress=False, job="job B")
     assert again["resumed_from_epoch"] == 0  # trained afresh, not job A's weights
 

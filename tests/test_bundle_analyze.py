@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 
 from conftest import CLASSES, colour_images
 from semheat_widgets.engine import bundle as bundle_module
-from semheat_widgets.engine.analyze import AnalysisConfig, analyze, assign_splits
+from semheat_widgets.engine.pipeline import AnalysisConfig, analyze, assign_splits
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.concepts import ConceptBank
@@ -44,7 +44,7 @@ def saved(built, tmp_path_factory):
 
 def test_records_cover_natural_and_attacked_inputs(built):
     assert built.n == 96 + 2 * 40
-    kind = built.column("kind")
+    kind = built.column("perturbation")
     assert (kind == "natural").sum() == 96
     assert (kind == "fgsm").sum() == 40 and (kind == "pgd").sum() == 40
     nat = kind == "natural"
@@ -71,7 +71,7 @@ def test_scores_are_cosines_of_aligned_features_and_concepts(built, tiny_vlm):
 
 def test_bundle_heatmaps_equal_brute_force(built):
     hm = built.heatmap("incorrect", records="natural")
-    nat = built.mask(kind="natural")
+    nat = built.mask(perturbation="natural")
     s = built.standardizer(built.scores()[nat].astype(np.float64))
     y, p = built.column("label")[nat], built.column("prediction")[nat]
     for k in range(len(CLASSES)):
@@ -82,16 +82,16 @@ def test_bundle_heatmaps_equal_brute_force(built):
         else:
             assert np.isnan(hm.values[k]).all()
     pgd = built.heatmap("output", records="pgd", standardized=False)
-    m = built.mask(kind="pgd")
+    m = built.mask(perturbation="pgd")
     assert pgd.counts.sum() == m.sum()
 
 
 def test_localization_columns_follow_the_localizer(built):
-    fit = built.mask(kind="natural", split="fit")
+    fit = built.mask(perturbation="natural", split="fit")
     stats = ConfusionSums.from_scores(built.scores()[fit], built.column("label")[fit],
                                       built.column("prediction")[fit], len(CLASSES))
     gt = heatmap("ground_truth", stats, CLASSES, built.concept_names, built.standardizer).values
-    loc = FaultLocalizer(built.state["class_embeddings"], gt).localize(
+    loc = FaultLocalizer(built.class_embeddings, gt).localize(
         np.asarray(built.arrays["aligned"]), built.standardizer(built.scores()),
         built.column("label"), built.column("prediction"))
     assert np.array_equal(built.column("fault"), loc.verdict)
@@ -100,12 +100,21 @@ def test_localization_columns_follow_the_localizer(built):
     assert set(built.column("fault")[~wrong]) == {""}
 
 
-def test_monitor_columns_and_info(built):
-    for task, prefix in (("misclassification", "misclf"), ("adversarial", "adv")):
-        info = built.manifest["monitor"][task]
-        assert info["available"] and info["target_fpr"] == 0.05
-        assert built.column(f"{prefix}_score").shape == (built.n,)
-        assert f"monitor.{task}.thresholds" in built.state
+def test_monitor_columns_and_fitted_state(built):
+    from semheat_widgets.engine.tasks import TASKS
+
+    assert built.tasks == list(TASKS.values())
+    for task in TASKS.values():
+        info = built.monitor_info(task)
+        assert info["available"] and info["target_fpr"] == 0.05 and info["monitor"] == "heatmap"
+        score = built.column(task.column("score"))
+        assert score.shape == (built.n,)
+        mon = built.monitor(task)  # typed: rows, thresholds and its own standardisation
+        assert mon.thresholds_.shape == (len(CLASSES),)
+        assert np.allclose(mon.score_samples(built.evidence()), score, atol=1e-5)
+        assert np.array_equal(built.column(task.column("flag")),
+                              score > mon.thresholds_[built.column("prediction")])
+    assert built.models.vlm == "test:tiny-clip" and built.class_embeddings.shape[0] == 4
 
 
 def test_round_trip_is_exact(built, saved):
@@ -166,7 +175,7 @@ def test_other_schema_versions_and_broken_bundles_are_refused(saved, tmp_path):
         Bundle.load(other)
     with pytest.raises(SemheatError, match="no manifest.json"):
         Bundle.load(tmp_path)
-    manifest["schema_version"] = 1
+    manifest["schema_version"] = bundle_module.SCHEMA_VERSION
     (other / "manifest.json").write_text(json.dumps(manifest))
     (other / "arrays" / "scores.npy").unlink()
     with pytest.raises(SemheatError, match="scores.npy: no such bundle file"):
@@ -186,7 +195,7 @@ def test_bundle_arrays_never_unpickle(saved, tmp_path):
 def test_query_matches_brute_force(saved):
     b = Bundle.load(saved)
     p, c = b.column("prediction"), b.column("correct")
-    nat = b.column("kind") == "natural"
+    nat = b.column("perturbation") == "natural"
     for k in range(len(CLASSES)):
         sel = b.query(prediction=k, correct=False, sort_by="blue")
         expect = np.flatnonzero(nat & (p == k) & ~c)
@@ -215,7 +224,7 @@ def test_add_concept_adds_a_column_and_persists(saved, tiny_vlm, tmp_path):
     assert np.allclose(b.scores()[:, 5], expect, atol=1e-5)
     hm = b.heatmap("ground_truth")
     assert hm.values.shape == (len(CLASSES), 6) and hm.columns[-1] == "stripes"
-    fit = b.mask(kind="natural", split="fit")
+    fit = b.mask(perturbation="natural", split="fit")
     z = (expect - expect[fit].mean()) / expect[fit].std()
     assert np.allclose(b.concept_column("stripes"), z, atol=1e-4)
     with pytest.raises(SemheatError, match="already exists"):
@@ -278,10 +287,10 @@ def test_reference_mode_fits_on_reference_and_evaluates_the_dataset(tiny_split, 
 
 
 def test_successful_attacks_need_a_correct_source(built):
-    from semheat_widgets.engine.report import task_masks
+    from semheat_widgets.engine.tasks import task_named
 
     src_ok = built.column("correct")[built.column("source_id")]
-    attacked = built.column("kind") != "natural"
+    attacked = built.column("perturbation") != "natural"
     wrong = ~built.column("correct")
     assert np.array_equal(built.column("source_correct"), src_ok)
     defect = built.column("defect")
@@ -289,13 +298,13 @@ def test_successful_attacks_need_a_correct_source(built):
     assert set(defect[attacked & wrong & src_ok]) <= {"adversarial"}
     assert set(defect[attacked & wrong & ~src_ok]) <= {"misclassified"}
     for split in ("calib", "eval"):
-        _, positive = task_masks(built, "adversarial", split)
+        _, positive = task_named("adversarial").masks(built, split)
         assert not (positive & ~src_ok).any()
         assert np.array_equal(positive, attacked & wrong & src_ok & built.mask(split=split))
 
 
 def test_runtime_monitor_survives_added_concepts(saved, tiny_vlm, tiny_split, tmp_path):
-    from semheat_widgets.engine.analyze import runtime_monitor
+    from semheat_widgets.engine.monitor import runtime_monitor
 
     b = Bundle.load(saved)
     images = colour_images(8, seed=3)[0]

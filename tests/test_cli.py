@@ -9,7 +9,7 @@ import pytest
 
 from conftest import CLASSES
 from semheat_widgets.cli import main
-from semheat_widgets.engine.analyze import AnalysisConfig, analyze
+from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.concepts import ConceptBank
 
@@ -59,7 +59,7 @@ def test_localize_json_counts_match_the_records(bundle_path, capsys):
 
     out = _json(capsys, ["localize", str(bundle_path), "--json"])
     b = Bundle.load(bundle_path)
-    nat = b.mask(kind="natural")
+    nat = b.mask(perturbation="natural")
     wrong = nat & ~b.column("correct")
     assert out["n_misclassified"] == int(wrong.sum())
     fault = b.column("fault")[wrong]

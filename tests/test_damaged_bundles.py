@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 
 from conftest import CLASSES, no_hang
 from semheat_widgets import cli
-from semheat_widgets.engine.analyze import AnalysisConfig, analyze
+from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.concepts import ConceptBank
@@ -245,8 +245,8 @@ DAMAGE = [
     ("state-concepts-shape", _state(lambda s: s.__setitem__(
         "concept_embeddings", s["concept_embeddings"][:2].copy())), "concept_embeddings"),
     ("state-monitor-rows", _state(lambda s: s.__setitem__(
-        "monitor.misclassification.correct_rows",
-        s["monitor.misclassification.correct_rows"][:2].copy())), "correct_rows"),
+        "detector.misclassification.heatmap.correct_rows",
+        s["detector.misclassification.heatmap.correct_rows"][:2].copy())), "correct_rows"),
     # the folder itself
     ("bundle-is-file", lambda p: (shutil.rmtree(p), p.write_text("x")), "not a bundle"),
     ("bundle-missing", lambda p: shutil.rmtree(p), "no such bundle"),

@@ -174,7 +174,7 @@ def test_rival10_skips_bombs_and_fifos(tmp_path, small_pixel_limit):
 
 
 def test_analysis_data_loading_skips_a_bomb(tmp_path, small_pixel_limit):
-    from semheat_widgets.workflows.analyze import load_data
+    from semheat_widgets.workflows.datasets import load_data
 
     fake = make_fake_rival10(tmp_path / "data", n_per_class=1, malformed=False)
     victim = fake.entries["test"][3].path

@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 
 from semheat_widgets.engine.localize import (FaultLocalizer, concept_ranking, responsibility,
-                                             verdict_counts, zero_shot)
+                                             verdict_counts)
+from semheat_widgets.engine.vectors import zero_shot
+
+
 from semheat_widgets.errors import SemheatError
 
 # Three classes with orthogonal text embeddings in a 4-d VLM space.
@@ -56,7 +59,7 @@ def test_responsible_concepts_are_unusual_for_y_and_typical_for_yhat():
     assert np.argmax(r[0]) == 2
     assert r[0, 2] == pytest.approx(min(2.5 - (-1.0), 2.0 - (-1.0)))
     loc = FaultLocalizer(CLASS_EMB, GT).localize(*_case(2, scores[0], label=0, pred=2))
-    assert loc.top_concepts(0, ["a", "b", "c"], k=1) == ["c"]
+    assert loc.top_concepts(["a", "b", "c"], k=1) == [["c"]]
     ranking = concept_ranking(loc.responsibility, ["a", "b", "c"])
     assert ranking[0][0] == "c"
 

@@ -9,7 +9,7 @@ from conftest import colour_images, make_resnet
 from semheat_widgets.data.images import ImageFilesDataset, load_image
 from semheat_widgets.engine.concepts import ConceptBank
 from semheat_widgets.engine.extract import extract
-from semheat_widgets.engine.split import ModelSplit
+from semheat_widgets.engine.classifier import ModelSplit
 from semheat_widgets.engine.vlm import VLM
 from semheat_widgets.errors import SemheatError
 

@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 
 from semheat_widgets.data.toy.dataset import ToyDataset
 from semheat_widgets.data.toy.world import CLASSES, ToyWorld
-from semheat_widgets.engine.analyze import AnalysisConfig, analyze
+from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.extract import extract
 from semheat_widgets.errors import SemheatError
@@ -64,7 +64,7 @@ def test_the_bundle_is_the_same_bundle(local_ray, toy, tmp_path):
     on_ray = analyze(split, vlm, data, extractor=RayExtractor(shard_size=128, work_dir=tmp_path),
                      **kwargs)
     assert local.records.column_names == on_ray.records.column_names
-    for col in ("id", "split", "kind", "source_id", "label", "prediction", "correct"):
+    for col in ("id", "split", "perturbation", "source_id", "label", "prediction", "correct"):
         assert np.array_equal(local.column(col), on_ray.column(col)), col
     assert np.allclose(local.arrays["features"], on_ray.arrays["features"], atol=1e-4)
     assert np.allclose(local.scores(), on_ray.scores(), atol=1e-4)
@@ -126,7 +126,8 @@ def test_without_the_extra_a_one_line_error_says_how_to_install(monkeypatch):
 def test_semheat_analyze_with_the_ray_engine_reads_files_on_ray(local_ray, tmp_path):
     from fake_rival10 import make_fake_rival10
     from semheat_widgets.engine.bundle import Bundle
-    from semheat_widgets.workflows.analyze import load_data, reference_indices, run_analysis
+    from semheat_widgets.workflows.datasets import load_data, reference_indices
+    from semheat_widgets.workflows.job import run_analysis
 
     fake = make_fake_rival10(tmp_path / "rival", n_per_class=2, malformed=False)
     out = tmp_path / "bundle"
@@ -136,7 +137,7 @@ def test_semheat_analyze_with_the_ray_engine_reads_files_on_ray(local_ray, tmp_p
     b = Bundle.load(out)
     spec = load_data(f"rival10:{fake.root}")
     n = len(reference_indices(spec.train_labels, 0.2)) + len(spec.test)
-    nat = b.mask(kind="natural")
+    nat = b.mask(perturbation="natural")
     assert nat.sum() == n and len(set(b.column("source_id")[nat])) == n
     assert np.array_equal(b.column("label")[nat][-len(spec.test):], spec.test.labels)
     assert list((tmp_path / "bundle.work" / "ray").glob("*/shard-*.parquet"))

@@ -22,7 +22,7 @@ from semheat_widgets.data.folder import ImageFolderDataset
 from semheat_widgets.data.names import RIVAL10_ATTRIBUTES, RIVAL10_CLASSES
 from semheat_widgets.data.rival10 import Rival10Dataset
 from semheat_widgets.data.rival10_prompts import RIVAL10_CLASS_PROMPTS, RIVAL10_PROMPTS
-from semheat_widgets.workflows.analyze import rival10_concepts
+from semheat_widgets.workflows.datasets import rival10_concepts
 from semheat_widgets.data.safe_pickle import loads_str_dict
 from semheat_widgets.errors import SemheatError
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import CLASSES
 from semheat_widgets import cli
 from semheat_widgets.engine import bundle as bundle_module
-from semheat_widgets.engine.analyze import AnalysisConfig, analyze
+from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.concepts import ConceptBank
@@ -235,11 +235,11 @@ def test_damaged_resume_state_restarts_with_a_warning(tmp_path, damage):
     from torch.utils.data import TensorDataset
 
     from conftest import colour_images, make_resnet
-    from semheat_widgets.workflows.analyze import train_classifier
+    from semheat_widgets.workflows.fine_tune import fine_tune
 
     images, labels = colour_images(32)
     data = TensorDataset(images, torch.from_numpy(labels))
-    train_classifier(make_resnet(), data, epochs=1, work=tmp_path, batch_size=16,
+    fine_tune(make_resnet(), data, epochs=1, work=tmp_path, batch_size=16,
                      progress=False, job="j")
     info = tmp_path / "train_state.json"
     assert json.loads(info.read_text())["epochs_done"] == 1
@@ -250,7 +250,7 @@ def test_damaged_resume_state_restarts_with_a_warning(tmp_path, damage):
     else:
         info.write_text("null")
     with pytest.warns(UserWarning, match="training starts again from epoch 1"):
-        out = train_classifier(make_resnet(), data, epochs=2, work=tmp_path, batch_size=16,
+        out = fine_tune(make_resnet(), data, epochs=2, work=tmp_path, batch_size=16,
                                progress=False, job="j")
     assert out["resumed_from_epoch"] == 0
     assert json.loads(info.read_text())["epochs_done"] == 2
@@ -298,7 +298,7 @@ def test_attack_limit_zero_means_no_attacks(tiny_split, tiny_vlm, colour_dataset
     cfg = AnalysisConfig(attack_limit=0, batch_size=48, thumb_size=8)
     b = analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
                 concepts=ConceptBank(["red", "green"]), config=cfg, progress=False)
-    assert set(b.column("kind")) == {"natural"} and b.n == len(colour_dataset)
+    assert set(b.column("perturbation")) == {"natural"} and b.n == len(colour_dataset)
     assert b.manifest["monitor"]["adversarial"]["available"] is False
 
 

@@ -4,7 +4,8 @@ import numpy as np
 
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.metrics import threshold_at_fpr
-from semheat_widgets.engine.report import detector_scores, task_masks
+from semheat_widgets.engine.figures import detector_scores
+from semheat_widgets.engine.tasks import task_named
 from semheat_widgets.teaching import (check_fault_kinds, check_spurious_concept,
                                       check_threshold, fault_quiz, quiz_card)
 
@@ -33,7 +34,7 @@ def test_fault_quiz_and_check(mini_world):
 def test_threshold_check(mini_world):
     b = Bundle.load(mini_world / "clean")
     score = detector_scores(b, "adversarial")["heatmap"]
-    cal, pos = task_masks(b, "adversarial", "calib", "pgd")
+    cal, pos = task_named("adversarial").masks(b, "calib", "pgd")
     calibrated = threshold_at_fpr(score[cal & ~pos], 0.02)
     assert not check_threshold(float(np.min(score)) - 1, b, max_fpr=0.05, min_tpr=0.0)
     assert check_threshold(float(np.max(score)) + 1, b, max_fpr=0.05, min_tpr=0.0)

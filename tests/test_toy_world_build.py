@@ -54,7 +54,7 @@ def test_the_world_records_its_ground_truth_and_quality(full):
     gt = enc.column("gt_fault")
     assert set(gt) <= {"", "encoder"} and (gt == "encoder").sum() > 0
     assert set(Bundle.load(full / "head_fault").column("gt_fault")) <= {"", "head"}
-    assert enc.mask(kind="pgd").sum() == 24
+    assert enc.mask(perturbation="pgd").sum() == 24
 
 
 def test_a_partial_world_with_other_settings_needs_force(tmp_path, capsys):

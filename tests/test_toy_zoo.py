@@ -12,7 +12,7 @@ from semheat_widgets.engine.vlm import VLM
 from semheat_widgets.zoo import CLASSIFIER_DIR, TINY_CLIP_DIR, ZOO_DIR
 from semheat_widgets.zoo.faults import (HEAD_FAULT_MIX, encoder_fault_train_world,
                                         perturb_head, shift_world)
-from semheat_widgets.zoo.models import load_toy_resnet, toy_classifier
+from semheat_widgets.zoo.models import load_toy_resnet, toy_classifier, toy_vlm
 from semheat_widgets.zoo.quality import eval_set, vlm_quality
 
 
@@ -23,7 +23,7 @@ def test_bundled_weights_are_small():
 
 def test_tiny_clip_reproduces_its_recorded_quality():
     recorded = json.loads((TINY_CLIP_DIR / "quality.json").read_text())
-    vlm = VLM.toy(device="cpu")
+    vlm = toy_vlm("cpu")
     assert vlm.name == "toy:tiny-clip" and vlm.embed_dim == 128
     measured = vlm_quality(vlm, *eval_set(recorded["n_images"]))
     assert measured["zero_shot_class_accuracy"] == pytest.approx(

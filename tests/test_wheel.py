@@ -35,8 +35,9 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_the_js_and_the_bundled_models(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    for f in ("semheat_widgets/js/image_grid.js", "semheat_widgets/js/concept_picker.js",
-              "semheat_widgets/js/widgets.css",
+    for f in ("semheat_widgets/widgets/js/image_grid.js",
+              "semheat_widgets/widgets/js/concept_picker.js",
+              "semheat_widgets/widgets/js/widgets.css",
               "semheat_widgets/zoo/tiny_clip/tiny_clip.safetensors",
               "semheat_widgets/zoo/tiny_clip/open_clip_config.json",
               "semheat_widgets/zoo/classifiers/clean.safetensors"):
@@ -46,7 +47,14 @@ def test_wheel_contains_the_js_and_the_bundled_models(wheel):
 
 @pytest.mark.browser
 @pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium")
-def test_installed_wheel_renders_in_jupyterlab(wheel, tmp_path):
+def test_installed_wheel_renders_in_jupyterlab(wheel, tmp_path, tiny_split, tiny_vlm,
+                                              colour_dataset):
+    from conftest import CLASSES
+    from semheat_widgets.engine import AnalysisConfig, ConceptBank, analyze
+
+    bundle = analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
+                     concepts=ConceptBank(["red", "green"]), progress=False,
+                     config=AnalysisConfig(attack_limit=0, thumb_size=16)).save(tmp_path / "b")
     # A fresh venv holding only the wheel; its dependencies (torch & co., gigabytes) are
     # borrowed from this environment through a .pth line placed after the venv's own packages.
     # Paths added by a .pth line get no .pth processing, so this environment's editable
@@ -69,9 +77,9 @@ def test_installed_wheel_renders_in_jupyterlab(wheel, tmp_path):
         "from PIL import Image\n"
         "from semheat_widgets.engine.bundle import png_bytes\n"
         "from semheat_widgets.widgets.grid import ImageGrid\n"
-        "import semheat_widgets.widgets._assets as a\n"
-        "print('assets from', a.js_dir())\n"
-        "g = ImageGrid()\n"
+        "from semheat_widgets.widgets.shared import JS\n"
+        "print('assets from', JS)\n"
+        f"g = ImageGrid(r'{bundle}')\n"
         "g.tiles = [{'index': i, 'id': i, 'label': 'cat', 'prediction': 'dog', 'correct': False,"
         " 'concept': 'ears', 'score': 0.5, 'defect': 0.1, 'flagged': True, 'fault': 'head'}"
         " for i in range(3)]\n"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import CLASSES
-from semheat_widgets.engine.analyze import AnalysisConfig, analyze
+from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.concepts import ConceptBank
 from semheat_widgets.widgets import Explorer, MonitorPanel
@@ -27,7 +27,7 @@ def bundle(tiny_split, tiny_vlm, colour_dataset):
 
 def busiest_row(bundle) -> int:
     """The predicted class with the most natural mistakes (the random model favours one)."""
-    wrong = ~bundle.column("correct") & bundle.mask(kind="natural")
+    wrong = ~bundle.column("correct") & bundle.mask(perturbation="natural")
     return int(np.bincount(bundle.column("prediction")[wrong], minlength=len(CLASSES)).argmax())
 
 
@@ -41,7 +41,9 @@ def test_click_selects_a_cell_and_the_grid_shows_the_query_result(bundle, tiny_v
     ex = Explorer(bundle, vlm=tiny_vlm)
     row = CLASSES[busiest_row(bundle)]
     click(ex.heatmap.chart, row, "blue")
-    assert ex.heatmap.cell == {"row": row, "column": "blue"}
+    assert ex.heatmap.cell == {"kind": "differential", "records": "natural", "row": row,
+                               "column": "blue"}
+    assert ex.heatmap.chart.params.picked == {"row": row, "column": "blue"}  # outlined
     expect = bundle.cell_query("differential", row, "blue")
     assert ex.grid.total == expect.total > 0
     shown = [t["index"] for t in ex.grid.tiles]
@@ -69,13 +71,19 @@ def test_sorting_and_paging_follow_the_engine(bundle, tiny_vlm):
     assert [t["index"] for t in ex.grid.tiles] == expect.indices[3:6].tolist()
 
 
-def test_kind_switch_and_clear_reset_the_grid(bundle, tiny_vlm):
+def test_the_selection_sticks_across_redraws_while_its_cell_exists(bundle, tiny_vlm):
     ex = Explorer(bundle, vlm=tiny_vlm)
     ex.select(CLASSES[1], "green")
-    ex.heatmap.kind = "ground_truth"
+    ex.heatmap.kind = "ground_truth"  # the same cell of another heatmap: kept, grid follows
+    assert ex.heatmap.cell["row"] == CLASSES[1] and ex.heatmap.cell["kind"] == "ground_truth"
+    natural = bundle.mask(perturbation="natural")
+    assert ex.grid.total == int((bundle.column("label")[natural] == 1).sum())
+    assert ex.heatmap.chart.params.picked == {"row": CLASSES[1], "column": "green"}
+    ex.picker.hidden = ["green"]  # the cell's concept hidden: it cannot exist, so it clears
     assert ex.heatmap.cell == {} and ex.grid.tiles == [] and ex.grid.total == 0
-    click(ex.heatmap.chart, CLASSES[1], "green")  # the observer survives the redraw
-    assert ex.grid.total == int((bundle.column("label")[bundle.mask(kind="natural")] == 1).sum())
+    assert ex.heatmap.chart.params.picked is None
+    click(ex.heatmap.chart, CLASSES[1], "red")  # the observer survives the redraw
+    assert ex.grid.total == int((bundle.column("label")[natural] == 1).sum())
 
 
 def test_empty_cell_shows_an_empty_state(bundle, tiny_vlm):
@@ -101,6 +109,22 @@ def test_heatmap_data_has_values_counts_and_empty_cells(bundle, tiny_vlm):
         assert (cell["value"] is None) == bool(np.isnan(v))
         assert cell["n"] == hm.counts[i]
     assert any(c["column"] == XSS for c in values)  # a plain string, drawn as text by Vega
+
+
+def test_widgets_take_a_bundle_or_its_path_and_typed_options(bundle, tiny_vlm, tmp_path):
+    import traitlets
+
+    from semheat_widgets.widgets import DetailView, HeatmapView, ImageGrid
+
+    path = bundle.save(tmp_path / "b")
+    for cls in (HeatmapView, ImageGrid, DetailView, MonitorPanel):
+        assert cls(path).bundle.n == bundle.n
+    hv = HeatmapView(path, kind="correct")
+    with pytest.raises(traitlets.TraitError):
+        hv.kind = "no such kind"
+    with pytest.raises(traitlets.TraitError):
+        hv.records = "pgd"  # this bundle holds no PGD inputs
+    assert Explorer(path, vlm=tiny_vlm).bundle.path == path
 
 
 def test_a_new_concept_becomes_a_heatmap_column(bundle, tiny_vlm):
@@ -130,28 +154,31 @@ def test_tile_click_opens_the_detail_view_with_escaped_text(bundle, tiny_vlm):
     ex = Explorer(bundle, vlm=tiny_vlm)
     tops = bundle.column("top_concepts")
     wrong = next(i for i in np.flatnonzero(~bundle.column("correct")) if XSS in list(tops[i]))
-    ex.grid.selected = int(wrong)
+    ex.grid.selected = int(wrong)  # what a click on its tile does
     assert ex.detail.index == wrong and ex.detail.layout.display is None
     facts = detail_facts(bundle, int(wrong))
     assert facts["label"] == CLASSES[bundle.column("label")[wrong]]
     assert facts["fault"] == bundle.column("fault")[wrong]
     rows = {c["row"] for c in ex.detail.chart.spec["data"]["values"]}
     assert "this input" in rows and any(r.startswith("correct ") for r in rows)
-    shown = ex.detail.facts.value  # the HTML the widget sends to the browser
+    assert ex.detail.facts == facts
+    shown = ex.detail.facts_html.value  # the HTML the widget sends to the browser
     assert shown == render_facts(facts) and "responsible concepts" in shown
     assert XSS not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
 
 
 def test_monitor_panel_counts_and_checks(bundle):
     from semheat_widgets.engine.metrics import detection_summary
-    from semheat_widgets.engine.report import task_masks
+    from semheat_widgets.engine.tasks import task_named
 
     panel = MonitorPanel(bundle)
-    member, positive = task_masks(bundle, "misclassification", "eval")
+    member, positive = task_named("misclassification").masks(bundle, "eval")
     score = bundle.column("misclf_score")
+    assert np.allclose(score, bundle.monitor("misclassification").score_samples(
+        bundle.evidence()), atol=1e-5)  # one defect score: the panel's is the monitor's
     for thr in (panel.slider.min, panel.slider.value, panel.slider.max):
         assert panel.counts_at(thr) == detection_summary(score[member], positive[member], thr)
-    i = int(np.flatnonzero(bundle.mask(kind="natural"))[5])
+    i = int(np.flatnonzero(bundle.mask(perturbation="natural"))[5])
     out = panel.check_index(i)
     assert out["defect_score"] == pytest.approx(score[i], abs=1e-5)
     assert out["sim_incorrect"] - out["sim_correct"] == pytest.approx(out["defect_score"])
@@ -160,8 +187,10 @@ def test_monitor_panel_counts_and_checks(bundle):
     assert roc["layer"][1]["data"]["values"]
 
 
-@pytest.mark.parametrize("key", ["fault", "label", "misclf_flag", "misclf_score", "id"])
-def test_grid_sorts_by_every_tile_field(bundle, tiny_vlm, key):
+@pytest.mark.parametrize("key, column", [("fault", "fault"), ("label", "label"),
+                                         ("flag", "misclf_flag"), ("defect", "misclf_score"),
+                                         ("id", "id")])
+def test_grid_sorts_by_every_tile_field(bundle, tiny_vlm, key, column):
     from semheat_widgets.widgets.grid import ASCENDING
 
     ex = Explorer(bundle, vlm=tiny_vlm)
@@ -169,11 +198,11 @@ def test_grid_sorts_by_every_tile_field(bundle, tiny_vlm, key):
     ex.select(CLASSES[k], "red")
     ex.grid.page_size = 100
     ex.grid.sort_by = key
-    expect = bundle.query(prediction=k, correct=False, sort_by=key,
+    expect = bundle.query(prediction=k, correct=False, sort_by=column,
                           descending=key not in ASCENDING)
     shown = [t["index"] for t in ex.grid.tiles]
     assert len(shown) > 1 and shown == expect.indices[:100].tolist()
-    values = bundle.column(key)[shown]
+    values = bundle.column(column)[shown]
     ordered = sorted(values) if key in ASCENDING else sorted(values, reverse=True)
     assert list(values) == ordered
 
@@ -181,11 +210,11 @@ def test_grid_sorts_by_every_tile_field(bundle, tiny_vlm, key):
 def test_attacked_inputs_sort_by_the_score_their_tiles_show(bundle, tiny_vlm):
     ex = Explorer(bundle, vlm=tiny_vlm)
     ex.heatmap.records = "fgsm"
-    fgsm = bundle.mask(kind="fgsm")
+    fgsm = bundle.mask(perturbation="fgsm")
     k = int(np.bincount(bundle.column("prediction")[fgsm], minlength=len(CLASSES)).argmax())
     ex.select(CLASSES[k], "red")
     ex.grid.page_size = 100
-    ex.grid.sort_by = "misclf_score"
+    ex.grid.sort_by = "defect"
     shown = [t["defect"] for t in ex.grid.tiles]
-    assert len(shown) > 1 and all(t["kind"] == "fgsm" for t in ex.grid.tiles)
+    assert len(shown) > 1 and all(t["perturbation"] == "fgsm" for t in ex.grid.tiles)
     assert shown == sorted(shown, reverse=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import SemheatError
 from ..safe_io import check_regular
-from .images import IMAGE_SUFFIXES, ImageFilesDataset, image_size
+from .images import IMAGE_SUFFIXES, ImageFilesDataset, image_size, keep_readable
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -41,8 +41,6 @@ class ImageFolderDataset(ImageFilesDataset):
 
     def __init__(self, root, size: int = 224, attributes_csv=None, on_error: str = "raise",
                  check_images: bool = False):
-        if on_error not in ("raise", "skip"):
-            raise SemheatError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         root = Path(root).expanduser()
         if not root.is_dir():
             raise SemheatError(f"image folder not found: {root}")
@@ -51,18 +49,9 @@ class ImageFolderDataset(ImageFilesDataset):
         for folder in folders:
             images = _images_under(folder)
             listed += images
-            usable = []
-            for path in images:
-                try:
-                    check_regular(path, "image file")
-                    if check_images:
-                        image_size(path)
-                except SemheatError as exc:
-                    if on_error == "raise":
-                        raise
-                    problems.append(str(exc))
-                    continue
-                usable.append(path)
+            usable, _, skipped = keep_readable(
+                images, lambda p: image_size(p) if check_images else check_regular(p), on_error)
+            problems += skipped
             if usable:
                 paths += usable
                 labels += [len(classes)] * len(usable)

@@ -91,6 +91,25 @@ def load_image(path, size: int | None = None) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+def keep_readable(items, read: Callable, on_error: str) -> tuple[list, list, list[str]]:
+    """``(kept items, what read returned for each, problems)``: ``read(item)`` for every item;
+    one raising :class:`SemheatError` is skipped (its message kept) when ``on_error`` is
+    ``"skip"``, and stops everything when it is ``"raise"``."""
+    if on_error not in ("raise", "skip"):
+        raise SemheatError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    kept, results, problems = [], [], []
+    for item in items:
+        try:
+            results.append(read(item))
+        except SemheatError as exc:
+            if on_error == "raise":
+                raise
+            problems.append(str(exc))
+            continue
+        kept.append(item)
+    return kept, results, problems
+
+
 class ImageFilesDataset(Dataset):
     """Images from files with integer labels; items ``(uint8 3 x size x size, label)``."""
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import SemheatError
 from ..safe_io import check_regular
-from .images import ImageFilesDataset, image_size, open_rgb
+from .images import ImageFilesDataset, image_size, keep_readable, open_rgb
 from .names import RIVAL10_ATTRIBUTES, RIVAL10_CLASSES
 from .safe_pickle import load_str_dict
 
@@ -145,22 +145,12 @@ class Rival10Dataset(ImageFilesDataset):
                  on_error: str = "raise", check_images: bool = False):
         if split not in SPLITS:
             raise SemheatError(f"RIVAL10 split must be 'train' or 'test', got {split!r}")
-        if on_error not in ("raise", "skip"):
-            raise SemheatError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.root, self.split = find_rival10_root(root, split), split
         folder = self.root / split / "ordinary"
-        paths, labels, flags, problems = [], [], [], []
-        for path in sorted(p for p in folder.iterdir() if not p.is_dir() and is_rival10_image(p)):
-            try:
-                entry = self._read_entry(path, masks, check_images)
-            except SemheatError as exc:
-                if on_error == "raise":
-                    raise
-                problems.append(str(exc))
-                continue
-            paths.append(path)
-            labels.append(entry[0])
-            flags.append(entry[1])
+        listed = sorted(p for p in folder.iterdir() if not p.is_dir() and is_rival10_image(p))
+        paths, entries, problems = keep_readable(
+            listed, lambda p: self._read_entry(p, masks, check_images), on_error)
+        labels, flags = [e[0] for e in entries], [e[1] for e in entries]
         if problems:
             warnings.warn(f"skipped {len(problems)} malformed RIVAL10 entries in {folder}; "
                           f"first: {problems[0]}", stacklevel=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SemheatError
+from .vectors import EPS, ROW_CHUNK
 
 
 def _as_2d(name: str, x) -> np.ndarray:
@@ -28,7 +29,7 @@ class LinearAligner:
     depend on the scale of the features. Fitted state ends in ``_``.
     """
 
-    def __init__(self, alpha: float = 1e-3, chunk_size: int = 65536):
+    def __init__(self, alpha: float = 1e-3, chunk_size: int = ROW_CHUNK):
         if alpha < 0:
             raise SemheatError(f"alpha must be >= 0, got {alpha}")
         self.alpha = float(alpha)
@@ -58,7 +59,7 @@ class LinearAligner:
         mz, me = sz / n, se / n
         czz = zz - n * np.outer(mz, mz)  # centred scatter matrices
         cze = ze - n * np.outer(mz, me)
-        lam = self.alpha * max(np.trace(czz) / d, 1e-12)
+        lam = self.alpha * max(np.trace(czz) / d, EPS)
         W = np.linalg.solve(czz + lam * np.eye(d), cze)
         self.W_ = W.astype(np.float32)
         self.b_ = (me - mz @ W).astype(np.float32)
@@ -77,17 +78,17 @@ class LinearAligner:
                                f"{self.n_features_in_}")
         return np.asarray(Z, dtype=np.float32) @ self.W_ + self.b_
 
-    def score(self, Z, E) -> dict:
+    def fidelity(self, Z, E) -> dict:
         """Fidelity on ``(Z, E)``: mean cosine of ``A z`` and ``e``, and R² (variance-weighted)."""
         pred = self.transform(Z).astype(np.float64)
         E = _as_2d("embeddings", E).astype(np.float64)
         if pred.shape != E.shape:
             raise SemheatError(f"embeddings have shape {E.shape}, expected {pred.shape}")
         cos = (pred * E).sum(1) / np.maximum(
-            np.linalg.norm(pred, axis=1) * np.linalg.norm(E, axis=1), 1e-12)
+            np.linalg.norm(pred, axis=1) * np.linalg.norm(E, axis=1), EPS)
         sse = ((E - pred) ** 2).sum()
         sst = ((E - E.mean(0)) ** 2).sum()
-        return {"mean_cosine": float(cos.mean()), "r2": float(1.0 - sse / max(sst, 1e-12)),
+        return {"mean_cosine": float(cos.mean()), "r2": float(1.0 - sse / max(sst, EPS)),
                 "n": int(len(E))}
 
     # -- persistence (plain arrays, no pickle) --------------------------------------------

@@ -15,26 +15,32 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SemheatError
-from .vlm import to_float01
+from .pixels import to_float01
 
-ATTACKS = ("fgsm", "pgd")
+METHODS = ("fgsm", "pgd")
+PGD_STEP_FACTOR = 2.5  # PGD's default step: 2.5 ε / steps (Madry et al.)
 
 
 @dataclass(frozen=True)
 class Attack:
-    kind: str = "pgd"
+    method: str = "pgd"
     eps: float = 8 / 255
     steps: int = 10
-    step_size: float | None = None  # default 2.5 ε / steps (PGD)
+    step_size: float | None = None  # default PGD_STEP_FACTOR x ε / steps
     seed: int = 0
 
     def __post_init__(self):
-        if self.kind not in ATTACKS:
-            raise SemheatError(f"unknown attack {self.kind!r}; choose from {ATTACKS}")
+        if self.method not in METHODS:
+            raise SemheatError(f"unknown attack {self.method!r}; choose from {METHODS}")
         if not 0 < self.eps <= 1:
             raise SemheatError(f"eps must be in (0, 1], got {self.eps}")
-        if self.kind == "pgd" and self.steps < 1:
+        if self.method == "pgd" and self.steps < 1:
             raise SemheatError(f"PGD needs at least one step, got {self.steps}")
+
+    def describe(self) -> dict:
+        """What the manifest records of this attack."""
+        return {"method": self.method, "eps": self.eps,
+                "steps": self.steps if self.method == "pgd" else 1}
 
     def __call__(self, model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Adversarial versions of ``images`` (float 0..1, same shape) against ``model``."""
@@ -43,12 +49,12 @@ class Attack:
         was_training = model.training
         model.eval()
         try:
-            if self.kind == "fgsm":
+            if self.method == "fgsm":
                 return _step(model, x, x, labels, self.eps, self.eps)
             gen = torch.Generator(device=x.device).manual_seed(self.seed)
             noise = torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1
             adv = (x + self.eps * noise).clamp(0, 1)
-            size = self.step_size or 2.5 * self.eps / self.steps
+            size = self.step_size or PGD_STEP_FACTOR * self.eps / self.steps
             for _ in range(self.steps):
                 adv = _step(model, x, adv, labels, size, self.eps)
             return adv

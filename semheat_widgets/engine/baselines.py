@@ -2,8 +2,8 @@
 
 Maximum softmax probability (Hendrycks & Gimpel, ICLR 2017), energy (Liu et al., NeurIPS
 2020) and Mahalanobis distance on the features (Lee et al., NeurIPS 2018) come from the
-maintained implementations in pytorch-ood. All scores follow one convention: higher = more
-likely a defect.
+maintained implementations in pytorch-ood; the combination is scikit-learn's logistic
+regression. All follow :mod:`.detectors`: higher score = more likely a defect.
 """
 
 from __future__ import annotations
@@ -12,44 +12,64 @@ import numpy as np
 import torch
 
 from ..errors import SemheatError
+from .detectors import Detector, Evidence, register_detector
 from .metrics import auroc
+from .vectors import EPS, ROW_CHUNK
 
 BASELINES = ("msp", "energy", "mahalanobis")
 
 
-def msp_score(logits) -> np.ndarray:
-    from pytorch_ood.detector import MaxSoftmax
-
-    return MaxSoftmax.score(torch.as_tensor(np.asarray(logits), dtype=torch.float32)).numpy()
+def _tensor(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
 
-def energy_score(logits) -> np.ndarray:
-    from pytorch_ood.detector import EnergyBased
+@register_detector
+class MaxSoftmax(Detector):
+    name, label, order = "msp", "max softmax", 20
 
-    return EnergyBased.score(torch.as_tensor(np.asarray(logits), dtype=torch.float32)).numpy()
+    def score_samples(self, evidence: Evidence) -> np.ndarray:
+        from pytorch_ood.detector import MaxSoftmax as Impl
+
+        return Impl.score(_tensor(evidence.need("logits", "msp"))).numpy().astype(np.float64)
 
 
-class MahalanobisBaseline:
+@register_detector
+class Energy(Detector):
+    name, label, order = "energy", "energy", 21
+
+    def score_samples(self, evidence: Evidence) -> np.ndarray:
+        from pytorch_ood.detector import EnergyBased
+
+        return EnergyBased.score(_tensor(evidence.need("logits", "energy"))).numpy().astype(
+            np.float64)
+
+
+@register_detector
+class Mahalanobis(Detector):
     """Class-conditional Gaussians with a shared covariance on the features ``z``.
 
     The score is pytorch-ood's: half the squared Mahalanobis distance to the nearest class mean,
     under the pooled scatter matrix (not divided by N; a constant factor, same ranking), here
     with a small ridge (``ridge`` x its mean eigenvalue) so that few inputs still give distances.
+    Fit on the true labels of reference inputs.
     """
+
+    name, label, order = "mahalanobis", "Mahalanobis", 22
 
     def __init__(self, ridge: float = 1e-3):
         self.ridge = ridge
 
-    def fit(self, features, labels, n_classes: int) -> "MahalanobisBaseline":
-        from pytorch_ood.detector import Mahalanobis
+    def fit(self, evidence: Evidence, defect=None) -> "Mahalanobis":
+        from pytorch_ood.detector import Mahalanobis as Impl
 
-        labels = np.asarray(labels)
+        labels = evidence.need("labels", "Mahalanobis")
+        n_classes = np.asarray(evidence.logits).shape[1]
         missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
         if missing:
             raise SemheatError(f"Mahalanobis needs examples of every class; none for class "
                                f"indices {missing}")
-        det = Mahalanobis(None)
-        det.fit_features(torch.as_tensor(np.asarray(features), dtype=torch.float32),
+        det = Impl(None)
+        det.fit_features(_tensor(evidence.need("features", "Mahalanobis")),
                          torch.as_tensor(labels))
         # pytorch-ood inverts the pooled scatter matrix + 1e-6 I in float32, which breaks down
         # when there are about as many features as inputs; a ridge relative to its scale (in
@@ -61,63 +81,68 @@ class MahalanobisBaseline:
         self.detector_ = det
         return self
 
-    def score(self, features, chunk_size: int = 65536) -> np.ndarray:
-        feats = np.asarray(features)
-        out = [self.detector_.predict_features(
-            torch.as_tensor(feats[s:s + chunk_size], dtype=torch.float32)).numpy()
-            for s in range(0, len(feats), chunk_size)]
+    def score_samples(self, evidence: Evidence) -> np.ndarray:
+        feats = evidence.need("features", "Mahalanobis")
+        out = [self.detector_.predict_features(_tensor(feats[s:s + ROW_CHUNK])).numpy()
+               for s in range(0, len(feats), ROW_CHUNK)]
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"mahalanobis.mu": self.detector_.mu.numpy(),
-                "mahalanobis.precision": self.detector_.precision.numpy()}
+        return {"mu": self.detector_.mu.numpy(), "precision": self.detector_.precision.numpy()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "MahalanobisBaseline":
-        from pytorch_ood.detector import Mahalanobis
+    def from_state(cls, state: dict, info: dict) -> "Mahalanobis":
+        from pytorch_ood.detector import Mahalanobis as Impl
 
         self = cls()
-        det = Mahalanobis(None)
-        det.mu = torch.as_tensor(np.asarray(state["mahalanobis.mu"]), dtype=torch.float32)
-        det.precision = torch.as_tensor(np.asarray(state["mahalanobis.precision"]),
-                                        dtype=torch.float32)
+        det = Impl(None)
+        det.mu, det.precision = _tensor(state["mu"]), _tensor(state["precision"])
         self.detector_ = det
         return self
 
 
-class LogisticCombiner:
-    """Logistic regression on a few standardised defect scores (Newton's method, L2 ridge).
+@register_detector
+class Combination(Detector):
+    """Logistic regression on a few detectors' standardised scores (``evidence.extra``), fit
+    on a calibration split; the output is a defect log-odds. scikit-learn fits it; the fitted
+    line is kept as plain arrays."""
 
-    Fit on a calibration split, evaluated elsewhere; the output is a defect log-odds.
-    """
+    name, label, per_task, order = "combined", "monitor + best baseline", True, 90
 
-    def __init__(self, l2: float = 1e-3, iterations: int = 50):
-        self.l2, self.iterations = l2, iterations
+    def __init__(self, inputs: tuple[str, ...] = ()):
+        self.inputs = tuple(inputs)
 
-    def fit(self, X, y) -> "LogisticCombiner":
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        if y.min() == y.max():
+    def _matrix(self, evidence: Evidence) -> np.ndarray:
+        missing = [k for k in self.inputs if k not in evidence.extra]
+        if missing:
+            raise SemheatError(f"the combination needs the scores of {missing}")
+        return np.column_stack([np.asarray(evidence.extra[k], np.float64) for k in self.inputs])
+
+    def fit(self, evidence: Evidence, defect=None) -> "Combination":
+        from sklearn.linear_model import LogisticRegression
+
+        X, y = self._matrix(evidence), np.asarray(defect, dtype=bool)
+        if y.all() or not y.any():
             raise SemheatError("the combination needs both defective and correct examples")
-        self.mean_, self.std_ = X.mean(0), np.maximum(X.std(0), 1e-12)
-        A = np.c_[np.ones(len(X)), (X - self.mean_) / self.std_]
-        w = np.zeros(A.shape[1])
-        reg = self.l2 * np.eye(A.shape[1])
-        reg[0, 0] = 0.0
-        for _ in range(self.iterations):
-            p = 1.0 / (1.0 + np.exp(-np.clip(A @ w, -30, 30)))
-            grad = A.T @ (p - y) + reg @ w
-            hess = (A * (p * (1 - p))[:, None]).T @ A + reg + 1e-9 * np.eye(len(w))
-            step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < 1e-10:
-                break
-        self.coef_ = w
+        self.mean_, self.scale_ = X.mean(0), np.maximum(X.std(0), EPS)
+        # a weak ridge (C = 1000): the few inputs are many times the two weights
+        model = LogisticRegression(C=1e3, max_iter=1000).fit((X - self.mean_) / self.scale_, y)
+        self.coef_, self.intercept_ = model.coef_[0], float(model.intercept_[0])
         return self
 
-    def decision_function(self, X) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        return np.c_[np.ones(len(X)), (X - self.mean_) / self.std_] @ self.coef_
+    def score_samples(self, evidence: Evidence) -> np.ndarray:
+        return (self._matrix(evidence) - self.mean_) / self.scale_ @ self.coef_ + self.intercept_
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean_, "scale": self.scale_, "coef": self.coef_,
+                "intercept": np.array([self.intercept_])}
+
+    @classmethod
+    def from_state(cls, state: dict, info: dict) -> "Combination":
+        self = cls(tuple(info.get("inputs", ())))
+        self.mean_, self.scale_ = np.asarray(state["mean"]), np.asarray(state["scale"])
+        self.coef_, self.intercept_ = np.asarray(state["coef"]), float(state["intercept"][0])
+        return self
 
 
 def best_baseline(scores: dict[str, np.ndarray], positives) -> str:

@@ -3,11 +3,16 @@
 Layout (schema version 1)::
 
     manifest.json        format, schema version, classes, concepts, models, splits, figures
-    records.parquet      one row per input: id, split, kind, source_id, label, prediction, ...
+    records.parquet      one row per input: id, split, perturbation, source_id, label,
+                         prediction, correct, detector scores, verdicts, ...
     arrays/<name>.npy    dense arrays (features, logits, image_emb, aligned, scores, thumbs, ...)
                          loaded as read-only memory maps
     state.safetensors    fitted state: aligner, concept and class embeddings, standardiser,
-                         monitor reference rows, Mahalanobis statistics
+                         detectors (``detector.[task.]name.*``, see :mod:`.detectors`)
+
+Fitted state is read through typed accessors (:attr:`Bundle.aligner`, :meth:`Bundle.monitor`,
+:meth:`Bundle.detector`, :attr:`Bundle.class_embeddings`, :attr:`Bundle.models`), never
+through string keys in callers.
 
 Nothing is ever unpickled: NumPy arrays load with ``allow_pickle=False``, state with
 safetensors, records with Arrow. Saving writes a hidden sibling directory first and renames it
@@ -35,12 +40,17 @@ from ..errors import SemheatError
 from ..safe_io import (atomic_write, check_regular, check_replaceable, publish_dir, read_json,
                        recover, recover_for_reading, temp_dir_for, writer_lock)
 from .aligner import LinearAligner
+from .detectors import Evidence, unpack
+from .models import ModelIds
 from .heatmaps import (KINDS, ConfusionSums, Heatmap,
                        Standardizer, heatmap, single_heatmap)
 from .schema import FORMAT, SCHEMA_VERSION, SPLITS, check_manifest, validate_bundle
+from .tasks import TASKS, Task, task_named
+from .vectors import ROW_CHUNK, SCORE_CHUNK
 
-REQUIRED_COLUMNS = ("id", "split", "kind", "source_id", "label", "prediction", "correct")
-CATEGORICAL = ("split", "kind", "fault", "oracle_verdict", "heatmap_verdict", "gt_fault",
+REQUIRED_COLUMNS = ("id", "split", "perturbation", "source_id", "label", "prediction",
+                    "correct")
+CATEGORICAL = ("split", "perturbation", "fault", "oracle_verdict", "heatmap_verdict", "gt_fault",
                "defect")
 _SAVE_HOOK: dict = {}  # tests inject a crash between the two renames of a save here
 
@@ -229,12 +239,6 @@ class Bundle:
     def concept_names(self) -> list[str]:
         return [c["name"] for c in self.manifest["concepts"]] + [e["name"] for e in self._extra]
 
-    @property
-    def concept_prompts(self) -> dict[str, list[str]]:
-        out = {c["name"]: list(c["prompts"]) for c in self.manifest["concepts"]}
-        out.update({e["name"]: list(e["prompts"]) for e in self._extra})
-        return out
-
     def column(self, name: str) -> np.ndarray:
         """A record column as a NumPy array (cached; categorical columns as strings)."""
         if name not in self._columns:
@@ -264,7 +268,7 @@ class Bundle:
             if value is None:
                 continue
             values = value if isinstance(value, (list, tuple, set)) else [value]
-            if key in ("kind", "split"):
+            if key in ("perturbation", "split"):
                 self._check_values(key, values)
             if key in CATEGORICAL:
                 codes, cats = self.codes(key)
@@ -275,23 +279,66 @@ class Bundle:
         return m
 
     def _check_values(self, key: str, values) -> None:
-        """``split=`` must name a split and ``records=`` a kind of record this bundle holds:
+        """``split=`` must name a split and ``records=`` a perturbation this bundle holds:
         a typo must not quietly give an empty heatmap."""
-        known = list(SPLITS) if key == "split" else self.codes("kind")[1]
+        known = list(SPLITS) if key == "split" else self.codes("perturbation")[1]
         for v in values:
             if v not in known:
                 what = "split" if key == "split" else "records"
                 raise SemheatError(f"unknown {what} {v!r}; this bundle has {known}")
 
+    # -- fitted state (typed) ----------------------------------------------------------------
     @property
     def standardizer(self) -> Standardizer:
         if self._extra:
             return Standardizer(*self._extra_standardizer())
-        return Standardizer(self.state["standardizer.mean"], self.state["standardizer.std"])
+        return Standardizer.from_state(self.state)
 
     @property
     def aligner(self) -> LinearAligner:
         return LinearAligner.from_state(self.state)
+
+    @property
+    def models(self) -> ModelIds:
+        """The identifiers of the classifier and the VLM the bundle was built with."""
+        m = self.manifest.get("models") or {}
+        return ModelIds(str(m.get("classifier", "")), str(m.get("vlm", "")))
+
+    @property
+    def class_embeddings(self) -> np.ndarray:
+        """``K x m`` unit text embeddings of the class prompts (the localization oracle's)."""
+        return np.asarray(self.state["class_embeddings"])
+
+    def monitor_info(self, task: Task | str) -> dict:
+        """What the manifest records of a task's monitor (availability, calibration ...)."""
+        task = task_named(task) if isinstance(task, str) else task
+        return dict(self.manifest.get("monitor", {}).get(task.name, {}))
+
+    def detector(self, name: str, task: Task | str | None = None):
+        """A fitted detector (``heatmap``, ``mahalanobis``, ``combined`` ...) of a task."""
+        task = task_named(task) if isinstance(task, str) else task
+        return unpack(name, self.state, task, self.monitor_info(task) if task else {})
+
+    def monitor(self, task: Task | str = "misclassification"):
+        """The fitted runtime monitor of ``task`` (standardisation and concepts included)."""
+        task = task_named(task) if isinstance(task, str) else task
+        info = self.monitor_info(task)
+        if not info.get("available", False):
+            raise SemheatError(f"the bundle has no fitted {task.name} monitor")
+        return self.detector(info.get("monitor", "heatmap"), task)
+
+    def evidence(self, rows=None) -> Evidence:
+        """What detectors see of some records (all by default): logits, features, concept
+        scores (concepts added later included) and labels."""
+        pick = (lambda a: np.asarray(a)) if rows is None else (lambda a: np.asarray(a[rows]))
+        return Evidence(pick(self.arrays["logits"]),
+                        pick(self.arrays["features"]) if "features" in self.arrays else None,
+                        self.scores(rows), pick(self.column("label")))
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The tasks whose monitor this bundle has fitted."""
+        return [t for t in TASKS.values() if self.monitor_info(t).get("available", False)]
 
     @property
     def concept_embeddings(self) -> np.ndarray:
@@ -325,8 +372,8 @@ class Bundle:
         return np.asarray(col)
 
     # -- heatmaps --------------------------------------------------------------------------
-    def confusion(self, *, kind="natural", split=None) -> ConfusionSums:
-        m = self.mask(kind=kind, split=split)
+    def confusion(self, *, records="natural", split=None) -> ConfusionSums:
+        m = self.mask(perturbation=records, split=split)
         idx = np.flatnonzero(m)
         labels, preds = self.column("label")[idx], self.column("prediction")[idx]
         if m.all():
@@ -338,7 +385,7 @@ class Bundle:
     def heatmap(self, kind: str = "differential", *, records="natural", split=None,
                 standardized: bool = True) -> Heatmap:
         """One heatmap of ``kind`` over the chosen records (e.g. ``records="pgd"``)."""
-        stats = self.confusion(kind=records, split=split)
+        stats = self.confusion(records=records, split=split)
         hm = heatmap(kind, stats, self.classes, self.concept_names,
                      self.standardizer if standardized else None)
         hm.meta.update(records=records, split=split)
@@ -346,7 +393,7 @@ class Bundle:
 
     def heatmaps(self, *, records="natural", split=None, standardized: bool = True
                  ) -> dict[str, Heatmap]:
-        stats = self.confusion(kind=records, split=split)
+        stats = self.confusion(records=records, split=split)
         st = self.standardizer if standardized else None
         return {k: heatmap(k, stats, self.classes, self.concept_names, st) for k in KINDS}
 
@@ -362,7 +409,7 @@ class Bundle:
               sort_by: str | None = None, descending: bool = True, standardized: bool = True,
               offset: int = 0, limit: int | None = None, **filters) -> Selection:
         """Record indices matching the filters, sorted by a concept or a numeric column."""
-        m = self.mask(kind=records, split=split, **filters)
+        m = self.mask(perturbation=records, split=split, **filters)
         if prediction is not None:
             m &= self.column("prediction") == prediction
         if label is not None:
@@ -467,13 +514,12 @@ class Bundle:
             raise SemheatError(f"concept vector has {vector.shape[0]} dims, the aligned "
                                f"embeddings {aligned.shape[1]}")
         scores = np.empty(self.n, np.float32)
-        chunk = 262144
-        for s in range(0, self.n, chunk):
-            scores[s:s + chunk] = aligned[s:s + chunk] @ vector
+        for s in range(0, self.n, SCORE_CHUNK):
+            scores[s:s + SCORE_CHUNK] = aligned[s:s + SCORE_CHUNK] @ vector
         if not np.isfinite(scores).all():
             raise SemheatError(f"the bundle's aligned embeddings hold NaN or inf: cannot score "
                                f"{concept.name!r} (the arrays/aligned.npy file is damaged)")
-        ref = scores[self.mask(kind="natural", split="fit")].astype(np.float64)
+        ref = scores[self.mask(perturbation="natural", split="fit")].astype(np.float64)
         if len(ref) < 2:
             raise SemheatError("the bundle has too few natural 'fit' records to standardise")
         if not ref.std() > 0:
@@ -495,7 +541,7 @@ class Bundle:
                 f"{len(self.concept_names)} concepts{where}>")
 
 
-def _write_npy(path: Path, arr: np.ndarray, chunk: int = 65536) -> None:
+def _write_npy(path: Path, arr: np.ndarray, chunk: int = ROW_CHUNK) -> None:
     """Write ``arr`` (possibly a memory map) as .npy in row chunks (bounded memory)."""
     out = np.lib.format.open_memmap(path, mode="w+", dtype=arr.dtype, shape=arr.shape)
     for s in range(0, len(arr), chunk):

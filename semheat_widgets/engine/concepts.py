@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import SemheatError
+from .vectors import unit_rows
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,17 @@ class ConceptBank:
                 self._cache[(vlm.name, p)] = v
         if not chosen:
             return np.zeros((0, vlm.embed_dim), np.float32)
-        rows = []
-        for c in chosen:
-            vecs = np.stack([self._cache[(vlm.name, p)] for p in self.expanded_prompts(c)])
-            mean = vecs.mean(axis=0)
-            rows.append(mean / max(np.linalg.norm(mean), 1e-12))
-        return np.stack(rows).astype(np.float32)
+        means = np.stack([np.mean([self._cache[(vlm.name, p)] for p in self.expanded_prompts(c)],
+                                  axis=0) for c in chosen])
+        return unit_rows(means).astype(np.float32)  # t_j = norm(mean_p norm(g_T(p)))
 
     def to_json(self) -> list[dict]:
         return [{"name": c.name, "prompts": self.expanded_prompts(c)} for c in self._concepts]
 
-    @classmethod
-    def from_json(cls, items: list[dict], templates: Sequence[str] = ("{}",)) -> "ConceptBank":
-        return cls([(d["name"], d["prompts"]) for d in items], templates=templates)
+
+CLASS_PROMPT = "a photo of a {}."  # CLIP's usual zero-shot prompt
+
+
+def default_class_prompts(classes) -> dict[str, list[str]]:
+    """One zero-shot prompt per class name, for when a dataset brings none."""
+    return {c: [CLASS_PROMPT.format(c)] for c in classes}

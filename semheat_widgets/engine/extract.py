@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..errors import SemheatError
-from .split import ModelSplit
-from .vlm import VLM, to_float01
+from .classifier import ModelSplit
+from .pixels import thumbnails
+from .vlm import VLM
 
 FIELDS = ("features", "logits", "image_emb", "labels", "thumbs")
 
@@ -41,19 +41,6 @@ def _allocate(out_dir: Path | None, name: str, shape, dtype):
     return np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
 
 
-def make_thumbs(images: torch.Tensor, size: int) -> np.ndarray:
-    """``uint8 N x size x size x 3`` thumbnails (shorter side resized, centre crop)."""
-    x = to_float01(images)
-    h, w = x.shape[-2:]
-    if (h, w) != (size, size):
-        scale = size / min(h, w)
-        x = F.interpolate(x, size=(max(size, round(h * scale)), max(size, round(w * scale))),
-                          mode="bilinear", antialias=True, align_corners=False)
-        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-        x = x[..., top:top + size, left:left + size]
-    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
 def _unwrap_worker_error(exc: Exception) -> Exception:
     """DataLoader workers re-raise with a multi-line traceback; keep the real message."""
     text = str(exc)
@@ -64,7 +51,7 @@ def _unwrap_worker_error(exc: Exception) -> Exception:
     return exc
 
 
-def forward_batch(split: ModelSplit, vlm: VLM | None, images: torch.Tensor,
+def forward_batch(classifier: ModelSplit, vlm: VLM | None, images: torch.Tensor,
                   labels: torch.Tensor, attack=None, thumb_size: int = 64,
                   first: int = 0) -> dict[str, np.ndarray]:
     """One batch (already on the device) through attack, classifier and VLM: features,
@@ -72,28 +59,28 @@ def forward_batch(split: ModelSplit, vlm: VLM | None, images: torch.Tensor,
     None). ``first`` numbers the batch's first input in the error raised for NaN or inf
     features. Shared by the local and Ray paths, so both give the same records."""
     if attack is not None:
-        images = attack(split, images, labels)
+        images = attack(classifier, images, labels)
     with torch.inference_mode():
-        z, logits = split.features_and_logits(images)
+        z, logits = classifier.features_and_logits(images)
     z, logits = z.float().flatten(1).cpu(), logits.float().cpu()
     if not (torch.isfinite(z).all() and torch.isfinite(logits).all()):
         raise SemheatError(f"the classifier produced NaN or inf features for inputs "
                            f"{first}..{first + len(images) - 1}")
     out = {"features": z.numpy(), "logits": logits.numpy(),
-           "thumbs": make_thumbs(images.detach(), thumb_size)}
+           "thumbs": thumbnails(images.detach(), thumb_size)}
     if vlm is not None:
         out["image_emb"] = vlm.encode_images(images, batch_size=images.shape[0]).numpy()
     return out
 
 
-def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
+def extract(classifier: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
             num_workers: int = 0, out_dir=None, thumb_size: int = 64, attack=None,
             progress: bool = True, desc: str = "extract",
             image_embeddings: np.ndarray | None = None) -> Extracted:
     """Run classifier and VLM over ``dataset`` (items ``(image tensor, label)``) once.
 
     ``attack`` (an :class:`~semheat_widgets.engine.attacks.Attack`) perturbs every batch
-    against ``split`` first. ``image_embeddings`` (one row per input, in order), when the
+    against ``classifier`` first. ``image_embeddings`` (one row per input, in order), when the
     caller already has the VLM's embeddings of these very images — several classifiers
     analysed on the same inputs — are used instead of running the VLM again.
     """
@@ -106,7 +93,7 @@ def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
         if len(image_embeddings) != n:
             raise SemheatError(f"{len(image_embeddings)} precomputed image embeddings for {n} "
                                f"inputs")
-    device = split.device
+    device = classifier.device
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +101,7 @@ def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     arrays: dict[str, np.ndarray] = {}
     start = 0
-    split.eval()
+    classifier.eval()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n, desc=desc, unit="img", disable=not progress)
@@ -122,7 +109,7 @@ def extract(split: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
         for images, labels in loader:
             images = images.to(device, non_blocking=True)
             labels = torch.as_tensor(labels).to(device)
-            out = forward_batch(split, vlm if image_embeddings is None else None, images,
+            out = forward_batch(classifier, vlm if image_embeddings is None else None, images,
                                 labels, attack, thumb_size, start)
             out["labels"] = labels.cpu().numpy()
             stop = start + len(images)

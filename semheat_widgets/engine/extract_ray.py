@@ -88,7 +88,7 @@ def _data_digest(dataset, samples: int = 16) -> str:
 class _ModelWorker:
     """Stage 2 (actors): classifier + VLM (+ attack) on a batch of preprocessed images."""
 
-    def __init__(self, split, vlm, attack, thumb_size: int, threads: int | None):
+    def __init__(self, classifier, vlm, attack, thumb_size: int, threads: int | None):
         import torch
 
         from .vlm import resolve_device
@@ -96,7 +96,7 @@ class _ModelWorker:
         if threads:
             torch.set_num_threads(threads)
         device = resolve_device(None)
-        self.split = split.to(device).eval()
+        self.classifier = classifier.to(device).eval()
         self.vlm = vlm.to(device)
         self.attack, self.thumb_size, self.device = attack, thumb_size, device
 
@@ -107,7 +107,7 @@ class _ModelWorker:
         images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self.device)
         labels = torch.from_numpy(np.asarray(batch["label"])).to(self.device)
         ids = np.asarray(batch["id"], dtype=np.int64)
-        out = forward_batch(self.split, self.vlm, images, labels, self.attack,
+        out = forward_batch(self.classifier, self.vlm, images, labels, self.attack,
                             self.thumb_size, int(ids.min()))
         return {"id": ids, "label": np.asarray(batch["label"], dtype=np.int64), **out}
 
@@ -152,14 +152,14 @@ class RayExtractor:
         actors = self.num_actors or (gpus if gpus else max(1, cpus // 4))
         return actors, gpus, cpus
 
-    def __call__(self, split, vlm, dataset, *, batch_size: int = 128, num_workers: int = 0,
+    def __call__(self, classifier, vlm, dataset, *, batch_size: int = 128, num_workers: int = 0,
                  thumb_size: int = 64, progress: bool = True, desc: str = "extract",
                  attack=None, out_dir=None) -> Extracted:
         n = len(dataset)
         if n == 0:
             raise SemheatError("the dataset is empty: nothing to analyse")
         actors, gpus, cpus = self._init()
-        shard_dir = self._shard_dir(split, vlm, dataset, attack, thumb_size, desc)
+        shard_dir = self._shard_dir(classifier, vlm, dataset, attack, thumb_size, desc)
         n_shards = -(-n // self.shard_size)
         done = {k for k in range(n_shards) if (shard_dir / f"shard-{k:05d}.parquet").is_file()}
         todo = [i for k in range(n_shards) if k not in done
@@ -167,7 +167,7 @@ class RayExtractor:
         self.last_run = {"shards": n_shards, "resumed_shards": len(done),
                          "computed_ids": len(todo), "actors": actors}
         if todo:
-            self._run(split, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
+            self._run(classifier, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
                       actors, gpus, cpus, n, progress, desc)
         out = self._assemble(shard_dir, n_shards, n)
         if self._temporary:
@@ -176,12 +176,13 @@ class RayExtractor:
         return out
 
     # -- pieces -------------------------------------------------------------------------------
-    def _shard_dir(self, split, vlm, dataset, attack, thumb_size, desc) -> Path:
+    def _shard_dir(self, classifier, vlm, dataset, attack, thumb_size, desc) -> Path:
         """A folder per (model weights, data, attack): a resumed run must match what it
         resumes. Without a ``work_dir`` every run gets a fresh temporary folder."""
         import tempfile
 
-        key = json.dumps({"classifier": _weights_digest(split), "vlm": _weights_digest(vlm.model),
+        key = json.dumps({"classifier": _weights_digest(classifier),
+                          "vlm": _weights_digest(vlm.model),
                           "data": _data_digest(dataset),
                           "attack": None if attack is None else vars(attack),
                           "thumb": thumb_size, "shard": self.shard_size, "desc": desc},
@@ -194,7 +195,7 @@ class RayExtractor:
         (folder / "meta.json").write_text(key)
         return folder
 
-    def _run(self, split, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
+    def _run(self, classifier, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
              actors, gpus, cpus, n, progress, desc):
         from tqdm.auto import tqdm
 
@@ -211,11 +212,11 @@ class RayExtractor:
         # actor gets the rest of its share, with as many torch threads.
         per_actor = {"num_gpus": 1} if gpus else {"num_cpus": max(0.5, (cpus - 0.5) / actors)}
         threads = None if gpus else max(1, int(round((cpus - 0.5) / actors)))
-        if split.device.type != "cpu" or vlm.device.type != "cpu":  # ship CPU copies
+        if classifier.device.type != "cpu" or vlm.device.type != "cpu":  # ship CPU copies
             import copy
 
-            split, vlm = copy.deepcopy(split).cpu(), copy.deepcopy(vlm).to("cpu")
-        ds = ds.map_batches(_ModelWorker, fn_constructor_args=(split, vlm, attack,
+            classifier, vlm = copy.deepcopy(classifier).cpu(), copy.deepcopy(vlm).to("cpu")
+        ds = ds.map_batches(_ModelWorker, fn_constructor_args=(classifier, vlm, attack,
                                                                thumb_size, threads),
                             batch_size=batch_size,
                             compute=ray.data.ActorPoolStrategy(size=actors), **per_actor)

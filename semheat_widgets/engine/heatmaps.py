@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from ..errors import SemheatError
+from .vectors import EPS, SCORE_CHUNK
 
+MIN_SPREAD = 1e-7  # a concept whose scores vary less than this (relative) cannot be z-scored
 GROUP_KINDS = ("ground_truth", "output", "correct", "incorrect", "misclassified_from")
 DIFFERENTIAL_KINDS = {"differential": ("correct", "incorrect"),
                       "gt_minus_output": ("ground_truth", "output")}
@@ -47,9 +49,6 @@ class Heatmap:
     @property
     def shape(self):
         return self.values.shape
-
-    def row(self, name: str) -> np.ndarray:
-        return self.values[self.rows.index(name)]
 
     def binarize(self, top_k: int | None = None, threshold: float | None = None) -> "Heatmap":
         """Present (1) / absent (0) per cell: the ``top_k`` largest of each row, or the cells
@@ -121,7 +120,7 @@ class ConfusionSums:
 
     @classmethod
     def from_scores(cls, scores, labels, predictions, n_classes: int,
-                    chunk_size: int = 262144) -> "ConfusionSums":
+                    chunk_size: int = SCORE_CHUNK) -> "ConfusionSums":
         """One pass over ``scores`` (N x C, may be a memory map), in float64."""
         labels = np.asarray(labels)
         predictions = np.asarray(predictions)
@@ -183,7 +182,7 @@ class Standardizer:
         if not np.isfinite(scores).all():
             raise SemheatError("concept scores contain NaN or inf")
         std = scores.std(0)
-        flat = np.flatnonzero(~(std > 1e-7 * np.maximum(np.abs(scores).max(0), 1e-12)))
+        flat = np.flatnonzero(~(std > MIN_SPREAD * np.maximum(np.abs(scores).max(0), EPS)))
         if len(flat):
             j = int(flat[0])
             name = repr(names[j]) if names is not None else f"#{j}"
@@ -193,6 +192,14 @@ class Standardizer:
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         return (raw - self.mean) / self.std
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"standardizer.mean": self.mean.astype(np.float32),
+                "standardizer.std": self.std.astype(np.float32)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Standardizer":
+        return cls(state["standardizer.mean"], state["standardizer.std"])
 
     def scale_difference(self, diff: np.ndarray) -> np.ndarray:
         return diff / self.std

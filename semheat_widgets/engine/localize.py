@@ -22,18 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SemheatError
+from .vectors import unit_rows, zero_shot
 
 VERDICTS = ("encoder", "head", "undecided")
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def zero_shot(embeddings: np.ndarray, class_embeddings: np.ndarray) -> np.ndarray:
-    """Zero-shot class of each embedding: the nearest class text embedding (cosine)."""
-    return (_unit_rows(embeddings) @ _unit_rows(class_embeddings).T).argmax(axis=1)
 
 
 @dataclass
@@ -46,11 +37,12 @@ class Localization:
     verdict: np.ndarray  # str: encoder / head / undecided / "" for correct inputs
     responsibility: np.ndarray  # N x C, NaN rows for correct inputs
 
-    def top_concepts(self, i: int, columns, k: int = 3) -> list[str]:
-        r = self.responsibility[i]
-        if np.isnan(r).all():
-            return []
-        return [columns[j] for j in np.argsort(-r, kind="stable")[:k]]
+    def top_concepts(self, columns, k: int = 3) -> list[list[str]]:
+        """The ``k`` most responsible concepts of every input (empty for correct inputs)."""
+        r = np.nan_to_num(self.responsibility, nan=-np.inf)
+        top = np.argsort(-r, axis=1, kind="stable")[:, :k]
+        empty = np.isnan(self.responsibility).all(axis=1)
+        return [[] if e else [columns[j] for j in row] for row, e in zip(top, empty)]
 
 
 class FaultLocalizer:
@@ -76,15 +68,15 @@ class FaultLocalizer:
             raise SemheatError("aligned embeddings, scores, labels and predictions differ "
                                "in length")
         wrong = labels != predictions
-        oracle = zero_shot(aligned, self.class_embeddings) if n else np.zeros(0, int)
+        oracle = zero_shot(aligned, self.class_embeddings)
         oracle_v = np.full(n, "", dtype=object)
         oracle_v[wrong] = "undecided"
         oracle_v[wrong & (oracle == labels)] = "head"
         oracle_v[wrong & (oracle == predictions)] = "encoder"
 
         gt = self.ground_truth
-        s = _unit_rows(np.asarray(scores_std, dtype=np.float64))
-        g = _unit_rows(np.nan_to_num(gt))
+        s = unit_rows(np.asarray(scores_std, dtype=np.float64))
+        g = unit_rows(np.nan_to_num(gt))
         sim_true = (s * g[labels]).sum(1)
         sim_pred = (s * g[predictions]).sum(1)
         usable = ~np.isnan(gt).any(1)

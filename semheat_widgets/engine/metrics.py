@@ -21,49 +21,29 @@ def _check(scores, positives):
     return scores, positives
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties sharing their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    # Boundaries of runs of equal values.
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    ends = np.r_[starts[1:], x.size]
-    avg = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
-    ranks = np.empty(x.size)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
-
-
 def auroc(scores, positives) -> float:
-    """Area under the ROC curve (Mann-Whitney U / (n_pos n_neg)), ties counted as half.
+    """Area under the ROC curve (scikit-learn's, ties counted as half); NaN when one of the
+    two classes is empty."""
+    from sklearn.metrics import roc_auc_score
 
-    NaN when one of the two classes is empty.
-    """
     scores, positives = _check(scores, positives)
-    n_pos = int(positives.sum())
-    n_neg = positives.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if positives.all() or not positives.any():
         return float("nan")
-    ranks = _average_ranks(scores)
-    u = ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(positives, scores))
 
 
-def roc_curve(scores, positives, max_points: int = 256):
-    """``(fpr, tpr, thresholds)``: flag a defect when ``score >= threshold``.
+ROC_POINTS = 256  # the most points a plotted ROC curve keeps
 
-    Thinned to at most ``max_points`` points (always keeping both ends) for plotting.
-    """
+
+def roc_curve(scores, positives, max_points: int = ROC_POINTS):
+    """``(fpr, tpr, thresholds)`` from scikit-learn (flag a defect when ``score >=
+    threshold``), thinned to at most ``max_points`` points for plotting (both ends kept)."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     scores, positives = _check(scores, positives)
-    order = np.argsort(-scores, kind="mergesort")
-    s, p = scores[order], positives[order]
-    last = np.r_[s[1:] != s[:-1], True]  # last element of each run of equal scores
-    tp = np.cumsum(p)[last]
-    fp = np.cumsum(~p)[last]
-    n_pos, n_neg = max(int(p.sum()), 1), max(int((~p).sum()), 1)
-    tpr = np.r_[0.0, tp / n_pos]
-    fpr = np.r_[0.0, fp / n_neg]
-    thr = np.r_[np.inf, s[last]]
+    if positives.all() or not positives.any():
+        return np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([np.inf, -np.inf])
+    fpr, tpr, thr = sk_roc_curve(positives, scores, drop_intermediate=False)
     if tpr.size > max_points:
         keep = np.unique(np.r_[0, np.linspace(0, tpr.size - 1, max_points - 1).astype(int)])
         tpr, fpr, thr = tpr[keep], fpr[keep], thr[keep]

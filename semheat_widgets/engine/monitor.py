@@ -7,8 +7,10 @@ reference rows of class ``k`` (from held-out data); the defect score is
 held-out data, globally or per class, to a target false-alarm rate turns it into a verdict.
 For adversarial inputs the incorrect rows come from attacked versions of the held-out set.
 
-At runtime this costs two tiny matrix products on top of the classifier's forward pass
-(:class:`RuntimeMonitor`).
+The monitor owns its concepts' standardisation and covers exactly the concepts it was fitted
+with (concepts added to a bundle later are ignored). :func:`defect_score` is the one formula,
+used offline on NumPy arrays and at runtime, on tensors, by :class:`RuntimeMonitor` — a few
+small tensor operations on top of the classifier's own forward pass.
 """
 
 from __future__ import annotations
@@ -17,9 +19,24 @@ import numpy as np
 import torch
 
 from ..errors import SemheatError
+from .detectors import Detector, Evidence, register_detector
 from .metrics import threshold_at_fpr
+from .vectors import row_norms, unit_rows
 
 SIMILARITIES = ("cosine", "euclidean")
+
+
+def similarity(s, ref, kind: str):
+    """Row-wise similarity of concept profiles: cosine, or minus the Euclidean distance.
+    NumPy arrays or torch tensors alike."""
+    if kind == "cosine":
+        return (unit_rows(s) * unit_rows(ref)).sum(1)
+    return -row_norms(s - ref)
+
+
+def defect_score(s, ok, bad, kind: str):
+    """``sim(s, bad) − sim(s, ok)`` row by row (``ok``/``bad``: each row's reference rows)."""
+    return similarity(s, bad, kind) - similarity(s, ok, kind)
 
 
 def _group_means(scores: np.ndarray, groups: np.ndarray, n_groups: int):
@@ -30,29 +47,54 @@ def _group_means(scores: np.ndarray, groups: np.ndarray, n_groups: int):
         return sums / counts[:, None], counts
 
 
-class HeatmapMonitor:
-    """Reference rows per predicted class and a calibrated threshold (scikit-learn style)."""
+@register_detector
+class HeatmapMonitor(Detector):
+    """Reference rows per predicted class, a standardiser and calibrated thresholds.
 
-    def __init__(self, similarity: str = "cosine"):
+    ``mean`` / ``std``: the per-concept standardisation of the concept scores it is given
+    (fitted on held-out data by the pipeline). Fitted state ends in ``_``.
+    """
+
+    name, label, per_task, order = "heatmap", "heatmap monitor (paper)", True, 0
+
+    def __init__(self, similarity: str = "cosine", mean=None, std=None):
         if similarity not in SIMILARITIES:
             raise SemheatError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
         self.similarity = similarity
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.asarray(std, dtype=np.float64)
 
-    def fit(self, scores, predictions, defect, n_classes: int) -> "HeatmapMonitor":
-        """Reference rows: mean scores of non-defective and defective inputs per prediction.
+    # -- standardisation and the concepts covered -----------------------------------------
+    @property
+    def n_concepts(self) -> int:
+        return self.correct_rows_.shape[1]
 
-        A class without defective (or without correct) examples falls back to the mean over
-        all classes, so every class can be monitored.
-        """
-        scores = np.asarray(scores, dtype=np.float64)
-        predictions = np.asarray(predictions)
+    def standardized(self, concept_scores) -> np.ndarray:
+        """z-scores of the concepts this monitor covers (later columns are left out)."""
+        raw = np.asarray(concept_scores, dtype=np.float64)
+        c = len(self.mean)
+        if raw.shape[1] < c:
+            raise SemheatError(f"the monitor covers {c} concepts; the scores have "
+                               f"{raw.shape[1]}")
+        return (raw[:, :c] - self.mean) / self.std
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, evidence: Evidence, defect=None) -> "HeatmapMonitor":
+        """Reference rows: mean standardised scores of the non-defective and the defective
+        inputs per prediction. A class without defective (or without correct) examples falls
+        back to the mean over all classes, so every class can be monitored."""
+        raw = evidence.need("concept_scores", "heatmap")
+        if self.mean is None:
+            self.mean, self.std = raw.mean(0), raw.std(0)
+        if not np.isfinite(np.asarray(raw, dtype=np.float64)).all():
+            raise SemheatError("concept scores contain NaN or inf")
+        scores, predictions = self.standardized(raw), evidence.predictions
         defect = np.asarray(defect, dtype=bool)
         if not (len(scores) == len(predictions) == len(defect)):
             raise SemheatError("scores, predictions and defect flags differ in length")
-        if not np.isfinite(scores).all():
-            raise SemheatError("concept scores contain NaN or inf")
         if defect.all() or not defect.any():
             raise SemheatError("the monitor needs both defective and correct reference inputs")
+        n_classes = np.asarray(evidence.logits).shape[1]
         ok, n_ok = _group_means(scores[~defect], predictions[~defect], n_classes)
         bad, n_bad = _group_means(scores[defect], predictions[defect], n_classes)
         ok[n_ok == 0] = scores[~defect].mean(0)
@@ -62,66 +104,63 @@ class HeatmapMonitor:
         self.thresholds_ = np.zeros(n_classes)
         return self
 
-    def _sim(self, s: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        if self.similarity == "cosine":
-            num = (s * ref).sum(1)
-            return num / np.maximum(np.linalg.norm(s, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
-        return -np.linalg.norm(s - ref, axis=1)
-
-    def similarities(self, scores, predictions) -> tuple[np.ndarray, np.ndarray]:
-        """``(sim to incorrect row, sim to correct row)`` of each input's predicted class."""
-        if not hasattr(self, "correct_rows_"):
-            raise SemheatError("the monitor is not fitted yet")
-        s = np.asarray(scores, dtype=np.float64)
-        p = np.asarray(predictions)
-        return self._sim(s, self.incorrect_rows_[p]), self._sim(s, self.correct_rows_[p])
-
-    def score(self, scores, predictions) -> np.ndarray:
-        """Defect score per input: similarity to incorrect minus similarity to correct."""
-        bad, ok = self.similarities(scores, predictions)
-        return bad - ok
-
-    def calibrate(self, scores, predictions, defect, target_fpr: float = 0.05,
+    def calibrate(self, evidence: Evidence, defect, target_fpr: float = 0.05,
                   per_class: bool = False) -> "HeatmapMonitor":
-        """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged.
-
-        Per class where asked and where that class has non-defective inputs; elsewhere the
-        global threshold.
-        """
-        d = self.score(scores, predictions)
-        defect = np.asarray(defect, dtype=bool)
-        p = np.asarray(predictions)
-        glob = threshold_at_fpr(d[~defect], target_fpr)
-        self.thresholds_ = np.full(len(self.correct_rows_), glob)
+        """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged
+        (per class where asked and where that class has non-defective inputs)."""
+        d = self.score_samples(evidence)
+        defect, p = np.asarray(defect, dtype=bool), evidence.predictions
+        self.thresholds_ = np.full(len(self.correct_rows_), threshold_at_fpr(d[~defect],
+                                                                             target_fpr))
         if per_class:
             for k in range(len(self.thresholds_)):
                 neg = d[(p == k) & ~defect]
                 if len(neg):
                     self.thresholds_[k] = threshold_at_fpr(neg, target_fpr)
-        self.target_fpr_, self.per_class_ = target_fpr, per_class
         return self
 
-    def predict(self, scores, predictions) -> np.ndarray:
+    # -- scoring ----------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "correct_rows_"):
+            raise SemheatError("the monitor is not fitted yet")
+
+    def score_samples(self, evidence: Evidence) -> np.ndarray:
+        """Defect score per input: similarity to incorrect minus similarity to correct."""
+        self._check_fitted()
+        s = self.standardized(evidence.need("concept_scores", "heatmap"))
+        p = evidence.predictions
+        return defect_score(s, self.correct_rows_[p], self.incorrect_rows_[p], self.similarity)
+
+    def similarities(self, evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        """``(similarity to the incorrect row, to the correct row)`` of each input's
+        predicted class (what the views explain a score with)."""
+        self._check_fitted()
+        s = self.standardized(evidence.need("concept_scores", "heatmap"))
+        p = evidence.predictions
+        return (similarity(s, self.incorrect_rows_[p], self.similarity),
+                similarity(s, self.correct_rows_[p], self.similarity))
+
+    def predict(self, evidence: Evidence) -> np.ndarray:
         """True where an input is flagged as a likely defect."""
-        p = np.asarray(predictions)
-        return self.score(scores, p) > self.thresholds_[p]
+        return self.score_samples(evidence) > self.thresholds_[evidence.predictions]
 
     # -- persistence -----------------------------------------------------------------------
-    def state(self, prefix: str) -> dict[str, np.ndarray]:
-        return {f"{prefix}.correct_rows": self.correct_rows_.astype(np.float32),
-                f"{prefix}.incorrect_rows": self.incorrect_rows_.astype(np.float32),
-                f"{prefix}.correct_counts": self.correct_counts_.astype(np.int64),
-                f"{prefix}.incorrect_counts": self.incorrect_counts_.astype(np.int64),
-                f"{prefix}.thresholds": self.thresholds_.astype(np.float32)}
+    def state(self) -> dict[str, np.ndarray]:
+        return {"correct_rows": self.correct_rows_.astype(np.float32),
+                "incorrect_rows": self.incorrect_rows_.astype(np.float32),
+                "correct_counts": self.correct_counts_.astype(np.int64),
+                "incorrect_counts": self.incorrect_counts_.astype(np.int64),
+                "thresholds": self.thresholds_.astype(np.float32),
+                "mean": self.mean.astype(np.float32), "std": self.std.astype(np.float32)}
 
     @classmethod
-    def from_state(cls, state: dict, prefix: str, similarity: str = "cosine"):
-        self = cls(similarity)
-        self.correct_rows_ = np.asarray(state[f"{prefix}.correct_rows"], dtype=np.float64)
-        self.incorrect_rows_ = np.asarray(state[f"{prefix}.incorrect_rows"], dtype=np.float64)
-        self.correct_counts_ = np.asarray(state[f"{prefix}.correct_counts"])
-        self.incorrect_counts_ = np.asarray(state[f"{prefix}.incorrect_counts"])
-        self.thresholds_ = np.asarray(state[f"{prefix}.thresholds"], dtype=np.float64)
+    def from_state(cls, state: dict, info: dict) -> "HeatmapMonitor":
+        self = cls(info.get("similarity", "cosine"), state["mean"], state["std"])
+        self.correct_rows_ = np.asarray(state["correct_rows"], dtype=np.float64)
+        self.incorrect_rows_ = np.asarray(state["incorrect_rows"], dtype=np.float64)
+        self.correct_counts_ = np.asarray(state["correct_counts"])
+        self.incorrect_counts_ = np.asarray(state["incorrect_counts"])
+        self.thresholds_ = np.asarray(state["thresholds"], dtype=np.float64)
         return self
 
 
@@ -129,45 +168,44 @@ class RuntimeMonitor(torch.nn.Module):
     """Classifier + monitor in one module: ``forward(images) -> (logits, defect_score, flag)``.
 
     Everything after the classifier's own forward pass is a handful of small tensor ops:
-    ``s = norm(z W + b) T^T``, standardise, compare with two reference rows.
+    ``s = norm(z W + b) T^T``, standardise, :func:`defect_score` against two reference rows.
     """
 
-    def __init__(self, split, aligner, concept_embeddings, standardizer, monitor: HeatmapMonitor):
+    def __init__(self, classifier, aligner, concept_embeddings, monitor: HeatmapMonitor):
         super().__init__()
-        self.split = split
+        self.classifier = classifier
         self.similarity = monitor.similarity
-        f32 = dict(dtype=torch.float32)
-        dev = split.device
+        c = monitor.n_concepts  # the concepts the monitor was fitted with, no more
+        dev = classifier.device
 
         def buf(name, value):
-            self.register_buffer(name, torch.as_tensor(np.asarray(value), **f32).to(dev))
+            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=torch.float32,
+                                                       device=dev))
 
         buf("W", aligner.W_)
         buf("b", aligner.b_)
-        buf("T", concept_embeddings)
-        buf("mu", standardizer.mean)
-        buf("sigma", standardizer.std)
-        ok, bad = monitor.correct_rows_, monitor.incorrect_rows_
-        if self.similarity == "cosine":  # unit rows: a cosine is then one dot product
-            ok = ok / np.maximum(np.linalg.norm(ok, axis=1, keepdims=True), 1e-12)
-            bad = bad / np.maximum(np.linalg.norm(bad, axis=1, keepdims=True), 1e-12)
-        buf("ok", ok)
-        buf("bad", bad)
+        buf("T", np.asarray(concept_embeddings)[:c])
+        buf("mu", monitor.mean)
+        buf("sigma", monitor.std)
+        buf("ok", monitor.correct_rows_)
+        buf("bad", monitor.incorrect_rows_)
         buf("thr", monitor.thresholds_)
 
     @torch.inference_mode()
     def forward(self, images):
-        z, logits = self.split.features_and_logits(images)
+        z, logits = self.classifier.features_and_logits(images)
         return (logits,) + self.check(z, logits)
 
     def check(self, z: torch.Tensor, logits: torch.Tensor):
         """Defect score and flag from features and logits already computed."""
-        a = torch.nn.functional.normalize(z.float() @ self.W + self.b, dim=1)
+        a = unit_rows(z.float() @ self.W + self.b)
         s = (a @ self.T.T - self.mu) / self.sigma
         k = logits.argmax(1)
-        if self.similarity == "cosine":
-            s = torch.nn.functional.normalize(s, dim=1)
-            score = (s * self.bad[k]).sum(1) - (s * self.ok[k]).sum(1)
-        else:
-            score = (s - self.ok[k]).norm(dim=1) - (s - self.bad[k]).norm(dim=1)
+        score = defect_score(s, self.ok[k], self.bad[k], self.similarity)
         return score, score > self.thr[k]
+
+
+def runtime_monitor(bundle, classifier, task="misclassification") -> RuntimeMonitor:
+    """A :class:`RuntimeMonitor` for ``classifier`` from a bundle's fitted ``task`` monitor."""
+    return RuntimeMonitor(classifier, bundle.aligner, bundle.concept_embeddings,
+                          bundle.monitor(task))

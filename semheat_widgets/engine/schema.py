@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from ..errors import SemheatError
 
 FORMAT = "semheat-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: records say `perturbation` (was `kind`); detectors under `detector.`
 SPLITS = ("fit", "calib", "eval")
 ARRAY_DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64",
                 "bool")
@@ -59,11 +59,12 @@ MANIFEST_SCHEMA = {
         "monitor": {"type": "object", "additionalProperties": {
             "type": "object", "properties": {
                 "available": {"type": "boolean"}, "target_fpr": _unit,
+                "monitor": _text,
                 "similarity": {"enum": ["cosine", "euclidean"]},
                 "per_class": {"type": "boolean"}}}},
         "attacks": {"type": "array", "items": {
-            "type": "object", "required": ["kind", "eps"],
-            "properties": {"kind": _text, "eps": {"type": "number", "minimum": 0},
+            "type": "object", "required": ["method", "eps"],
+            "properties": {"method": _text, "eps": {"type": "number", "minimum": 0},
                            "steps": {"type": "integer", "minimum": 1}}}},
     },
 }
@@ -142,8 +143,8 @@ def check_records(table: pa.Table, manifest: dict, file) -> None:
     if table.num_rows != n:
         raise SemheatError(f"{file}: holds {table.num_rows} records, the manifest says "
                            f"n_records {n}")
-    required = {"id": "int", "split": "str", "kind": "str", "source_id": "int", "label": "int",
-                "prediction": "int", "correct": "bool"}
+    required = {"id": "int", "split": "str", "perturbation": "str", "source_id": "int",
+                "label": "int", "prediction": "int", "correct": "bool"}
     for name, kind in required.items():
         if name not in table.column_names:
             raise SemheatError(f"{file}: column {name} is missing")
@@ -167,7 +168,8 @@ def check_records(table: pa.Table, manifest: dict, file) -> None:
         raise SemheatError(f"{file}: column correct contradicts label == prediction at record "
                            f"{i} ({int(contradict.sum())} record(s))")
     for name in table.column_names:
-        if name in FLOAT_COLUMNS or name.endswith(("_score", "_combined")):
+        if name in FLOAT_COLUMNS or name.startswith(("misclf_", "adv_")) and not \
+                name.endswith("_flag"):
             values = _column(table, name, file, "float").astype(np.float64)
             if not np.isfinite(values).all():
                 raise SemheatError(f"{file}: column {name}: NaN or inf values")
@@ -232,7 +234,7 @@ def check_state(state: dict, manifest: dict, arrays: dict, file) -> None:
         raise SemheatError(f"{file}: tensor standardizer.std: concept "
                            f"{manifest['concepts'][j]['name']!r} has zero spread")
     for key, value in state.items():
-        if key.startswith("monitor.") and key.endswith(("_rows", "thresholds", "_counts")):
+        if key.startswith("detector.") and key.endswith(("_rows", "thresholds", "_counts")):
             if value.shape[0] != K:
                 raise SemheatError(f"{file}: tensor {key} has {value.shape[0]} rows for {K} "
                                    f"classes")

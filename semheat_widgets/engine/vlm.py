@@ -16,59 +16,20 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SemheatError
+from .device import resolve_device
+from .pixels import resize_center_crop, to_float01
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def resolve_device(device=None) -> torch.device:
-    """``None``/``"auto"``: CUDA when present, else the CPU. Anything else must name a device
-    this machine has (one-line error otherwise)."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise SemheatError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SemheatError(f"device {device!r}: no CUDA GPU is available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SemheatError(f"device {device!r}: this machine has "
-                               f"{torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                    and torch.backends.mps.is_available()):
-        raise SemheatError(f"device {device!r}: MPS is not available on this machine")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise SemheatError(f"device {device!r} is not supported; use cpu, cuda or auto")
-    return dev
-
-
-def to_float01(images: torch.Tensor) -> torch.Tensor:
-    """``uint8`` 0..255 or float 0..1 images as float 0..1."""
-    if images.dtype == torch.uint8:
-        return images.float().div_(255.0)
-    return images.float()
-
-
-def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the shorter side to ``size`` (bicubic, antialiased) and crop the centre square."""
-    h, w = x.shape[-2:]
-    if (h, w) != (size, size):
-        scale = size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
-        top, left = (nh - size) // 2, (nw - size) // 2
-        x = x[..., top:top + size, left:left + size]
-    return x
 
 
 class VLM:
     """An open_clip model with its tokenizer and tensor preprocessing.
 
     Build one with :meth:`create` (an open_clip architecture and pretrained tag; ``"none"``
-    gives random weights, for offline tests), :meth:`from_local` (a folder with
-    ``open_clip_config.json`` and safetensors weights) or :meth:`toy` (the bundled tiny CLIP).
+    gives random weights, for offline tests) or :meth:`from_local` (a folder with
+    ``open_clip_config.json`` and safetensors weights); :func:`~.models.load_vlm` opens one by
+    identifier.
     """
 
     def __init__(self, model, tokenizer, *, image_size: int, mean=OPENAI_MEAN, std=OPENAI_STD,
@@ -132,13 +93,6 @@ class VLM:
         return cls(model, tokenizer, image_size=pp.get("size", 224),
                    mean=pp.get("mean", OPENAI_MEAN), std=pp.get("std", OPENAI_STD),
                    name=config.get("name", f"local:{folder.name}"), device=device)
-
-    @classmethod
-    def toy(cls, device=None) -> "VLM":
-        """The tiny CLIP trained by the project on the toy world (bundled, offline)."""
-        from ..zoo import TINY_CLIP_DIR
-
-        return cls.from_local(TINY_CLIP_DIR, device=device)
 
     def to(self, device) -> "VLM":
         """Move the model and its preprocessing constants to ``device`` (in place)."""

@@ -1,84 +1,85 @@
 """The semantic heatmap as an Altair ``JupyterChart``: switchable kind, clickable cells.
 
-A click selects a (class, concept) cell and exposes it as the ``cell`` trait. Altair facts this
-relies on (Altair 6): selections are observed on ``chart.selections`` by name; assigning a new
-chart replaces that object, so the observer is re-attached after every redraw.
+Input: ``columns`` (the concepts shown, in order). Output: ``cell`` — the selected cell,
+``{"kind", "records", "row", "column"}``, set by a click in the browser or by :meth:`select`.
+
+Altair facts this relies on (Altair 6): a click reaches Python through the point selection
+``cell``, observed on ``chart.selections`` by name; assigning a new chart replaces that object,
+so the observer is re-attached after every redraw. A selection cannot be set from Python, so
+the outlined cell is a chart parameter (``picked``) that Python sets.
 """
 
 from __future__ import annotations
 
-import altair as alt
 import ipywidgets as widgets
 import traitlets
 
-from ..charts import heatmap_chart
-from ..engine.bundle import Bundle
-from ..engine.heatmaps import Heatmap
+from ..charts import PICKED, heatmap_chart
+from ..engine.attacks import METHODS
+from ..engine.heatmaps import KINDS, Heatmap
+from ..engine.tasks import NATURAL
+from ..errors import SemheatError
+from .shared import as_bundle, empty_chart
 
-KIND_CHOICES = (
-    ("differential: correct − incorrect", "differential"),
-    ("ground truth (by true label)", "ground_truth"),
-    ("output label (by prediction)", "output"),
-    ("correct (by prediction)", "correct"),
-    ("incorrect (by prediction)", "incorrect"),
-    ("misclassified from (by true label)", "misclassified_from"),
-    ("ground truth − output", "gt_minus_output"),
-)
-RECORD_LABELS = {"natural": "natural inputs", "fgsm": "FGSM adversarial", "pgd": "PGD adversarial"}
-# SVG keeps every cell a DOM element (with an aria-label), which tests and screen readers use.
-EMBED_OPTIONS = {"actions": False, "renderer": "svg"}
-
-_offline_enabled = False
-
-
-def enable_offline() -> None:
-    """Serve the Vega libraries from vl-convert instead of a CDN (once per kernel)."""
-    global _offline_enabled
-    if not _offline_enabled:
-        alt.JupyterChart.enable_offline()
-        _offline_enabled = True
+KIND_LABELS = {
+    "differential": "differential: correct − incorrect",
+    "ground_truth": "ground truth (by true label)",
+    "output": "output label (by prediction)",
+    "correct": "correct (by prediction)",
+    "incorrect": "incorrect (by prediction)",
+    "misclassified_from": "misclassified from (by true label)",
+    "gt_minus_output": "ground truth − output",
+}
+RECORD_LABELS = {NATURAL: "natural inputs", "fgsm": "FGSM adversarial", "pgd": "PGD adversarial"}
+TOP_K_CHOICES = (1, 2, 3, 5)
 
 
 class HeatmapView(widgets.VBox):
-    """Controls (kind, records, standardised, binarized) above a clickable heatmap."""
+    """``HeatmapView(bundle, kind="differential", records="natural")``: controls above a
+    clickable heatmap."""
 
-    kind = traitlets.Unicode("differential")
-    records = traitlets.Unicode("natural")
+    kind = traitlets.Enum(KINDS, default_value="differential")
+    records = traitlets.Enum((NATURAL, *METHODS), default_value=NATURAL)
     standardized = traitlets.Bool(True)
     top_k = traitlets.Int(0)  # binarize to the top-k concepts per row (0: off)
-    columns = traitlets.List(traitlets.Unicode())
-    cell = traitlets.Dict()  # {"row": class, "column": concept} of the clicked cell
+    columns = traitlets.List(traitlets.Unicode())  # input: the concepts shown, in order
+    cell = traitlets.Dict()  # output: the selected cell ({} when none)
 
-    def __init__(self, bundle: Bundle, kind: str = "differential",
+    def __init__(self, bundle, *, kind: str = "differential", records: str = NATURAL,
                  columns: list[str] | None = None):
-        enable_offline()
-        self.bundle = bundle
-        present = set(bundle.codes("kind")[1])
-        record_choices = [(RECORD_LABELS.get(k, k), k) for k in ("natural", "fgsm", "pgd")
-                          if k in present]
-        self.kind_box = widgets.Dropdown(options=KIND_CHOICES, value=kind, description="heatmap")
-        self.records_box = widgets.Dropdown(options=record_choices, value="natural",
-                                            description="inputs")
+        self.bundle = as_bundle(bundle)
+        present = set(self.bundle.codes("perturbation")[1])
+        self.kind_box = widgets.Dropdown(options=[(v, k) for k, v in KIND_LABELS.items()],
+                                         value=kind, description="heatmap")
+        self.records_box = widgets.Dropdown(
+            options=[(RECORD_LABELS.get(k, k), k) for k in (NATURAL, *METHODS) if k in present],
+            value=records, description="inputs")
         self.std_box = widgets.Checkbox(value=True, description="standardised (z)", indent=False)
         self.topk_box = widgets.Dropdown(options=[("off", 0)] + [(f"top {k}", k)
-                                                                   for k in (1, 2, 3, 5)],
+                                                                   for k in TOP_K_CHOICES],
                                          value=0, description="binarize")
         self.heatmap: Heatmap | None = None
         self._heatmap_key = None  # what self.heatmap was computed for
-        self.chart = alt.JupyterChart(alt.Chart(alt.Data(values=[])).mark_rect(),
-                                      embed_options=EMBED_OPTIONS)
-        controls = widgets.HBox([self.kind_box, self.records_box, self.topk_box, self.std_box])
-        super().__init__([controls, self.chart])
+        self.chart = empty_chart()
+        super().__init__([widgets.HBox([self.kind_box, self.records_box, self.topk_box,
+                                        self.std_box]), self.chart])
         with self.hold_trait_notifications():
-            self.kind = kind
-            self.columns = list(columns or bundle.concept_names)
+            self.kind, self.records = kind, records
+            self.columns = list(columns or self.bundle.concept_names)
         for box, name in ((self.kind_box, "kind"), (self.records_box, "records"),
                           (self.std_box, "standardized"), (self.topk_box, "top_k")):
             widgets.link((box, "value"), (self, name))
         self.observe(self.redraw, names=["kind", "records", "standardized", "top_k", "columns"])
         self.redraw()
 
-    def redraw(self, _change=None) -> None:
+    @traitlets.validate("records")
+    def _present(self, proposal):
+        if hasattr(self, "bundle") and proposal["value"] not in self.bundle.codes(
+                "perturbation")[1]:
+            raise traitlets.TraitError(f"this bundle has no {proposal['value']!r} inputs")
+        return proposal["value"]
+
+    def _compute(self) -> Heatmap:
         # Hiding or moving a concept only redraws; the statistics are recomputed when the
         # heatmap itself changes (kind, inputs, scaling, binarization, a new concept).
         key = (self.kind, self.records, self.standardized, self.top_k,
@@ -89,17 +90,42 @@ class HeatmapView(widgets.VBox):
             if self.top_k:
                 hm = hm.binarize(top_k=min(self.top_k, hm.shape[1]))
             self.heatmap, self._heatmap_key = hm, key
-        hm = self.heatmap
+        return self.heatmap
+
+    def redraw(self, _change=None) -> None:
+        hm = self._compute()
         n = f"{int(hm.counts.sum())} inputs"
         if hm.counts_other is not None:
             n = f"{int(hm.counts.sum())} vs {int(hm.counts_other.sum())} inputs"
-        title = f"{dict((v, k) for k, v in KIND_CHOICES)[self.kind]} · " \
-                f"{RECORD_LABELS.get(self.records, self.records)} · {n}"
-        self.chart.chart = heatmap_chart(hm, self.columns, title=title)
+        title = f"{KIND_LABELS[self.kind]} · {RECORD_LABELS.get(self.records, self.records)} · {n}"
+        keep = self._still_there(self.cell)
+        self.chart.chart = heatmap_chart(hm, self.columns, title=title,
+                                         picked=_position(keep) if keep else None)
         # A new chart means a new selections object: observe it again.
-        self.chart.selections.observe(self._on_select, names=["cell"])
-        self.cell = {}
+        self.chart.selections.observe(self._on_click, names=["cell"])
+        self.cell = keep
 
-    def _on_select(self, change) -> None:
+    def _still_there(self, cell: dict) -> dict:
+        """The selected cell moved to the current kind and inputs, or {} when it no longer
+        exists (its concept hidden or gone)."""
+        if not cell or cell.get("column") not in self.columns or \
+                cell.get("row") not in self.bundle.classes:
+            return {}
+        return {"kind": self.kind, "records": self.records, "row": cell["row"],
+                "column": cell["column"]}
+
+    def _on_click(self, change) -> None:
         points = change["new"].value
-        self.cell = dict(points[0]) if points else {}
+        if points:
+            self.select(points[0]["row"], points[0]["column"])
+
+    def select(self, row: str, column: str) -> None:
+        """Select (and outline) the cell ``(row, column)``, as a click does."""
+        if row not in self.bundle.classes or column not in self.columns:
+            raise SemheatError(f"no heatmap cell ({row!r}, {column!r}) in view")
+        self.cell = {"kind": self.kind, "records": self.records, "row": row, "column": column}
+        setattr(self.chart.params, PICKED, _position(self.cell))
+
+
+def _position(cell: dict) -> dict:
+    return {"row": cell["row"], "column": cell["column"]}

@@ -1,42 +1,51 @@
-"""Monitor panel: ROC curves of the heatmap monitor and the baselines, a threshold slider with
-live counts, and a check of any dataset input or an uploaded image."""
+"""Monitor panel: ROC curves of the runtime monitor and the baselines, a threshold slider with
+live counts, and a check of any dataset input or an uploaded image.
+
+Input: ``task`` (misclassification / adversarial). The scores come from the bundle's fitted
+monitor (:meth:`~semheat_widgets.engine.bundle.Bundle.monitor`); the panel computes none itself.
+"""
 
 from __future__ import annotations
 
 import html
 
-import altair as alt
 import ipywidgets as widgets
 import numpy as np
+import traitlets
 
-from ..engine.analyze import monitor_state
-from ..engine.bundle import Bundle
-from ..engine.metrics import detection_summary
-from ..engine.report import detector_scores, monitor_report, task_masks
-from ..errors import SemheatError
 from ..charts import roc_chart
-from .heatmap import EMBED_OPTIONS, enable_offline
+from ..data.images import open_rgb
+from ..engine.figures import detector_scores, monitor_report
+from ..engine.metrics import detection_summary
+from ..engine.models import load_classifier
+from ..engine.monitor import runtime_monitor
+from ..engine.tasks import TASKS, task_named
+from ..errors import SemheatError
+from .shared import as_bundle, empty_chart
+
+ROC_POINTS = 200
+SLIDER_STEPS = 500
+
 
 class MonitorPanel(widgets.VBox):
-    """``MonitorPanel(bundle_or_path, classifier=None)``.
+    """``MonitorPanel(bundle, classifier=None, task="misclassification")``.
 
-    ``classifier`` (a :class:`~semheat_widgets.engine.split.ModelSplit`) is needed only to
-    check uploaded images; toy bundles re-open their own.
+    ``classifier`` (a :class:`~semheat_widgets.engine.classifier.ModelSplit`) is needed only to
+    check uploaded images; bundles whose classifier can be re-opened by id need none.
     """
 
-    def __init__(self, bundle, classifier=None, task: str = "misclassification"):
-        enable_offline()
-        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    task = traitlets.Enum(tuple(TASKS), default_value="misclassification")
+
+    def __init__(self, bundle, *, classifier=None, task: str = "misclassification"):
+        self.bundle = as_bundle(bundle)
         self._classifier = classifier
-        self.report = monitor_report(self.bundle, roc_points=200)
-        available = [t for t in ("misclassification", "adversarial")
-                     if self.report[t].get("available", True) and "heatmap" in self.report[t]]
+        self.report = monitor_report(self.bundle, roc_points=ROC_POINTS)
+        available = [t.name for t in self.bundle.tasks if "heatmap" in self.report[t.name]]
         if not available:
             raise SemheatError("this bundle has no fitted runtime monitor")
         self.task_box = widgets.ToggleButtons(options=available,
                                               value=task if task in available else available[0])
-        self.chart = alt.JupyterChart(alt.Chart(alt.Data(values=[])).mark_line(),
-                                      embed_options=EMBED_OPTIONS)
+        self.chart = empty_chart("line")
         self.slider = widgets.FloatSlider(description="threshold", continuous_update=True,
                                           readout_format=".3f", layout={"width": "420px"})
         self.counts = widgets.HTML()
@@ -48,34 +57,34 @@ class MonitorPanel(widgets.VBox):
         self.result = widgets.HTML()
         self.check_button.on_click(lambda _b: self.check_index(self.index_box.value))
         self.upload.observe(self._on_upload, names=["value"])
-        self.task_box.observe(lambda _c: self._draw_task(), names=["value"])
         self.slider.observe(lambda _c: self._update_counts(), names=["value"])
+        widgets.link((self.task_box, "value"), (self, "task"))
+        self.observe(lambda _c: self._draw_task(), names=["task"])
         super().__init__([
             widgets.HTML("<b>Runtime monitor</b>"), self.task_box,
             widgets.HBox([self.chart, widgets.VBox([self.slider, self.counts])]),
             widgets.HBox([self.index_box, self.check_button, self.upload]), self.result])
+        self.task = self.task_box.value
         self._draw_task()
 
-    @property
-    def task(self) -> str:
-        return self.task_box.value
-
     def _draw_task(self) -> None:
-        task = self.task
-        self.chart.chart = roc_chart(self.report[task])
-        scores = detector_scores(self.bundle, task)["heatmap"]
-        member, positive = task_masks(self.bundle, task, "eval")
+        task = task_named(self.task)
+        monitor = self.bundle.monitor(task)
+        self.chart.chart = roc_chart(self.report[task.name])
+        scores = detector_scores(self.bundle, task)[self.bundle.monitor_info(task)
+                                                    .get("monitor", "heatmap")]
+        member, positive = task.masks(self.bundle, "eval")
         self._eval = scores[member], positive[member]  # what every slider tick counts over
-        lo, hi = float(np.min(self._eval[0])), float(np.max(self._eval[0]))
-        thr = float(np.median(monitor_state(self.bundle, task).thresholds_))
+        thr = float(np.median(monitor.thresholds_))
+        lo, hi = min(float(np.min(self._eval[0])), thr), max(float(np.max(self._eval[0])), thr)
         with self.slider.hold_trait_notifications():  # min, max and value checked together
-            self.slider.min, self.slider.max = min(lo, thr), max(hi, thr)
-            self.slider.step = (max(hi, thr) - min(lo, thr)) / 500 or 0.001
+            self.slider.min, self.slider.max = lo, hi
+            self.slider.step = (hi - lo) / SLIDER_STEPS or 0.001
             self.slider.value = thr
         self._update_counts()
 
     def counts_at(self, threshold: float) -> dict:
-        """Caught / missed / false alarms of the heatmap monitor on the eval split."""
+        """Caught / missed / false alarms of the monitor on the eval split."""
         return detection_summary(*self._eval, threshold)
 
     def _update_counts(self) -> None:
@@ -94,13 +103,11 @@ class MonitorPanel(widgets.VBox):
         b = self.bundle
         if not 0 <= i < b.n:
             raise SemheatError(f"no input {i}")
-        task = self.task
-        mon = monitor_state(b, task)
-        s = b.standardizer(b.scores([i]).astype(np.float64))[:, :mon.correct_rows_.shape[1]]
-        pred = b.column("prediction")[[i]]
-        bad, ok = mon.similarities(s, pred)
+        evidence = b.evidence([i])
+        bad, ok = b.monitor(self.task).similarities(evidence)
         score = float(bad[0] - ok[0])
-        out = {"index": i, "prediction": b.classes[int(pred[0])],
+        pred = int(evidence.predictions[0])
+        out = {"index": i, "prediction": b.classes[pred],
                "label": b.classes[int(b.column("label")[i])], "defect_score": score,
                "sim_incorrect": float(bad[0]), "sim_correct": float(ok[0]),
                "flagged": score > self.slider.value}
@@ -111,20 +118,11 @@ class MonitorPanel(widgets.VBox):
         """Classify an uploaded image and run the runtime monitor on it."""
         import torch
 
-        from ..data.images import open_rgb
-        from ..engine.analyze import runtime_monitor
-        from ..engine.registry import load_classifier
-
         im = open_rgb(image_bytes, "the uploaded image")
         if self._classifier is None:  # loaded once, on the first upload
-            self._classifier = load_classifier(
-                self.bundle.manifest.get("models", {}).get("classifier", ""))
-        split = self._classifier
+            self._classifier = load_classifier(self.bundle.models.classifier)
         x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
-        rt = runtime_monitor(self.bundle, split, self.task)
-        with torch.inference_mode():
-            z, logits = split.features_and_logits(x)
-            score, _flag = rt.check(z, logits)
+        logits, score, _flag = runtime_monitor(self.bundle, self._classifier, self.task)(x)
         pred = int(logits.argmax(1)[0])
         out = {"prediction": self.bundle.classes[pred], "defect_score": float(score[0]),
                "flagged": float(score[0]) > self.slider.value, "label": None}
@@ -150,4 +148,3 @@ def _verdict_html(r: dict) -> str:
             f"{r['sim_correct']:.3f}") if "sim_correct" in r else ""
     return (f"{label}predicted <b>{e(r['prediction'])}</b>: defect score "
             f"{r['defect_score']:.3f}{sims} → <b>{verdict}</b>")
-

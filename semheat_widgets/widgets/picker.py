@@ -1,40 +1,54 @@
-"""Concept picker: filter, show/hide, reorder, and add free-text concepts."""
+"""Concept picker: filter, show/hide, reorder, and add free-text concepts to a bundle.
+
+Output: ``visible`` — the concepts to show, in order. A concept typed in the browser is added
+to the bundle at once (embedded by the bundle's own VLM, one pass over the cached aligned
+features); errors show as a one-line message and change nothing.
+"""
 
 from __future__ import annotations
-
-from typing import Callable
 
 import anywidget
 import traitlets
 
+from ..engine.models import load_vlm
 from ..errors import SemheatError
-from ._assets import asset
+from .shared import JS, as_bundle
 
 
 class ConceptPicker(anywidget.AnyWidget):
-    """``concepts`` is the ordered list, ``hidden`` the unticked ones; :attr:`visible` is what
-    the heatmap shows. A free-text concept typed in the browser arrives as a ``request`` and
-    calls ``on_add(name)``, which should add it to the bundle (it may return a note to show);
-    errors show as a one-line message, nothing else changes."""
+    """``ConceptPicker(bundle, vlm=None)``; the VLM is opened from the bundle's models when a
+    concept is first added, unless given."""
 
-    _esm = asset("concept_picker.js")
-    _css = asset("widgets.css")
+    _esm = JS / "concept_picker.js"
+    _css = JS / "widgets.css"
 
-    concepts = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    concepts = traitlets.List(traitlets.Unicode()).tag(sync=True)  # all, in display order
     hidden = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    visible = traitlets.List(traitlets.Unicode())  # output
     message = traitlets.Unicode("").tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
-    request = traitlets.Dict().tag(sync=True)  # {"name": ..., "nonce": ...} set by the browser
+    # A typed concept arrives as a synced request with a nonce (so the same name twice is still
+    # a change), not as a custom message: anywidget's model.send never reached the kernel in
+    # JupyterLab in this project's browser tests, while a synced trait always did.
+    request = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, concepts=(), on_add: Callable[[str], None] | None = None, **kwargs):
-        super().__init__(concepts=list(concepts), **kwargs)
-        self.on_add = on_add
+    def __init__(self, bundle, vlm=None, **kwargs):
+        self.bundle = as_bundle(bundle)
+        self._vlm = vlm
+        super().__init__(concepts=list(self.bundle.concept_names), **kwargs)
+        self.observe(self._update_visible, names=["concepts", "hidden"])
         self.observe(self._on_request, names=["request"])
+        self._update_visible()
 
     @property
-    def visible(self) -> list[str]:
+    def vlm(self):
+        if self._vlm is None:
+            self._vlm = load_vlm(self.bundle.models.vlm)
+        return self._vlm
+
+    def _update_visible(self, _change=None) -> None:
         hidden = set(self.hidden)
-        return [c for c in self.concepts if c not in hidden]
+        self.visible = [c for c in self.concepts if c not in hidden]
 
     def _on_request(self, change) -> None:
         name = change["new"].get("name") if isinstance(change["new"], dict) else None
@@ -42,7 +56,7 @@ class ConceptPicker(anywidget.AnyWidget):
             self.add(name)
 
     def add(self, name: str) -> bool:
-        """Add a concept through ``on_add``; returns whether it worked."""
+        """Add a free-text concept to the bundle and the list; returns whether it worked."""
         name = name.strip()
         if not name:
             self.message = "type a concept name first"
@@ -52,12 +66,13 @@ class ConceptPicker(anywidget.AnyWidget):
             return False
         self.busy = True
         try:
-            if self.on_add is not None:
-                note = self.on_add(name)
-            else:
-                note = None
+            vlm = self.vlm
+            unknown = vlm.unknown_words(name)
+            self.bundle.add_concept(name, vlm=vlm)
             self.concepts = [*self.concepts, name]
-            self.message = note or f"added {name!r}"
+            self.message = (f"added {name!r}; note: the VLM never learnt {', '.join(unknown)} "
+                            f"(the toy CLIP knows a small vocabulary)" if unknown
+                            else f"added {name!r}")
             return True
         except SemheatError as exc:
             self.message = str(exc).splitlines()[0]

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..data.toy.captions import attribute_prompts, class_prompts
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
-from ..engine.analyze import AnalysisConfig, analyze
+from ..engine.pipeline import AnalysisConfig, analyze
 from ..engine.attacks import Attack
 from ..engine.bundle import Bundle
 from ..engine.concepts import ConceptBank
@@ -67,7 +67,7 @@ def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
     ``clean_correct``, ``attributes`` and ``domain`` describe the bundle's natural inputs in
     order (reference first): whether the clean classifier gets each right, and how it was made.
     """
-    natural = bundle.mask(kind="natural")
+    natural = bundle.mask(perturbation="natural")
     src = bundle.column("source_id")
     wrong = natural & ~bundle.column("correct").astype(bool)
     was_right = clean_correct[src]

@@ -1,14 +1,21 @@
-"""Load the bundled toy models: the tiny CLIP and the three classifiers of the fault zoo."""
+"""Load the bundled toy models: the tiny CLIP and the three classifiers of the fault zoo.
+
+:func:`register` makes them available to the engine by identifier (``toy:tiny-clip``,
+``toy:clean`` ...); it is this package's ``semheat_widgets.models`` entry point, so the engine
+finds the toy zoo without importing it.
+"""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
-from ..engine.split import ModelSplit
+from ..engine.classifier import ModelSplit
+from ..engine.device import resolve_device
+from ..engine.models import register_classifier, register_vlm
 from ..engine.vlm import VLM
 from ..errors import SemheatError
-from . import CLASSIFIER_DIR
+from . import CLASSIFIER_DIR, TINY_CLIP_DIR
 from .faults import perturb_head
 from .toy_resnet import ToyResNet, classifier_config
 
@@ -34,15 +41,38 @@ def load_toy_resnet(name: str, directory=CLASSIFIER_DIR) -> ToyResNet:
     return model.eval()
 
 
-def toy_classifier(name: str = "clean", device=None) -> ModelSplit:
-    """A toy classifier as a :class:`ModelSplit` (inputs: 64×64 images, 0..1 or uint8)."""
-    from ..engine.vlm import resolve_device
-
+def toy_split(model: ToyResNet, name: str, device=None) -> ModelSplit:
+    """A toy ResNet as a :class:`ModelSplit` with the toy world's preprocessing."""
     cfg = classifier_config()
-    split = ModelSplit(load_toy_resnet(name), mean=cfg["mean"], std=cfg["std"],
-                       input_size=cfg["input_size"], name=f"toy:{name}")
+    split = ModelSplit(model.eval(), mean=cfg["mean"], std=cfg["std"],
+                       input_size=cfg["input_size"], name=name)
     return split.to(resolve_device(device)).eval()
 
 
+def toy_classifier(name: str = "clean", device=None) -> ModelSplit:
+    """A toy classifier as a :class:`ModelSplit` (inputs: 64×64 images, 0..1 or uint8)."""
+    return toy_split(load_toy_resnet(name), f"toy:{name}", device)
+
+
 def toy_vlm(device=None) -> VLM:
-    return VLM.toy(device=device)
+    """The tiny CLIP trained by the project on the toy world (bundled, offline)."""
+    return VLM.from_local(TINY_CLIP_DIR, device=device)
+
+
+def _one_part(kind: str, parts: tuple[str, ...]) -> str:
+    if len(parts) != 1:
+        raise SemheatError(f"a toy {kind} id is toy:NAME, got toy:{':'.join(parts)}")
+    return parts[0]
+
+
+def _vlm_loader(parts, device):
+    if _one_part("VLM", parts) != "tiny-clip":
+        raise SemheatError(f"the toy world has one VLM, toy:tiny-clip (got toy:{parts[0]})")
+    return toy_vlm(device)
+
+
+def register() -> None:
+    """Make the toy models loadable as ``toy:tiny-clip`` and ``toy:<classifier>``."""
+    register_vlm("toy", _vlm_loader)
+    register_classifier("toy", lambda parts, device: toy_classifier(_one_part("classifier",
+                                                                              parts), device))

@@ -7,35 +7,25 @@ the shipped weights reproduce what was recorded).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..data.toy.captions import attribute_prompts, class_prompts
 from ..data.toy.dataset import ToyDataset
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
+from ..engine.concepts import ConceptBank
 from ..engine.metrics import auroc
+from ..engine.vectors import zero_shot
 
 # Images the models never saw: training uses other seeds.
 EVAL_WORLD = ToyWorld(seed=777)
 
 
-def prompt_embeddings(vlm, prompts_per_item: list[list[str]]) -> torch.Tensor:
-    """One unit vector per item: the normalised mean of its normalised prompt embeddings."""
-    flat = [p for ps in prompts_per_item for p in ps]
-    emb = vlm.encode_texts(flat)
-    out, i = [], 0
-    for ps in prompts_per_item:
-        out.append(torch.nn.functional.normalize(emb[i:i + len(ps)].mean(0), dim=0))
-        i += len(ps)
-    return torch.stack(out)
-
-
-def vlm_quality(vlm, images: torch.Tensor, labels: np.ndarray, attributes: np.ndarray) -> dict:
+def vlm_quality(vlm, images, labels: np.ndarray, attributes: np.ndarray) -> dict:
     """Zero-shot class accuracy and per-attribute AUROC of a VLM on labelled toy images."""
-    img = vlm.encode_images(images)
-    cls = prompt_embeddings(vlm, [class_prompts(c) for c in CLASSES])
-    att = prompt_embeddings(vlm, [attribute_prompts(a) for a in ATTRIBUTES])
-    accuracy = float(((img @ cls.T).argmax(1).numpy() == labels).mean())
-    scores = (img @ att.T).numpy()
+    img = vlm.encode_images(images).numpy()
+    cls = ConceptBank([(c, class_prompts(c)) for c in CLASSES]).embed(vlm)
+    att = ConceptBank([(a, attribute_prompts(a)) for a in ATTRIBUTES]).embed(vlm)
+    accuracy = float((zero_shot(img, cls) == labels).mean())
+    scores = img @ att.T
     per_attr = {a: auroc(scores[:, j], attributes[:, j]) for j, a in enumerate(ATTRIBUTES)}
     values = np.array(list(per_attr.values()))
     return {"zero_shot_class_accuracy": round(accuracy, 4),
@@ -57,7 +47,7 @@ def aligned_attribute_quality(bundle, attributes: np.ndarray, split: str = "eval
     beside the AUROC of the best the true class alone can do (the attribute's frequency in
     its class on the ``fit`` split, used as the score).
     """
-    nat = bundle.mask(kind="natural")
+    nat = bundle.mask(perturbation="natural")
     src = bundle.column("source_id")
     labels = bundle.column("label")
     ev = nat & bundle.mask(split=split)

@@ -220,153 +220,244 @@ def _body(canvas: Canvas, scene: Scene, rng) -> tuple[Anchors, tuple[int, int, i
 
 
 # -- parts (one per attribute) ---------------------------------------------------------------
-def _part(canvas: Canvas, attr: str, a: Anchors, colour, rng) -> None:
+# Each draws its part into the mask ``m`` (through ``d``, its ImageDraw) and returns the fill: a
+# colour or an image painted through the mask.
+def _draw_wet(canvas: Canvas, m, d, a: Anchors, colour, rng):
     S = canvas.size
-    m, d = canvas.mask()
+    top = max(a.y1 - 0.05 * S, S * 0.62)
+    d.rectangle([0, top, S, S], fill=255)
+    water = np.zeros((S, S, 3), np.uint8)
+    water[:] = _jitter(rng, (40, 110, 200), 20)
+    rows = np.arange(S)
+    waves = (np.sin(rows[:, None] * 0.9 + np.arange(S)[None, :] * 0.25 + rng.uniform(0, 6))
+             > 0.85)
+    water[waves] = (170, 210, 250)
+    return Image.fromarray(water)
+
+
+def _draw_long(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    d.rectangle([a.rear - f * 0.22 * S if f > 0 else a.rear,
+                 a.y0 + a.height * 0.35,
+                 a.rear if f > 0 else a.rear + 0.22 * S,
+                 a.y0 + a.height * 0.75], fill=255)
+    return _darker(colour, 0.85)
+
+
+def _draw_tall(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    x = a.cx - f * 0.05 * S
+    d.rectangle([x - 0.025 * S, a.y0 - 0.3 * S, x + 0.025 * S, a.y0 + 2], fill=255)
+    d.rectangle([x - 0.05 * S, a.y0 - 0.3 * S, x + 0.05 * S, a.y0 - 0.26 * S], fill=255)
+    return _darker(colour, 0.8)
+
+
+def _draw_tail(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    rx, ry = a.rear, a.y0 + a.height * 0.3
+    tip = (rx - f * 0.13 * S, ry - 0.12 * S)
+    d.polygon([(rx, ry), (rx, ry + 0.05 * S), tip], fill=255)
+    d.line([(rx, ry + 0.02 * S), tip], fill=255, width=max(2, S // 40))
+    return _darker(colour, 0.6)
+
+
+def _draw_metallic(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    m.paste(canvas.body)
+    yy = np.linspace(0, 1, S)[:, None]
+    grad = 110 + 120 * np.abs(np.sin((yy * 3 + rng.uniform(0, 1)) * np.pi)) * np.ones((1, S))
+    metal = np.repeat(grad[:, :, None], 3, axis=2)
+    metal[:, :, 2] += 12
+    return Image.fromarray(np.clip(metal, 0, 255).astype(np.uint8))
+
+
+def _draw_patterned(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    pat = Image.new("L", (S, S), 0)
+    pd = ImageDraw.Draw(pat)
+    if rng.random() < 0.5:  # stripes
+        step, width = int(S * 0.07), max(2, int(S * 0.025))
+        for k in range(-S, 2 * S, step):
+            pd.line([(k, 0), (k + S // 3, S)], fill=255, width=width)
+    else:  # spots
+        for _ in range(40):
+            x, y, r = rng.uniform(0, S), rng.uniform(0, S), S * rng.uniform(0.015, 0.03)
+            pd.ellipse([x - r, y - r, x + r, y + r], fill=255)
+    m.paste(canvas.body, (0, 0), pat)
+    return _darker(colour, 0.35) if sum(colour) > 240 else (235, 225, 200)
+
+
+def _draw_hairy(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    for _ in range(90):
+        t = rng.uniform(0, 2 * np.pi)
+        ex = a.cx + np.cos(t) * a.width * 0.42
+        ey = (a.y0 + a.y1) / 2 + np.sin(t) * a.height * 0.42
+        length = S * rng.uniform(0.03, 0.06)
+        d.line([(ex, ey), (ex + np.cos(t) * length, ey + np.sin(t) * length)], fill=255,
+               width=max(1, S // 100))
+    return _darker(colour, 0.45)
+
+
+def _draw_rectangular(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    x = a.cx + f * rng.uniform(-0.06, 0.02) * S
+    d.rectangle([x - 0.1 * S, a.y0 - 0.12 * S, x + 0.1 * S, a.y0 + 0.02 * S], fill=255)
+    d.rectangle([x - 0.1 * S + 3, a.y0 - 0.12 * S + 3, x + 0.1 * S - 3, a.y0 - 0.01 * S],
+                fill=0)
+    d.rectangle([x - 0.085 * S, a.y0 - 0.105 * S, x + 0.085 * S, a.y0 - 0.025 * S],
+                fill=255)
+    return _jitter(rng, (120, 120, 130), 30)
+
+
+def _draw_wings(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    base = a.cx - f * 0.02 * S
+    d.polygon([(base - 0.08 * S, a.y0 + a.height * 0.45), (base + 0.08 * S, a.y0 + a.height
+               * 0.45), (base - f * 0.16 * S, a.y0 - 0.16 * S)], fill=255)
+    return _darker(colour, 0.7) if sum(colour) > 300 else (225, 225, 235)
+
+
+def _draw_wheels(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    r = 0.055 * S
+    for x in (a.x0 + a.width * 0.2, a.x1 - a.width * 0.2):
+        d.ellipse([x - r, a.y1 - r, x + r, a.y1 + r], fill=255)
+    tyre = np.zeros((S, S, 3), np.uint8) + 25
+    hub = Image.fromarray(tyre)
+    hd = ImageDraw.Draw(hub)
+    for x in (a.x0 + a.width * 0.2, a.x1 - a.width * 0.2):
+        hd.ellipse([x - r * 0.45, a.y1 - r * 0.45, x + r * 0.45, a.y1 + r * 0.45],
+                   fill=(190, 190, 190))
+    return hub
+
+
+def _draw_text(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    plate = Image.new("RGB", (S, S), (245, 245, 235) if sum(colour) < 450 else (20, 20, 20))
+    px = max(8, int(S * 0.12))
+    letters = "".join(GLYPHS[int(i)] for i in rng.integers(len(GLYPHS), size=3))
+    x, y = a.cx - 0.1 * S, (a.y0 + a.y1) / 2 - px * 0.6
+    td = ImageDraw.Draw(plate)
+    ink = (20, 20, 20) if sum(colour) < 450 else (245, 245, 235)
+    td.rectangle([x - 2, y, x + 0.22 * S, y + px * 1.15], fill=plate.getpixel((0, 0)))
+    td.text((x, y), letters, fill=ink, font=_font(px))
+    d.rectangle([x - 2, y, x + 0.22 * S, y + px * 1.15], fill=255)
+    return plate
+
+
+def _draw_mane(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
     f = a.facing
     hx, hy, hr = a.head
-    fill = None
-    if attr == "wet":
-        top = max(a.y1 - 0.05 * S, S * 0.62)
-        d.rectangle([0, top, S, S], fill=255)
-        water = np.zeros((S, S, 3), np.uint8)
-        water[:] = _jitter(rng, (40, 110, 200), 20)
-        rows = np.arange(S)
-        waves = (np.sin(rows[:, None] * 0.9 + np.arange(S)[None, :] * 0.25 + rng.uniform(0, 6))
-                 > 0.85)
-        water[waves] = (170, 210, 250)
-        fill = Image.fromarray(water)
-    elif attr == "long":
-        d.rectangle([a.rear - f * 0.22 * S if f > 0 else a.rear,
-                     a.y0 + a.height * 0.35,
-                     a.rear if f > 0 else a.rear + 0.22 * S,
-                     a.y0 + a.height * 0.75], fill=255)
-        fill = _darker(colour, 0.85)
-    elif attr == "tall":
-        x = a.cx - f * 0.05 * S
-        d.rectangle([x - 0.025 * S, a.y0 - 0.3 * S, x + 0.025 * S, a.y0 + 2], fill=255)
-        d.rectangle([x - 0.05 * S, a.y0 - 0.3 * S, x + 0.05 * S, a.y0 - 0.26 * S], fill=255)
-        fill = _darker(colour, 0.8)
-    elif attr == "tail":
-        rx, ry = a.rear, a.y0 + a.height * 0.3
-        tip = (rx - f * 0.13 * S, ry - 0.12 * S)
-        d.polygon([(rx, ry), (rx, ry + 0.05 * S), tip], fill=255)
-        d.line([(rx, ry + 0.02 * S), tip], fill=255, width=max(2, S // 40))
-        fill = _darker(colour, 0.6)
-    elif attr == "metallic":
-        m.paste(canvas.body)
-        yy = np.linspace(0, 1, S)[:, None]
-        grad = 110 + 120 * np.abs(np.sin((yy * 3 + rng.uniform(0, 1)) * np.pi)) * np.ones((1, S))
-        metal = np.repeat(grad[:, :, None], 3, axis=2)
-        metal[:, :, 2] += 12
-        fill = Image.fromarray(np.clip(metal, 0, 255).astype(np.uint8))
-    elif attr == "patterned":
-        pat = Image.new("L", (S, S), 0)
-        pd = ImageDraw.Draw(pat)
-        if rng.random() < 0.5:  # stripes
-            step, width = int(S * 0.07), max(2, int(S * 0.025))
-            for k in range(-S, 2 * S, step):
-                pd.line([(k, 0), (k + S // 3, S)], fill=255, width=width)
-        else:  # spots
-            for _ in range(40):
-                x, y, r = rng.uniform(0, S), rng.uniform(0, S), S * rng.uniform(0.015, 0.03)
-                pd.ellipse([x - r, y - r, x + r, y + r], fill=255)
-        m.paste(canvas.body, (0, 0), pat)
-        fill = _darker(colour, 0.35) if sum(colour) > 240 else (235, 225, 200)
-    elif attr == "hairy":
-        for _ in range(90):
-            t = rng.uniform(0, 2 * np.pi)
-            ex = a.cx + np.cos(t) * a.width * 0.42
-            ey = (a.y0 + a.y1) / 2 + np.sin(t) * a.height * 0.42
-            length = S * rng.uniform(0.03, 0.06)
-            d.line([(ex, ey), (ex + np.cos(t) * length, ey + np.sin(t) * length)], fill=255,
-                   width=max(1, S // 100))
-        fill = _darker(colour, 0.45)
-    elif attr == "rectangular":
-        x = a.cx + f * rng.uniform(-0.06, 0.02) * S
-        d.rectangle([x - 0.1 * S, a.y0 - 0.12 * S, x + 0.1 * S, a.y0 + 0.02 * S], fill=255)
-        d.rectangle([x - 0.1 * S + 3, a.y0 - 0.12 * S + 3, x + 0.1 * S - 3, a.y0 - 0.01 * S],
-                    fill=0)
-        d.rectangle([x - 0.085 * S, a.y0 - 0.105 * S, x + 0.085 * S, a.y0 - 0.025 * S],
-                    fill=255)
-        fill = _jitter(rng, (120, 120, 130), 30)
-    elif attr == "wings":
-        base = a.cx - f * 0.02 * S
-        d.polygon([(base - 0.08 * S, a.y0 + a.height * 0.45), (base + 0.08 * S, a.y0 + a.height
-                   * 0.45), (base - f * 0.16 * S, a.y0 - 0.16 * S)], fill=255)
-        fill = _darker(colour, 0.7) if sum(colour) > 300 else (225, 225, 235)
-    elif attr == "wheels":
-        r = 0.055 * S
-        for x in (a.x0 + a.width * 0.2, a.x1 - a.width * 0.2):
-            d.ellipse([x - r, a.y1 - r, x + r, a.y1 + r], fill=255)
-        tyre = np.zeros((S, S, 3), np.uint8) + 25
-        hub = Image.fromarray(tyre)
-        hd = ImageDraw.Draw(hub)
-        for x in (a.x0 + a.width * 0.2, a.x1 - a.width * 0.2):
-            hd.ellipse([x - r * 0.45, a.y1 - r * 0.45, x + r * 0.45, a.y1 + r * 0.45],
-                       fill=(190, 190, 190))
-        fill = hub
-    elif attr == "text":
-        plate = Image.new("RGB", (S, S), (245, 245, 235) if sum(colour) < 450 else (20, 20, 20))
-        px = max(8, int(S * 0.12))
-        letters = "".join(GLYPHS[int(i)] for i in rng.integers(len(GLYPHS), size=3))
-        x, y = a.cx - 0.1 * S, (a.y0 + a.y1) / 2 - px * 0.6
-        td = ImageDraw.Draw(plate)
-        ink = (20, 20, 20) if sum(colour) < 450 else (245, 245, 235)
-        td.rectangle([x - 2, y, x + 0.22 * S, y + px * 1.15], fill=plate.getpixel((0, 0)))
-        td.text((x, y), letters, fill=ink, font=_font(px))
-        d.rectangle([x - 2, y, x + 0.22 * S, y + px * 1.15], fill=255)
-        fill = plate
-    elif attr == "mane":
-        pts = [(hx - f * hr * 0.6, hy - hr * 0.9)]
-        for k in range(1, 6):
-            t = k / 5
-            pts.append((hx - f * (hr * 0.6 + t * 0.12 * S), hy - hr * 0.9 + t * 0.16 * S
-                        - (0.03 * S if k % 2 else 0)))
-        pts += [(hx - f * (hr * 0.6 + 0.09 * S), hy + 0.16 * S), (hx - f * hr * 0.2, hy)]
-        d.polygon(pts, fill=255)
-        fill = _jitter(rng, (35, 25, 20), 15)
-    elif attr == "ears":
-        for dx in (-0.6, 0.3):
-            x = hx + f * dx * hr
-            d.polygon([(x - hr * 0.45, hy - hr * 0.6), (x + hr * 0.45, hy - hr * 0.6),
-                       (x + f * hr * 0.1, hy - hr * 1.9)], fill=255)
-        fill = _darker(colour, 0.7)
-    elif attr == "floppy-ears":
-        for dx in (-0.9, 0.6):
-            x = hx + f * dx * hr
-            d.ellipse([x - hr * 0.35, hy - hr * 0.4, x + hr * 0.35, hy + hr * 1.3], fill=255)
-        fill = _darker(colour, 0.5)
-    elif attr == "horns":
-        w = max(2, S // 45)
-        for dx in (-0.4, 0.3):
-            x0, y0 = hx + f * dx * hr, hy - hr * 0.7
-            x1, y1 = x0 - f * 0.03 * S, y0 - 0.13 * S
-            d.line([(x0, y0), (x1, y1)], fill=255, width=w)
-            d.line([(x0 - f * 0.01 * S, y0 - 0.06 * S), (x0 + f * 0.04 * S, y0 - 0.1 * S)],
-                   fill=255, width=w)
-            d.line([(x1, y1 + 0.03 * S), (x1 - f * 0.05 * S, y1 - 0.02 * S)], fill=255, width=w)
-        fill = _jitter(rng, (110, 80, 50), 15)
-    elif attr == "long-snout":
-        d.polygon([(hx + f * hr * 0.3, hy - hr * 0.45), (hx + f * (hr + 0.1 * S), hy),
-                   (hx + f * (hr + 0.1 * S), hy + hr * 0.35), (hx + f * hr * 0.3, hy + hr * 0.6)],
-                  fill=255)
-        fill = _darker(colour, 0.8)
-    elif attr == "beak":
-        d.polygon([(hx + f * hr * 0.7, hy - hr * 0.4), (hx + f * (hr + 0.08 * S), hy + hr * 0.1),
-                   (hx + f * hr * 0.7, hy + hr * 0.5)], fill=255)
-        fill = _jitter(rng, (250, 160, 20), 15)
-    elif attr == "colored-eyes":
-        r = max(2.5, hr * 0.42)
-        ex, ey = hx + f * hr * 0.35, hy - hr * 0.15
-        d.ellipse([ex - r, ey - r, ex + r, ey + r], fill=255)
-        eye = Image.new("RGB", (S, S), EYE_COLOURS[int(rng.integers(len(EYE_COLOURS)))])
-        ImageDraw.Draw(eye).ellipse([ex - r * 0.4, ey - r * 0.4, ex + r * 0.4, ey + r * 0.4],
-                                    fill=(0, 0, 0))
-        fill = eye
-    else:  # pragma: no cover - the world validates attribute names
+    pts = [(hx - f * hr * 0.6, hy - hr * 0.9)]
+    for k in range(1, 6):
+        t = k / 5
+        pts.append((hx - f * (hr * 0.6 + t * 0.12 * S), hy - hr * 0.9 + t * 0.16 * S
+                    - (0.03 * S if k % 2 else 0)))
+    pts += [(hx - f * (hr * 0.6 + 0.09 * S), hy + 0.16 * S), (hx - f * hr * 0.2, hy)]
+    d.polygon(pts, fill=255)
+    return _jitter(rng, (35, 25, 20), 15)
+
+
+def _draw_ears(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    f = a.facing
+    hx, hy, hr = a.head
+    for dx in (-0.6, 0.3):
+        x = hx + f * dx * hr
+        d.polygon([(x - hr * 0.45, hy - hr * 0.6), (x + hr * 0.45, hy - hr * 0.6),
+                   (x + f * hr * 0.1, hy - hr * 1.9)], fill=255)
+    return _darker(colour, 0.7)
+
+
+def _draw_floppy_ears(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    f = a.facing
+    hx, hy, hr = a.head
+    for dx in (-0.9, 0.6):
+        x = hx + f * dx * hr
+        d.ellipse([x - hr * 0.35, hy - hr * 0.4, x + hr * 0.35, hy + hr * 1.3], fill=255)
+    return _darker(colour, 0.5)
+
+
+def _draw_horns(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    hx, hy, hr = a.head
+    w = max(2, S // 45)
+    for dx in (-0.4, 0.3):
+        x0, y0 = hx + f * dx * hr, hy - hr * 0.7
+        x1, y1 = x0 - f * 0.03 * S, y0 - 0.13 * S
+        d.line([(x0, y0), (x1, y1)], fill=255, width=w)
+        d.line([(x0 - f * 0.01 * S, y0 - 0.06 * S), (x0 + f * 0.04 * S, y0 - 0.1 * S)],
+               fill=255, width=w)
+        d.line([(x1, y1 + 0.03 * S), (x1 - f * 0.05 * S, y1 - 0.02 * S)], fill=255, width=w)
+    return _jitter(rng, (110, 80, 50), 15)
+
+
+def _draw_long_snout(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    hx, hy, hr = a.head
+    d.polygon([(hx + f * hr * 0.3, hy - hr * 0.45), (hx + f * (hr + 0.1 * S), hy),
+               (hx + f * (hr + 0.1 * S), hy + hr * 0.35), (hx + f * hr * 0.3, hy + hr * 0.6)],
+              fill=255)
+    return _darker(colour, 0.8)
+
+
+def _draw_beak(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    hx, hy, hr = a.head
+    d.polygon([(hx + f * hr * 0.7, hy - hr * 0.4), (hx + f * (hr + 0.08 * S), hy + hr * 0.1),
+               (hx + f * hr * 0.7, hy + hr * 0.5)], fill=255)
+    return _jitter(rng, (250, 160, 20), 15)
+
+
+def _draw_colored_eyes(canvas: Canvas, m, d, a: Anchors, colour, rng):
+    S = canvas.size
+    f = a.facing
+    hx, hy, hr = a.head
+    r = max(2.5, hr * 0.42)
+    ex, ey = hx + f * hr * 0.35, hy - hr * 0.15
+    d.ellipse([ex - r, ey - r, ex + r, ey + r], fill=255)
+    eye = Image.new("RGB", (S, S), EYE_COLOURS[int(rng.integers(len(EYE_COLOURS)))])
+    ImageDraw.Draw(eye).ellipse([ex - r * 0.4, ey - r * 0.4, ex + r * 0.4, ey + r * 0.4],
+                                fill=(0, 0, 0))
+    return eye
+
+
+PARTS = {
+    "wet": _draw_wet,
+    "long": _draw_long,
+    "tall": _draw_tall,
+    "tail": _draw_tail,
+    "metallic": _draw_metallic,
+    "patterned": _draw_patterned,
+    "hairy": _draw_hairy,
+    "rectangular": _draw_rectangular,
+    "wings": _draw_wings,
+    "wheels": _draw_wheels,
+    "text": _draw_text,
+    "mane": _draw_mane,
+    "ears": _draw_ears,
+    "floppy-ears": _draw_floppy_ears,
+    "horns": _draw_horns,
+    "long-snout": _draw_long_snout,
+    "beak": _draw_beak,
+    "colored-eyes": _draw_colored_eyes,
+}
+
+
+def _part(canvas: Canvas, attr: str, a: Anchors, colour, rng) -> None:
+    if attr not in PARTS:  # pragma: no cover - the world validates attribute names
         raise ValueError(f"no drawing for attribute {attr!r}")
-    canvas.paint(ATTRIBUTES.index(attr) + 1, m, fill)
+    m, d = canvas.mask()
+    canvas.paint(ATTRIBUTES.index(attr) + 1, m, PARTS[attr](canvas, m, d, a, colour, rng))
 
 
 # Drawing order: parts behind the body first, body overlays, then parts on top.

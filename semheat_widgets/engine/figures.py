@@ -4,97 +4,82 @@ Everything is measured on the ``eval`` split, which no fitting or calibration st
 
 - misclassification: natural ``eval`` inputs; positives are the misclassified ones.
 - adversarial: natural ``eval`` inputs classified correctly (negatives) against attacked
-  ``eval`` inputs whose attack succeeded (positives); also per attack kind.
+  ``eval`` inputs whose attack succeeded (positives); also per attack.
 
 Each detector gets its threshold from the ``calib`` split at the bundle's target false-alarm
-rate (the heatmap monitor: the thresholds stored in the bundle, per class where it was
+rate (the task's monitor: the thresholds stored in the bundle, per class where it was
 calibrated per class); the detection accuracy reported is the accuracy of that flag on ``eval``.
-A successful attack is an attacked copy misclassified although its source was not.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .analyze import monitor_state
-from .baselines import BASELINES
 from .bundle import Bundle
+from .detectors import detector_labels, score_column
 from .localize import concept_ranking, responsibility, verdict_counts
 from .metrics import auroc, detection_summary, roc_curve, threshold_at_fpr
+from .tasks import TASKS, Task, task_named
 
-PREFIX = {"misclassification": "misclf", "adversarial": "adv"}
-
-
-def task_masks(bundle: Bundle, task: str, split: str, attack: str | None = None):
-    """``(member, positive)`` masks of a task on a split."""
-    natural = bundle.mask(kind="natural")
-    correct = bundle.column("correct").astype(bool)
-    in_split = bundle.mask(split=split)
-    if task == "misclassification":
-        member = natural & in_split
-        return member, member & ~correct
-    attacked = ~natural if attack is None else bundle.mask(kind=attack)
-    # successful attacks: the source was classified correctly, the attacked copy is not
-    source_ok = bundle.column("source_correct").astype(bool) if bundle.has_column(
-        "source_correct") else np.ones(bundle.n, bool)
-    positive = attacked & ~correct & source_ok & in_split
-    return (natural & correct & in_split) | positive, positive
+DIGITS = 4  # figures are rounded to this many decimals in reports
 
 
-def detector_scores(bundle: Bundle, task: str) -> dict[str, np.ndarray]:
-    """Defect scores per detector (higher = more likely a defect), for every record."""
-    p = PREFIX[task]
+def detector_scores(bundle: Bundle, task: Task | str) -> dict[str, np.ndarray]:
+    """Defect scores per detector (higher = more likely a defect), for every record: the
+    registered detectors whose column this bundle holds, in registry order."""
+    task = task_named(task) if isinstance(task, str) else task
     out = {}
-    if bundle.has_column(f"{p}_score"):
-        out["heatmap"] = bundle.column(f"{p}_score").astype(np.float64)
-    for b in BASELINES:
-        out[b] = bundle.column(b).astype(np.float64)
-    if bundle.has_column(f"{p}_combined"):
-        out["combined"] = bundle.column(f"{p}_combined").astype(np.float64)
+    for name in detector_labels():
+        column = score_column(name, task)
+        if bundle.has_column(column):
+            out[name] = bundle.column(column).astype(np.float64)
     return out
 
 
 def monitor_report(bundle: Bundle, roc_points: int = 0) -> dict:
     """AUROC and calibrated detection figures of every detector, per task."""
     out = {"bundle": bundle.name, "n_records": bundle.n}
-    for task in ("misclassification", "adversarial"):
-        info = bundle.manifest.get("monitor", {}).get(task, {})
+    for task in TASKS.values():
+        info = bundle.monitor_info(task)
         target = info.get("target_fpr", 0.05)
-        scores = detector_scores(bundle, task)
-        member, positive = task_masks(bundle, task, "eval")
-        cmember, cpositive = task_masks(bundle, task, "calib")
+        member, positive = task.masks(bundle, "eval")
+        cmember, cpositive = task.masks(bundle, "calib")
         res = {"n_positive": int(positive.sum()), "n_negative": int((member & ~positive).sum()),
                "target_fpr": target}
         if not info.get("available", False) or not positive.any():
             res["available"] = False
-            out[task] = res
+            out[task.name] = res
             continue
-        stored = monitor_state(bundle, task).thresholds_[bundle.column("prediction")[member]]
+        monitor = info.get("monitor", "heatmap")
+        stored = bundle.monitor(task).thresholds_[bundle.column("prediction")[member]]
+        scores = detector_scores(bundle, task)
         for name, s in scores.items():
             entry = {"auroc": _r(auroc(s[member], positive[member]))}
             neg_cal = s[cmember & ~cpositive]
             if len(neg_cal):
-                # the heatmap monitor's own (possibly per-class) thresholds; the others get one
-                # calibrated the same way
-                thr = stored if name == "heatmap" else threshold_at_fpr(neg_cal, target)
+                # the task's monitor keeps its own (possibly per-class) thresholds; the others
+                # get one calibrated the same way
+                thr = stored if name == monitor else threshold_at_fpr(neg_cal, target)
                 summ = detection_summary(s[member], positive[member], thr)
                 entry.update(accuracy=_r(summ["accuracy"]), tpr=_r(summ["tpr"]),
                              fpr=_r(summ["fpr"]))
             if roc_points:
                 fpr, tpr, _ = roc_curve(s[member], positive[member], roc_points)
-                entry["roc"] = {"fpr": fpr.round(4).tolist(), "tpr": tpr.round(4).tolist()}
+                entry["roc"] = {"fpr": fpr.round(DIGITS).tolist(),
+                                "tpr": tpr.round(DIGITS).tolist()}
             res[name] = entry
-        if task == "adversarial":
+        if task.name == "adversarial":
             res["per_attack"] = {}
-            for attack in sorted(set(bundle.codes("kind")[1]) - {"natural"}):
-                m, pos = task_masks(bundle, task, "eval", attack)
+            for attack in sorted(set(bundle.codes("perturbation")[1]) - {"natural"}):
+                m, pos = task.masks(bundle, "eval", attack)
                 if pos.any():
                     res["per_attack"][attack] = {
                         name: _r(auroc(s[m], pos[m])) for name, s in scores.items()}
                     res["per_attack"][attack]["n_positive"] = int(pos.sum())
+        res["monitor"] = monitor
         if "combined_with" in info:
             res["combined_with"] = info["combined_with"]
-        out[task] = res
+        out[task.name] = res
     return out
 
 
@@ -106,12 +91,12 @@ def localization_report(bundle: Bundle) -> dict:
     that fitted the aligner and references are left out); for the encoder fault the rank of the
     known responsible concept (``gt_concept``) is reported too.
     """
-    natural = bundle.mask(kind="natural")
+    natural = bundle.mask(perturbation="natural")
     wrong = natural & ~bundle.column("correct").astype(bool)
     fault = bundle.column("fault").astype(str)
+    oracle = bundle.column("oracle_verdict").astype(str)
     out = {"bundle": bundle.name, "n_misclassified": int(wrong.sum()),
-           "counts": verdict_counts(fault[wrong])}
-    out["oracle_counts"] = verdict_counts(bundle.column("oracle_verdict").astype(str)[wrong])
+           "counts": verdict_counts(fault[wrong]), "oracle_counts": verdict_counts(oracle[wrong])}
     if not bundle.has_column("gt_fault"):
         return out
     gt = bundle.column("gt_fault").astype(str)
@@ -121,8 +106,7 @@ def localization_report(bundle: Bundle) -> dict:
         if not m.any():
             continue
         entry = {"n": int(m.sum()), "accuracy": _r(float((fault[m] == kind).mean())),
-                 "oracle_accuracy": _r(float(
-                     (bundle.column("oracle_verdict").astype(str)[m] == kind).mean())),
+                 "oracle_accuracy": _r(float((oracle[m] == kind).mean())),
                  "verdicts": verdict_counts(fault[m])}
         if kind == "encoder" and bundle.has_column("gt_concept"):
             concept = str(bundle.column("gt_concept")[np.flatnonzero(m)[0]])
@@ -138,7 +122,7 @@ def localization_report(bundle: Bundle) -> dict:
 
 
 def _responsibility(bundle: Bundle, mask: np.ndarray) -> np.ndarray:
-    """Responsibility rows (see :mod:`localize`) of the masked misclassified records."""
+    """Responsibility rows (see :mod:`.localize`) of the masked misclassified records."""
     idx = np.flatnonzero(mask)
     s = bundle.standardizer(bundle.scores(idx).astype(np.float64))
     gt = bundle.heatmap("ground_truth", records="natural", split="fit").values
@@ -146,5 +130,5 @@ def _responsibility(bundle: Bundle, mask: np.ndarray) -> np.ndarray:
                           bundle.column("prediction")[idx].astype(int))
 
 
-def _r(x: float, nd: int = 4):
+def _r(x: float, nd: int = DIGITS):
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), nd)

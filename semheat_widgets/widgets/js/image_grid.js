@@ -1,5 +1,7 @@
 // Image grid: thumbnails (binary PNG buffers) with their labels and scores, paged and sortable.
 // Every label is set with textContent, never innerHTML: class and concept names are user data.
+// Each part redraws only when its own data changes: the tiles when the page's tiles arrive,
+// the header on title/page/total, the selection by toggling one CSS class.
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -36,17 +38,26 @@ function render({ model, el: root }) {
     sort.value = model.get("sort_by");
   }
 
-  function draw() {
-    urls.forEach((u) => URL.revokeObjectURL(u));
-    urls = [];
+  function drawHeader() {
     title.textContent = model.get("title");
     const total = model.get("total");
-    const size = model.get("page_size");
+    const pages = Math.max(1, Math.ceil(total / model.get("page_size")));
     const page = model.get("page");
-    const pages = Math.max(1, Math.ceil(total / size));
     pageInfo.textContent = `${page + 1} / ${pages} (${total})`;
     prev.disabled = page <= 0;
     next.disabled = page >= pages - 1;
+  }
+
+  function drawSelection() {
+    const selected = String(model.get("selected"));
+    for (const tile of body.querySelectorAll(".semheat-tile")) {
+      tile.classList.toggle("semheat-tile-selected", tile.dataset.index === selected);
+    }
+  }
+
+  function drawTiles() {
+    urls.forEach((u) => URL.revokeObjectURL(u));
+    urls = [];
     body.replaceChildren();
     const tiles = model.get("tiles");
     const images = model.get("images");
@@ -54,11 +65,9 @@ function render({ model, el: root }) {
       body.append(el("div", "semheat-grid-empty", model.get("empty_message")));
       return;
     }
-    const selected = model.get("selected");
     tiles.forEach((t, i) => {
       const tile = el("div", "semheat-tile");
       tile.dataset.index = String(t.index);
-      if (t.index === selected) tile.classList.add("semheat-tile-selected");
       if (!t.correct) tile.classList.add("semheat-tile-wrong");
       const img = document.createElement("img");
       const buf = images[i];
@@ -82,6 +91,7 @@ function render({ model, el: root }) {
       });
       body.append(tile);
     });
+    drawSelection();
   }
 
   sort.addEventListener("change", () => {
@@ -99,11 +109,20 @@ function render({ model, el: root }) {
   });
   model.on("change:sort_options", drawSortOptions);
   model.on("change:sort_by", () => { sort.value = model.get("sort_by"); });
-  for (const name of ["tiles", "images", "title", "total", "page", "selected", "empty_message"]) {
-    model.on(`change:${name}`, draw);
+  for (const name of ["title", "total", "page"]) model.on(`change:${name}`, drawHeader);
+  // Tiles, images and the empty message usually change together (one message): the changes
+  // of one tick are drawn once.
+  let pending = false;
+  function scheduleTiles() {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => { pending = false; drawTiles(); });
   }
+  for (const name of ["tiles", "images", "empty_message"]) model.on(`change:${name}`, scheduleTiles);
+  model.on("change:selected", drawSelection);
   drawSortOptions();
-  draw();
+  drawHeader();
+  drawTiles();
   return () => urls.forEach((u) => URL.revokeObjectURL(u));
 }
 

@@ -1,0 +1,122 @@
+"""One protocol for every defect detector, and one registry of them.
+
+A detector sees :class:`Evidence` about inputs — the classifier's logits and features, the
+concept scores in CLIP space — and gives each a defect score (higher = more likely a defect),
+scikit-learn style: ``fit(evidence, defect)`` / ``score_samples(evidence)``, fitted state in
+attributes ending in ``_``. Its state is a dict of arrays (``state()`` / ``from_state()``),
+stored in the bundle's ``state.safetensors`` under :func:`state_prefix`, and its record column
+is :func:`score_column`. Implementations: :mod:`.baselines` (MSP, energy, Mahalanobis, the
+combination) and :mod:`.monitor` (the heatmap monitor), which register themselves here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import SemheatError
+from .tasks import Task
+
+
+@dataclass
+class Evidence:
+    """What detectors may look at, one row per input (``None``: not available)."""
+
+    logits: np.ndarray
+    features: np.ndarray | None = None
+    concept_scores: np.ndarray | None = None  # raw cos(A z, t_j), N x C
+    labels: np.ndarray | None = None  # true labels: for fitting only
+    extra: dict = field(default_factory=dict)  # other detectors' scores, by name
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.asarray(self.logits).argmax(1)
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+    def take(self, rows) -> "Evidence":
+        """The evidence of some rows (a boolean mask or indices)."""
+        pick = lambda a: None if a is None else np.asarray(a)[rows]  # noqa: E731
+        return Evidence(**{f.name: pick(getattr(self, f.name)) for f in fields(self)
+                           if f.name != "extra"},
+                        extra={k: np.asarray(v)[rows] for k, v in self.extra.items()})
+
+    def need(self, name: str, who: str) -> np.ndarray:
+        value = getattr(self, name)
+        if value is None:
+            raise SemheatError(f"the {who} detector needs {name.replace('_', ' ')}")
+        return np.asarray(value)
+
+
+class Detector:
+    """Base of every detector. Subclasses set ``name`` and ``label``; ``per_task`` detectors
+    are fitted once per task (they learn from defective inputs), the others once."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    per_task: ClassVar[bool] = False
+    order: ClassVar[int] = 50  # where it stands in tables: monitors first, combinations last
+
+    def fit(self, evidence: Evidence, defect: np.ndarray | None = None) -> "Detector":
+        return self
+
+    def score_samples(self, evidence: Evidence) -> np.ndarray:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], info: dict) -> "Detector":
+        return cls()
+
+
+_registry: dict[str, type[Detector]] = {}
+
+
+def register_detector(cls: type[Detector]) -> type[Detector]:
+    """Class decorator: make a detector available by its ``name``."""
+    _registry[cls.name] = cls
+    return cls
+
+
+def detector_class(name: str) -> type[Detector]:
+    if name not in _registry:
+        raise SemheatError(f"unknown detector {name!r}; choose from {list(_registry)}")
+    return _registry[name]
+
+
+def detector_labels() -> dict[str, str]:
+    """``{name: label}`` of every registered detector, in display order."""
+    ranked = sorted(_registry.items(), key=lambda item: item[1].order)
+    return {name: cls.label for name, cls in ranked}
+
+
+def state_prefix(name: str, task: Task | None) -> str:
+    """Where a detector's arrays live in a bundle's state: ``detector.[task.]name.``."""
+    cls = detector_class(name)
+    return f"detector.{task.name}.{name}." if cls.per_task else f"detector.{name}."
+
+
+def score_column(name: str, task: Task) -> str:
+    """The record column holding a detector's scores for a task."""
+    return task.column(name) if detector_class(name).per_task else name
+
+
+def pack(detector: Detector, task: Task | None) -> dict[str, np.ndarray]:
+    prefix = state_prefix(detector.name, task)
+    return {prefix + k: v for k, v in detector.state().items()}
+
+
+def unpack(name: str, state: dict, task: Task | None, info: dict | None = None) -> Detector:
+    """A fitted detector back from a bundle's state (``info``: what the manifest says of it)."""
+    prefix = state_prefix(name, task)
+    mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    cls = detector_class(name)
+    if not mine and cls.state is not Detector.state:
+        where = f" for {task.name}" if task is not None else ""
+        raise SemheatError(f"the bundle has no fitted {name} detector{where}")
+    return cls.from_state(mine, info or {})

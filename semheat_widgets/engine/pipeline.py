@@ -1,0 +1,361 @@
+"""Build a bundle: from a classifier, a VLM, concepts and a dataset to an analysis.
+
+Stages (design §2), each a function below:
+
+1. :func:`extract_records` — features, logits and VLM embeddings of every input, and of
+   adversarial versions of a subset; the natural inputs split into ``fit`` / ``calib`` /
+   ``eval``.
+2. :func:`score_concepts` — the aligner fit on ``fit``, every concept scored, the standardiser.
+3. :func:`localize_faults` — the oracle and heatmap verdicts of every misclassified input.
+4. :func:`fit_detectors` — the heatmap monitors (misclassification, adversarial), the
+   baselines and their combination: fitted on ``fit``, calibrated on ``calib``.
+5. :func:`assemble` — records, arrays, fitted state and manifest.
+
+``eval`` stays untouched for reporting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from torch.utils.data import ConcatDataset, Subset
+
+from ..errors import SemheatError
+from .aligner import LinearAligner
+from .attacks import Attack
+from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax, best_baseline
+from .bundle import Bundle
+from .classifier import ModelSplit
+from .concepts import ConceptBank, default_class_prompts
+from .detectors import Evidence, pack, score_column
+from .extract import extract
+from .heatmaps import ConfusionSums, Standardizer, heatmap
+from .localize import FaultLocalizer, Localization
+from .monitor import HeatmapMonitor
+from .schema import SPLITS
+from .tasks import NATURAL, task_sets
+from .vectors import unit_rows, zero_shot
+from .vlm import VLM
+
+TOP_CONCEPTS = 3  # responsible concepts kept per misclassified input
+
+
+@dataclass
+class AnalysisConfig:
+    split_fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    split_seed: int = 0
+    attacks: tuple[Attack, ...] = (Attack("fgsm"), Attack("pgd"))
+    attack_limit: int | None = None  # natural inputs to attack (None: all; 0: no attacks)
+    target_fpr: float = 0.05
+    per_class_thresholds: bool = False
+    monitor_similarity: str = "cosine"  # or "euclidean"
+    aligner_alpha: float = 1e-3
+    batch_size: int = 128
+    num_workers: int = 0
+    thumb_size: int = 64
+    extra_info: dict = field(default_factory=dict)
+
+
+# -- stage 1: extraction and splits ------------------------------------------------------------
+def assign_splits(n: int, fractions, seed: int, labels=None) -> np.ndarray:
+    """A random (seeded) split label per input, in the given proportions.
+
+    With ``labels`` the split is stratified: every class is cut in the same proportions, and a
+    class with any inputs always has at least one in ``fit``.
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    if len(fractions) != 3 or (fractions < 0).any() or not np.isclose(fractions.sum(), 1):
+        raise SemheatError(f"split fractions must be three non-negative numbers summing to 1, "
+                           f"got {tuple(fractions)}")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else [
+        np.flatnonzero(np.asarray(labels) == k) for k in np.unique(labels)]
+    out = np.empty(n, dtype=object)
+    for members in groups:
+        order = members[rng.permutation(len(members))]
+        bounds = np.round(np.cumsum(fractions)[:2] * len(order)).astype(int)
+        bounds[0] = max(bounds[0], min(1, len(order)))
+        bounds[1] = max(bounds[1], bounds[0])
+        out[order[:bounds[0]]] = "fit"
+        out[order[bounds[0]:bounds[1]]] = "calib"
+        out[order[bounds[1]:]] = "eval"
+    return out.astype(str)
+
+
+def _attack_subset(n: int, limit: int | None, seed: int) -> np.ndarray:
+    if limit is not None and limit < 0:
+        raise SemheatError(f"attack_limit must be >= 0 (0: no attacks), got {limit}")
+    if limit is None or limit >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed + 1)
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+def _check_splits(splits: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
+    """Enough natural inputs to fit and calibrate on, and every class among those to fit."""
+    for name in ("fit", "calib"):
+        if (splits == name).sum() < 2:
+            raise SemheatError(f"the '{name}' split has fewer than 2 natural inputs; use a larger "
+                               f"dataset or other split fractions")
+    per_class = np.bincount(labels[splits == "fit"], minlength=len(classes))
+    if (per_class == 0).any():
+        missing = [classes[k] for k in np.flatnonzero(per_class == 0)]
+        raise SemheatError(f"class {missing[0]!r} has no examples in the 'fit' split "
+                           f"({len(missing)} class(es) without examples); every class needs some")
+
+
+@dataclass
+class Records:
+    """Everything extracted, one row per record (natural inputs first, then attacked copies)."""
+
+    features: np.ndarray
+    logits: np.ndarray
+    image_emb: np.ndarray
+    labels: np.ndarray
+    thumbs: np.ndarray
+    perturbation: np.ndarray  # "natural", or the attack method
+    source: np.ndarray  # index of the natural input a record derives from
+    split: np.ndarray
+    n_natural: int
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.argmax(1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.predictions == self.labels
+
+    @property
+    def natural(self) -> np.ndarray:
+        return self.perturbation == NATURAL
+
+    def where(self, split: str) -> np.ndarray:
+        """Natural records of one split."""
+        return self.natural & (self.split == split)
+
+
+def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
+                    classes: list[str], cfg: AnalysisConfig, progress: bool, extractor,
+                    image_embeddings) -> Records:
+    """Stage 1: natural inputs (reference first), their splits, then attacked copies."""
+    shared = {} if image_embeddings is None else {"image_embeddings": image_embeddings}
+    run = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+               thumb_size=cfg.thumb_size, progress=progress)
+    nat = extractor(classifier, vlm, dataset, desc="classifier + VLM", **run, **shared)
+    labels, n = np.asarray(nat.labels), len(dataset)
+    if n_reference:  # reference -> fit / calib, stratified; the dataset itself -> eval
+        fit_share, calib_share, _ = cfg.split_fractions
+        total = fit_share + calib_share
+        splits = np.r_[assign_splits(n_reference, (fit_share / total, calib_share / total, 0.0),
+                                     cfg.split_seed, labels[:n_reference]),
+                       np.full(n - n_reference, "eval")]
+    else:
+        splits = assign_splits(n, cfg.split_fractions, cfg.split_seed, labels)
+    _check_splits(splits, labels, classes)  # before the (costly) attacks
+    parts, kinds, sources = [nat], [np.full(n, NATURAL)], [np.arange(n)]
+    attacked = _attack_subset(n, cfg.attack_limit, cfg.split_seed)
+    for attack in cfg.attacks if len(attacked) else ():
+        parts.append(extractor(classifier, vlm, Subset(dataset, attacked.tolist()),
+                               attack=attack, desc=f"{attack.method.upper()} ε={attack.eps:.4f}",
+                               **run))
+        kinds.append(np.full(len(attacked), attack.method))
+        sources.append(attacked)
+    cat = {k: np.concatenate([np.asarray(getattr(p, k)) for p in parts])
+           for k in ("features", "logits", "image_emb", "labels", "thumbs")}
+    source = np.concatenate(sources)
+    return Records(**cat, perturbation=np.concatenate(kinds), source=source,
+                   split=splits[source], n_natural=n)
+
+
+# -- stage 2: concepts ---------------------------------------------------------------------------
+@dataclass
+class ConceptScores:
+    aligner: LinearAligner
+    fidelity: dict
+    aligned: np.ndarray  # unit rows of A z
+    concept_emb: np.ndarray
+    scores: np.ndarray  # raw cos(A z, t_j)
+    standardizer: Standardizer
+
+
+def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, alpha: float
+                   ) -> ConceptScores:
+    """Stage 2: the aligner (fit on ``fit``), every concept's score, the standardiser."""
+    fit = rec.where("fit")
+    aligner = LinearAligner(alpha=alpha).fit(rec.features[fit], rec.image_emb[fit])
+    fidelity = {s: aligner.fidelity(rec.features[rec.where(s)], rec.image_emb[rec.where(s)])
+                for s in SPLITS if rec.where(s).sum() >= 2}
+    aligned = unit_rows(aligner.transform(rec.features)).astype(np.float32)
+    concept_emb = concepts.embed(vlm)
+    scores = (aligned @ concept_emb.T).astype(np.float32)
+    # stored as float32: use exactly what is stored
+    fitted = Standardizer.fit(scores[fit], concepts.names)
+    standardizer = Standardizer(fitted.mean.astype(np.float32), fitted.std.astype(np.float32))
+    return ConceptScores(aligner, fidelity, aligned, concept_emb, scores, standardizer)
+
+
+# -- stage 3: fault localization -----------------------------------------------------------------
+def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, classes,
+                    concept_names) -> Localization:
+    """Stage 3: oracle and heatmap verdicts against the ``fit`` ground-truth heatmap."""
+    fit = rec.where("fit")
+    stats = ConfusionSums.from_scores(cs.scores[fit], rec.labels[fit], rec.predictions[fit],
+                                      len(classes))
+    gt_rows = heatmap("ground_truth", stats, classes, concept_names, cs.standardizer).values
+    return FaultLocalizer(class_emb, gt_rows).localize(
+        cs.aligned, cs.standardizer(cs.scores), rec.labels, rec.predictions)
+
+
+# -- stage 4: detectors --------------------------------------------------------------------------
+@dataclass
+class Detection:
+    columns: dict = field(default_factory=dict)  # record columns
+    state: dict = field(default_factory=dict)  # fitted arrays
+    info: dict = field(default_factory=dict)  # manifest["monitor"]
+
+
+def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detection:
+    """Stage 4: baselines for all records; per task, the heatmap monitor (references on
+    ``fit``, thresholds on ``calib``) and its combination with the best baseline on
+    ``calib``."""
+    out = Detection()
+    evidence = Evidence(rec.logits, rec.features, cs.scores, rec.labels)
+    natural_fit = rec.where("fit")
+    maha = Mahalanobis().fit(evidence.take(natural_fit))
+    base = {"msp": MaxSoftmax().score_samples(evidence),
+            "energy": Energy().score_samples(evidence), "mahalanobis": maha.score_samples(evidence)}
+    out.state.update(pack(maha, None))
+    out.columns.update({k: v.astype(np.float32) for k, v in base.items()})
+    source_correct = rec.correct[:rec.n_natural][rec.source]
+    out.columns["source_correct"] = source_correct
+    for task, (member, positive) in task_sets(rec.perturbation, rec.correct,
+                                              source_correct).items():
+        ref, cal = member & (rec.split == "fit"), member & (rec.split == "calib")
+        if not (positive[ref].any() and (~positive[ref]).any()):
+            out.info[task.name] = {"available": False,
+                                   "reason": "no defective or no correct reference inputs"}
+            continue
+        mon = HeatmapMonitor(cfg.monitor_similarity, cs.standardizer.mean,
+                             cs.standardizer.std).fit(evidence.take(ref), positive[ref])
+        calibrated = bool((~positive[cal]).any())
+        if calibrated:
+            mon.calibrate(evidence.take(cal), positive[cal], cfg.target_fpr,
+                          cfg.per_class_thresholds)
+        score = mon.score_samples(evidence)
+        out.columns[score_column("heatmap", task)] = score.astype(np.float32)
+        out.columns[task.column("score")] = score.astype(np.float32)  # the task's monitor
+        out.columns[task.column("flag")] = score > mon.thresholds_[rec.predictions]
+        out.state.update(pack(mon, task))
+        info = {"available": True, "calibrated": calibrated, "target_fpr": cfg.target_fpr,
+                "similarity": cfg.monitor_similarity, "per_class": cfg.per_class_thresholds,
+                "monitor": "heatmap", "global_threshold": float(np.median(mon.thresholds_))}
+        if positive[cal].any() and (~positive[cal]).any():
+            best = best_baseline({k: v[cal] for k, v in base.items()}, positive[cal])
+            scored = Evidence(rec.logits, extra={"heatmap": score, best: base[best]})
+            comb = Combination(("heatmap", best)).fit(scored.take(cal), positive[cal])
+            out.columns[score_column("combined", task)] = comb.score_samples(scored).astype(
+                np.float32)
+            out.state.update(pack(comb, task))
+            info.update(combined_with=best, combination={"inputs": ["heatmap", best]})
+        out.info[task.name] = info
+    return out
+
+
+# -- stage 5: the bundle -------------------------------------------------------------------------
+def assemble(rec: Records, cs: ConceptScores, loc: Localization, det: Detection, *,
+             classes, concepts: ConceptBank, class_prompts, class_emb, vlm_pred, models: dict,
+             cfg: AnalysisConfig, name: str, extra_columns) -> Bundle:
+    """Stage 5: records, arrays, fitted state and manifest, as one in-memory bundle."""
+    correct = rec.correct
+    defect = np.where(correct, "none", np.where(~rec.natural & det.columns["source_correct"],
+                                                "adversarial", "misclassified"))
+    columns = {
+        "id": np.arange(len(rec.labels), dtype=np.int64), "split": rec.split,
+        "perturbation": rec.perturbation, "source_id": rec.source.astype(np.int64),
+        "label": rec.labels.astype(np.int16), "prediction": rec.predictions.astype(np.int16),
+        "correct": correct, "confidence": (-det.columns["msp"]).astype(np.float32),
+        "defect": defect, "vlm_pred": vlm_pred.astype(np.int16),
+        "oracle_pred": loc.oracle_pred.astype(np.int16), "fault": loc.verdict,
+        "oracle_verdict": loc.oracle_verdict, "heatmap_verdict": loc.heatmap_verdict,
+        "top_concepts": loc.top_concepts(concepts.names, TOP_CONCEPTS), **det.columns,
+    }
+    for key, values in (extra_columns or {}).items():
+        if not isinstance(values, np.ndarray):  # e.g. a list of lists: keep one item per row
+            items = list(values)
+            values = np.empty(len(items), dtype=object)
+            values[:] = items
+        if len(values) != rec.n_natural:
+            raise SemheatError(f"extra column {key!r} has {len(values)} values for "
+                               f"{rec.n_natural} inputs")
+        columns[key] = values[rec.source]
+    arrays = {"features": rec.features.astype(np.float32), "logits": rec.logits,
+              "image_emb": rec.image_emb, "aligned": cs.aligned, "scores": cs.scores,
+              "thumbs": rec.thumbs}
+    state = {**cs.aligner.state(), "concept_embeddings": cs.concept_emb,
+             "class_embeddings": class_emb, **cs.standardizer.state(), **det.state}
+    info = {
+        "models": models, "class_prompts": class_prompts,
+        "aligner": {"method": "ridge", "alpha": cfg.aligner_alpha, "fidelity": cs.fidelity},
+        "monitor": det.info, "attacks": [a.describe() for a in cfg.attacks],
+        "splits": {s: int(rec.where(s).sum()) for s in SPLITS},
+        "accuracy": float(correct[rec.natural].mean()), **cfg.extra_info,
+    }
+    return Bundle.create(name=name, classes=classes, concepts=concepts.to_json(),
+                         columns=columns, arrays=arrays, state=state, info=info)
+
+
+def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str],
+            concepts: ConceptBank, class_prompts: dict[str, list[str]] | None = None,
+            config: AnalysisConfig | None = None, name: str = "bundle",
+            extra_columns: dict[str, np.ndarray] | None = None, progress: bool = True,
+            reference=None, extractor=extract,
+            image_embeddings: np.ndarray | None = None) -> Bundle:
+    """Analyse ``classifier`` on ``dataset`` and return the (unsaved) bundle.
+
+    Without ``reference``, the inputs of ``dataset`` are split at random into ``fit`` /
+    ``calib`` / ``eval`` (``config.split_fractions``). With ``reference`` — held-out data from
+    the classifier's own training distribution — the aligner, heatmap references and thresholds
+    come from ``reference`` (split into ``fit`` / ``calib`` in the same proportions) and every
+    input of ``dataset`` (e.g. deployment data, perhaps shifted) is ``eval``.
+
+    ``extra_columns`` (one value per natural input: reference inputs first, then ``dataset``'s)
+    are copied onto every record derived from that input, e.g. ground truth of the toy world.
+
+    ``extractor`` runs the forward passes; it takes the arguments of :func:`extract` (the
+    default, in this process) — :class:`~semheat_widgets.engine.extract_ray.RayExtractor`
+    runs them on a Ray cluster instead and yields the same records.
+
+    ``image_embeddings``: the VLM's embeddings of the natural inputs (reference first), when
+    already computed — several classifiers analysed on the same images share them; the VLM then
+    runs only on attacked inputs (local extraction).
+    """
+    cfg = config or AnalysisConfig()
+    classes = list(classes)
+    if len(concepts) == 0:
+        raise SemheatError("the concept bank is empty: add at least one concept")
+    if classifier.num_classes != len(classes):
+        raise SemheatError(f"the classifier has {classifier.num_classes} outputs but "
+                           f"{len(classes)} class names were given")
+    if len(dataset) == 0:
+        raise SemheatError("the dataset is empty: nothing to analyse")
+    n_reference = 0
+    if reference is not None:
+        if len(reference) == 0:
+            raise SemheatError("the reference dataset is empty")
+        n_reference = len(reference)
+        dataset = ConcatDataset([reference, dataset])
+    rec = extract_records(classifier, vlm, dataset, n_reference, classes, cfg, progress,
+                          extractor, image_embeddings)
+    cs = score_concepts(rec, vlm, concepts, cfg.aligner_alpha)
+    class_prompts = class_prompts or default_class_prompts(classes)
+    class_emb = ConceptBank([(c, class_prompts[c]) for c in classes]).embed(vlm)
+    loc = localize_faults(rec, cs, class_emb, classes, concepts.names)
+    det = fit_detectors(rec, cs, cfg)
+    return assemble(rec, cs, loc, det, classes=classes, concepts=concepts,
+                    class_prompts=class_prompts, class_emb=class_emb,
+                    vlm_pred=zero_shot(rec.image_emb, class_emb),
+                    models={"classifier": classifier.name, "vlm": vlm.name}, cfg=cfg,
+                    name=name, extra_columns=extra_columns)
