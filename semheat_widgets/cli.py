@@ -79,6 +79,17 @@ def cmd_toy_build(args) -> int:
     return 0
 
 
+def cmd_toy_family(args) -> int:
+    from .zoo.family import FAMILY, tie_named
+    from .zoo.family_build import build_family
+
+    ties = FAMILY if not args.ties else tuple(tie_named(t.strip()) for t in
+                                              args.ties.split(",") if t.strip())
+    out = build_family(args.dir, ties, progress=not args.quiet)
+    print(f"fault family built in {out}: {len(ties)} ties and two head faults")
+    return 0
+
+
 def cmd_info(args) -> int:
     from .engine.bundle import Bundle
 
@@ -108,6 +119,13 @@ def _collect(path: str, report):
 def cmd_localize(args) -> int:
     from .engine.figures import localization_report
 
+    if args.family:
+        from .zoo.family_build import family_report
+
+        _emit(family_report(args.family), args.json, _render_family)
+        return 0
+    if not args.bundle:
+        raise SemheatError("give a bundle or toy-world directory, or --family DIR")
     reports, primary = _collect(args.bundle, localization_report)
     if primary is None:
         result = next(iter(reports.values()))
@@ -165,11 +183,19 @@ def cmd_data_rival10(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .engine.bundle import Bundle
+
+    result = Bundle.load(args.before).compare(Bundle.load(args.after)).to_json()
+    _emit(result, args.json, _render_compare)
+    return 0
+
+
 def cmd_report(args) -> int:
     from .html_report import write_report
 
     bundles, _ = _targets(args.bundle)
-    out = write_report(list(bundles.values()), args.html)
+    out = write_report(list(bundles.values()), args.html, compare_with=args.compare)
     print(f"report written to {out} ({out.stat().st_size // 1024} KiB)")
     return 0
 
@@ -192,6 +218,33 @@ def _render_localize(r: dict) -> str:
             line += (f"; '{e['responsible_concept']}' ranked "
                      f"{e['responsible_concept_rank']} (top: {', '.join(e['top_concepts'])})")
         lines.append(line)
+    return "\n".join(lines)
+
+
+def _render_compare(r: dict) -> str:
+    lines = [f"{r['before']} -> {r['after']} ({r['n_inputs']} {r['split']} inputs): accuracy "
+             f"{r['accuracy']['before']} -> {r['accuracy']['after']}; "
+             f"{r['flipped']['fixed']} fixed, {r['flipped']['broken']} broken"]
+    for kind, k in r["known_faults"].items():
+        lines.append(f"  known {kind} faults: {k.get('before')} -> {k.get('after')}")
+    for cls, sep in r["separating"].items():
+        for what in ("stopped", "started"):
+            if sep[what]:
+                names = ", ".join(e["concept"] for e in sep[what])
+                lines.append(f"  {cls}: {what} separating right from wrong: {names}")
+    return "\n".join(lines)
+
+
+def _render_family(r: dict) -> str:
+    lines = [f"{'bundle':16s} {'role':11s} {'n':>5s} {'rule':>6s} {'paper':>6s} "
+             f"{'vs probe':>8s} {'paper':>6s} {'rank':>4s}"]
+    for name, e in r["bundles"].items():
+        f = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+        lines.append(f"{name:16s} {e['role']:11s} {e['n'] or 0:5d} {f(e['accuracy']):>6s} "
+                     f"{f(e['paper_accuracy']):>6s} {f(e['probe_accuracy']):>8s} "
+                     f"{f(e['probe_paper_accuracy']):>6s} "
+                     f"{e.get('responsible_concept_rank') or '–'!s:>4s}")
+    lines += [f"mean {k}: {v}" for k, v in r["means"].items()]
     return "\n".join(lines)
 
 
@@ -270,19 +323,39 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="replace an existing toy world")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_toy_build)
+    fam = toy_sub.add_parser("family", help="build the fault family (trains tie classifiers "
+                                            "once, a few minutes each, cached)")
+    fam.add_argument("dir")
+    fam.add_argument("--ties", default=None,
+                     help="comma-separated ties such as wet-ship,text-truck (default: all)")
+    fam.add_argument("--quiet", action="store_true", help="no progress bars")
+    fam.set_defaults(func=cmd_toy_family)
 
     for name, func, text in (("info", cmd_info, "what a bundle holds"),
                              ("localize", cmd_localize, "fault localization figures"),
                              ("monitor", cmd_monitor, "runtime monitor figures")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("bundle", help="a bundle directory or a toy-world directory")
+        p.add_argument("bundle", nargs="?" if name == "localize" else None,
+                       help="a bundle directory or a toy-world directory")
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "localize":
+            p.add_argument("--family", default=None,
+                           help="a fault family directory (semheat toy family DIR): per-tie "
+                                "and mean figures against both ground truths")
         p.set_defaults(func=func)
 
     rep = sub.add_parser("report", help="a standalone HTML report of a bundle or toy world")
     rep.add_argument("bundle")
     rep.add_argument("--html", required=True, help="the HTML file to write")
+    rep.add_argument("--compare", default=None,
+                     help="a bundle of the same inputs after a fix: adds the comparison")
     rep.set_defaults(func=cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="two bundles of the same inputs: did the fix work?")
+    cmp_.add_argument("before")
+    cmp_.add_argument("after")
+    cmp_.add_argument("--json", action="store_true", help="print one JSON object")
+    cmp_.set_defaults(func=cmd_compare)
 
     an = sub.add_parser("analyze", help="analyse a classifier on a dataset into a bundle")
     an.add_argument("--data", required=True, help="rival10:DIR or folder:DIR")

@@ -130,14 +130,59 @@ def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
     return "<section>" + "".join(parts) + "</section>"
 
 
-def render_report(bundles, *, cells: int = 6, per_cell: int = 8) -> str:
-    """One self-contained HTML page reporting on one or more bundles."""
+def comparison_section(comparison, charts: dict, per_kind: int = 8) -> str:
+    """The "did the fix work?" section: accuracy, flips, known faults, the differential delta
+    heatmap and the concepts that stopped or started separating right from wrong."""
+    r = comparison.to_json()
+    charts["cmp-delta"] = heatmap_chart(
+        comparison.delta, comparison.delta.columns, selectable=False,
+        title="differential after − before (z-scores)").to_dict()
+    parts = [f"<h1>Did the fix work? {e(r['before'])} → {e(r['after'])}</h1>",
+             f"<p>{r['n_inputs']} {e(r['split'])} inputs: accuracy {r['accuracy']['before']} → "
+             f"{r['accuracy']['after']}; {r['flipped']['fixed']} fixed (wrong → right), "
+             f"{r['flipped']['broken']} broken (right → wrong).</p>"]
+    if r["known_faults"]:
+        parts.append(_table(["known fault", "before", "after", "fall"],
+                            [[k, v.get("before"), v.get("after"), v.get("fall")]
+                             for k, v in r["known_faults"].items()]))
+    parts.append(_table(["class", "accuracy before", "after", "fixed", "broken"],
+                        [[c, v["accuracy_before"], v["accuracy_after"], v["fixed"],
+                          v["broken"]] for c, v in r["per_class"].items()]))
+    parts.append("<div id='chart-cmp-delta'></div>")
+    rows = [[c, ", ".join(x["concept"] for x in sep["stopped"]),
+             ", ".join(x["concept"] for x in sep["started"])]
+            for c, sep in r["separating"].items() if sep["stopped"] or sep["started"]]
+    if rows:
+        parts.append("<h2>Concepts that stopped or started separating right from wrong</h2>")
+        parts.append(_table(["class", "stopped", "started"], rows))
+    fixed, broken = comparison.flips()
+    classes = comparison.before.classes
+    for name, mask in (("fixed", fixed), ("broken", broken)):
+        idx = comparison.rows[mask][:per_kind]
+        if not len(idx):
+            continue
+        label = lambda b, col, i: e(classes[int(b.column(col)[i])])  # noqa: E731
+        tiles = [f"<div class='thumb'><img src='{_png_uri(comparison.after.thumbnail_png(int(i)))}'"
+                 f" alt='input {int(i)}'><br>{label(comparison.before, 'label', i)}: "
+                 f"{label(comparison.before, 'prediction', i)} → "
+                 f"{label(comparison.after, 'prediction', i)}</div>" for i in idx]
+        parts.append(f"<div class='cell'><b>{name}</b> ({int(mask.sum())} inputs)"
+                     f"<div class='thumbs'>{''.join(tiles)}</div></div>")
+    return "<section>" + "".join(parts) + "</section>"
+
+
+def render_report(bundles, *, cells: int = 6, per_cell: int = 8, compare_with=None) -> str:
+    """One self-contained HTML page reporting on one or more bundles (and, with
+    ``compare_with``, on the first one against that bundle of the same inputs)."""
     import vl_convert as vlc
 
     bundles = [bundles] if isinstance(bundles, Bundle) else list(bundles)
     charts: dict[str, dict] = {}
     sections = [bundle_section(b, f"b{n}", charts, cells=cells, per_cell=per_cell)
                 for n, b in enumerate(bundles)]
+    if compare_with is not None:
+        after = compare_with if isinstance(compare_with, Bundle) else Bundle.load(compare_with)
+        sections.insert(0, comparison_section(bundles[0].compare(after), charts))
     title = " · ".join(b.name for b in bundles)
     embeds = "\n".join(
         f"vegaEmbed('#chart-{name}', {_script_json(spec)}, {{actions: false, renderer: 'svg'}});"
@@ -149,7 +194,7 @@ def render_report(bundles, *, cells: int = 6, per_cell: int = 8) -> str:
             f" UTC</p>{''.join(sections)}<script>{embeds}</script></body></html>")
 
 
-def write_report(bundles, out, **kwargs) -> Path:
+def write_report(bundles, out, compare_with=None, **kwargs) -> Path:
     """Write the report of one or more bundles (objects or paths) to ``out`` atomically."""
     items = bundles if isinstance(bundles, (list, tuple)) else [bundles]
     out = Path(out)
@@ -162,7 +207,7 @@ def write_report(bundles, out, **kwargs) -> Path:
     with writer_lock(out):
         recover(out)
         items = [b if isinstance(b, Bundle) else Bundle.load(b) for b in items]
-        text = render_report(items, **kwargs)
+        text = render_report(items, compare_with=compare_with, **kwargs)
         check_replaceable(out, ("report",), "a report")
         atomic_write(out, text)
     return out

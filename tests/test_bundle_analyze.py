@@ -91,12 +91,17 @@ def test_localization_columns_follow_the_localizer(built):
     stats = ConfusionSums.from_scores(built.scores()[fit], built.column("label")[fit],
                                       built.column("prediction")[fit], len(CLASSES))
     gt = heatmap("ground_truth", stats, CLASSES, built.concept_names, built.standardizer).values
-    loc = FaultLocalizer(built.class_embeddings, gt).localize(
-        np.asarray(built.arrays["aligned"]), built.standardizer(built.scores()),
-        built.column("label"), built.column("prediction"))
-    assert np.array_equal(built.column("fault"), loc.verdict)
+    z = built.standardizer(built.scores())
+    cal = built.mask(perturbation="natural", split="calib")
+    y = built.column("label")
+    loc = FaultLocalizer(built.class_embeddings, gt).fit_probe(z[fit], y[fit], z[cal], y[cal])
+    assert loc.probe_strength_ == built.manifest["localization"]["probe_strength"]
+    out = loc.localize(np.asarray(built.arrays["aligned"]), z, y, built.column("prediction"))
+    assert np.array_equal(built.column("fault"), out.verdict)
+    assert np.array_equal(built.column("fault_paper"), out.paper_verdict)
     wrong = ~built.column("correct")
-    assert set(built.column("fault")[wrong]) <= {"encoder", "head", "undecided"}
+    assert set(built.column("fault")[wrong]) <= {"encoder", "head"}
+    assert set(built.column("fault_paper")[wrong]) <= {"encoder", "head", "undecided"}
     assert set(built.column("fault")[~wrong]) == {""}
 
 

@@ -103,3 +103,17 @@ class LinearAligner:
         self.b_ = np.asarray(state["aligner.b"], dtype=np.float32)
         self.n_features_in_, self.n_outputs_ = self.W_.shape
         return self
+
+
+ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # relative ridge strengths tried by choose_alpha
+
+
+def choose_alpha(Z_fit, E_fit, Z_cal, E_cal, alphas=ALPHAS) -> tuple[float, dict]:
+    """The ridge strength whose aligner, fit on ``(Z_fit, E_fit)``, best predicts the held-out
+    embeddings ``E_cal`` (R²); returns it with the R² of every strength tried. A strength
+    chosen on held-out fidelity keeps the aligner from fitting the reference set's quirks."""
+    if len(Z_cal) < 2:
+        return alphas[0], {}
+    r2 = {a: LinearAligner(alpha=a).fit(Z_fit, E_fit).fidelity(Z_cal, E_cal)["r2"]
+          for a in alphas}
+    return max(r2, key=r2.get), r2

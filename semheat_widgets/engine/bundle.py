@@ -50,8 +50,8 @@ from .vectors import ROW_CHUNK, SCORE_CHUNK
 
 REQUIRED_COLUMNS = ("id", "split", "perturbation", "source_id", "label", "prediction",
                     "correct")
-CATEGORICAL = ("split", "perturbation", "fault", "oracle_verdict", "heatmap_verdict", "gt_fault",
-               "defect")
+CATEGORICAL = ("split", "perturbation", "fault", "fault_paper", "probe_verdict",
+               "oracle_verdict", "heatmap_verdict", "gt_fault", "probe_fault", "defect")
 _SAVE_HOOK: dict = {}  # tests inject a crash between the two renames of a save here
 
 
@@ -534,6 +534,13 @@ class Bundle:
         mean = np.r_[self.state["standardizer.mean"], [e["mean"] for e in self._extra]]
         std = np.r_[self.state["standardizer.std"], [e["std"] for e in self._extra]]
         return mean.astype(np.float32), std.astype(np.float32)
+
+    def compare(self, other: "Bundle"):
+        """This bundle (before a fix) against ``other`` (after it), on the same inputs: a
+        :class:`~.compare.Comparison` (accuracy, flipped inputs, heatmap deltas)."""
+        from .compare import compare
+
+        return compare(self, other)
 
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""

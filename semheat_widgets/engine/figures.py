@@ -86,28 +86,43 @@ def monitor_report(bundle: Bundle, roc_points: int = 0) -> dict:
 def localization_report(bundle: Bundle) -> dict:
     """Fault verdict counts of misclassified natural inputs, and accuracy against ground truth.
 
-    Ground truth comes from a ``gt_fault`` column (toy bundles): each misclassified ``eval``
-    input with a known culprit (``encoder`` / ``head``) is checked against the verdict (inputs
-    that fitted the aligner and references are left out); for the encoder fault the rank of the
-    known responsible concept (``gt_concept``) is reported too.
+    Ground truth comes from a ``gt_fault`` column (toy bundles: the culprit known by
+    construction) and, where present, a ``probe_fault`` column (the culprit according to a
+    linear probe of the classifier's own features, see :mod:`semheat_widgets.zoo.family`). Each
+    misclassified ``eval`` input with a known culprit is checked against the verdict of the
+    bundle's rule (``accuracy``) and of the paper's rule (``paper_accuracy``); for encoder
+    faults the rank of the known responsible concept (``gt_concept``) is reported too.
     """
     natural = bundle.mask(perturbation="natural")
     wrong = natural & ~bundle.column("correct").astype(bool)
     fault = bundle.column("fault").astype(str)
+    paper = bundle.column("fault_paper").astype(str) if bundle.has_column("fault_paper") \
+        else fault
     oracle = bundle.column("oracle_verdict").astype(str)
     out = {"bundle": bundle.name, "n_misclassified": int(wrong.sum()),
-           "counts": verdict_counts(fault[wrong]), "oracle_counts": verdict_counts(oracle[wrong])}
+           "rule": bundle.manifest.get("localization", {}).get("rule", "paper"),
+           "counts": verdict_counts(fault[wrong]), "paper_counts": verdict_counts(paper[wrong]),
+           "oracle_counts": verdict_counts(oracle[wrong])}
     if not bundle.has_column("gt_fault"):
         return out
     gt = bundle.column("gt_fault").astype(str)
+    probe = bundle.column("probe_fault").astype(str) if bundle.has_column("probe_fault") \
+        else None
+    evaluated = wrong & bundle.mask(split="eval")
     truth = {}
     for kind in ("encoder", "head"):
-        m = wrong & (gt == kind) & bundle.mask(split="eval")
+        m = evaluated & (gt == kind)
         if not m.any():
             continue
-        entry = {"n": int(m.sum()), "accuracy": _r(float((fault[m] == kind).mean())),
-                 "oracle_accuracy": _r(float((oracle[m] == kind).mean())),
-                 "verdicts": verdict_counts(fault[m])}
+        entry = {"n": int(m.sum()), "accuracy": _share(fault[m] == kind),
+                 "paper_accuracy": _share(paper[m] == kind),
+                 "oracle_accuracy": _share(oracle[m] == kind), "verdicts": verdict_counts(fault[m])}
+        if probe is not None:
+            known = m & np.isin(probe, ("encoder", "head"))
+            entry.update(n_probe=int(known.sum()),
+                         probe_agrees_with_construction=_share(probe[m] == kind),
+                         probe_accuracy=_share(fault[known] == probe[known]),
+                         probe_paper_accuracy=_share(paper[known] == probe[known]))
         if kind == "encoder" and bundle.has_column("gt_concept"):
             concept = str(bundle.column("gt_concept")[np.flatnonzero(m)[0]])
             ranking = concept_ranking(_responsibility(bundle, m), bundle.concept_names)
@@ -119,6 +134,10 @@ def localization_report(bundle: Bundle) -> dict:
         truth[kind] = entry
     out["ground_truth"] = truth
     return out
+
+
+def _share(hits: np.ndarray):
+    return _r(float(np.mean(hits))) if len(hits) else None
 
 
 def _responsibility(bundle: Bundle, mask: np.ndarray) -> np.ndarray:

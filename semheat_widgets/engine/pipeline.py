@@ -23,7 +23,7 @@ import numpy as np
 from torch.utils.data import ConcatDataset, Subset
 
 from ..errors import SemheatError
-from .aligner import LinearAligner
+from .aligner import LinearAligner, choose_alpha
 from .attacks import Attack
 from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax, best_baseline
 from .bundle import Bundle
@@ -51,7 +51,8 @@ class AnalysisConfig:
     target_fpr: float = 0.05
     per_class_thresholds: bool = False
     monitor_similarity: str = "cosine"  # or "euclidean"
-    aligner_alpha: float = 1e-3
+    aligner_alpha: float | str = "auto"  # ridge strength, or "auto": chosen on calib fidelity
+    localization: str = "consensus"  # or "paper" (see .localize)
     batch_size: int = 128
     num_workers: int = 0
     thumb_size: int = 64
@@ -179,12 +180,18 @@ class ConceptScores:
     concept_emb: np.ndarray
     scores: np.ndarray  # raw cos(A z, t_j)
     standardizer: Standardizer
+    choice: dict  # the ridge strength used, and the calib R² of each one tried
 
 
-def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, alpha: float
+def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, alpha: float | str
                    ) -> ConceptScores:
-    """Stage 2: the aligner (fit on ``fit``), every concept's score, the standardiser."""
-    fit = rec.where("fit")
+    """Stage 2: the aligner (fit on ``fit``; its ridge strength chosen on ``calib`` fidelity
+    when ``alpha`` is ``"auto"``), every concept's score, the standardiser."""
+    fit, cal = rec.where("fit"), rec.where("calib")
+    tried = {}
+    if alpha == "auto":
+        alpha, tried = choose_alpha(rec.features[fit], rec.image_emb[fit], rec.features[cal],
+                                    rec.image_emb[cal])
     aligner = LinearAligner(alpha=alpha).fit(rec.features[fit], rec.image_emb[fit])
     fidelity = {s: aligner.fidelity(rec.features[rec.where(s)], rec.image_emb[rec.where(s)])
                 for s in SPLITS if rec.where(s).sum() >= 2}
@@ -194,19 +201,23 @@ def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, alpha: float
     # stored as float32: use exactly what is stored
     fitted = Standardizer.fit(scores[fit], concepts.names)
     standardizer = Standardizer(fitted.mean.astype(np.float32), fitted.std.astype(np.float32))
-    return ConceptScores(aligner, fidelity, aligned, concept_emb, scores, standardizer)
+    return ConceptScores(aligner, fidelity, aligned, concept_emb, scores, standardizer,
+                         {"alpha": alpha, "r2_by_alpha": {str(a): r for a, r in tried.items()}})
 
 
 # -- stage 3: fault localization -----------------------------------------------------------------
 def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, classes,
-                    concept_names) -> Localization:
-    """Stage 3: oracle and heatmap verdicts against the ``fit`` ground-truth heatmap."""
-    fit = rec.where("fit")
+                    concept_names, rule: str) -> tuple[Localization, FaultLocalizer]:
+    """Stage 3: verdicts of every misclassified input (the ``rule``'s and the paper's), from
+    the ``fit`` ground-truth heatmap and a concept probe fit on ``fit``, tuned on ``calib``."""
+    fit, cal = rec.where("fit"), rec.where("calib")
     stats = ConfusionSums.from_scores(cs.scores[fit], rec.labels[fit], rec.predictions[fit],
                                       len(classes))
     gt_rows = heatmap("ground_truth", stats, classes, concept_names, cs.standardizer).values
-    return FaultLocalizer(class_emb, gt_rows).localize(
-        cs.aligned, cs.standardizer(cs.scores), rec.labels, rec.predictions)
+    z = cs.standardizer(cs.scores)
+    localizer = FaultLocalizer(class_emb, gt_rows, rule).fit_probe(z[fit], rec.labels[fit],
+                                                                   z[cal], rec.labels[cal])
+    return localizer.localize(cs.aligned, z, rec.labels, rec.predictions), localizer
 
 
 # -- stage 4: detectors --------------------------------------------------------------------------
@@ -265,7 +276,7 @@ def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detec
 
 
 # -- stage 5: the bundle -------------------------------------------------------------------------
-def assemble(rec: Records, cs: ConceptScores, loc: Localization, det: Detection, *,
+def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det: Detection, *,
              classes, concepts: ConceptBank, class_prompts, class_emb, vlm_pred, models: dict,
              cfg: AnalysisConfig, name: str, extra_columns) -> Bundle:
     """Stage 5: records, arrays, fitted state and manifest, as one in-memory bundle."""
@@ -279,6 +290,7 @@ def assemble(rec: Records, cs: ConceptScores, loc: Localization, det: Detection,
         "correct": correct, "confidence": (-det.columns["msp"]).astype(np.float32),
         "defect": defect, "vlm_pred": vlm_pred.astype(np.int16),
         "oracle_pred": loc.oracle_pred.astype(np.int16), "fault": loc.verdict,
+        "fault_paper": loc.paper_verdict, "probe_verdict": loc.probe_verdict,
         "oracle_verdict": loc.oracle_verdict, "heatmap_verdict": loc.heatmap_verdict,
         "top_concepts": loc.top_concepts(concepts.names, TOP_CONCEPTS), **det.columns,
     }
@@ -298,7 +310,8 @@ def assemble(rec: Records, cs: ConceptScores, loc: Localization, det: Detection,
              "class_embeddings": class_emb, **cs.standardizer.state(), **det.state}
     info = {
         "models": models, "class_prompts": class_prompts,
-        "aligner": {"method": "ridge", "alpha": cfg.aligner_alpha, "fidelity": cs.fidelity},
+        "aligner": {"method": "ridge", **cs.choice, "fidelity": cs.fidelity},
+        "localization": {"rule": localizer.rule, "probe_strength": localizer.probe_strength_},
         "monitor": det.info, "attacks": [a.describe() for a in cfg.attacks],
         "splits": {s: int(rec.where(s).sum()) for s in SPLITS},
         "accuracy": float(correct[rec.natural].mean()), **cfg.extra_info,
@@ -352,9 +365,10 @@ def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str]
     cs = score_concepts(rec, vlm, concepts, cfg.aligner_alpha)
     class_prompts = class_prompts or default_class_prompts(classes)
     class_emb = ConceptBank([(c, class_prompts[c]) for c in classes]).embed(vlm)
-    loc = localize_faults(rec, cs, class_emb, classes, concepts.names)
+    loc, localizer = localize_faults(rec, cs, class_emb, classes, concepts.names,
+                                     cfg.localization)
     det = fit_detectors(rec, cs, cfg)
-    return assemble(rec, cs, loc, det, classes=classes, concepts=concepts,
+    return assemble(rec, cs, loc, localizer, det, classes=classes, concepts=concepts,
                     class_prompts=class_prompts, class_emb=class_emb,
                     vlm_pred=zero_shot(rec.image_emb, class_emb),
                     models={"classifier": classifier.name, "vlm": vlm.name}, cfg=cfg,

@@ -1,0 +1,170 @@
+"""Build the fault family's bundles: one per tie and one per head fault, with both truths.
+
+    semheat toy family DIR [--ties wet-ship,text-truck,...]
+
+Every tie classifier (see :mod:`.family`) is analysed like the toy world's classifiers: a
+reference set from its own (tied) training world, a test set of fresh natural scenes plus the
+shift where its tie breaks; no attacks (localization needs none). Two head-fault bundles share
+the clean encoder: the zoo's mixed head and a bias toward one class. ``DIR/family.json`` lists
+the bundles with their tie, kind of concept and role (development or held out).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.toy.captions import class_prompts
+from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
+from ..engine.bundle import Bundle
+from ..engine.pipeline import AnalysisConfig, analyze
+from ..errors import SemheatError
+from ..safe_io import atomic_write, check_replaceable, writer_lock
+from . import inputs as shared
+from .build import REFERENCE_SEED, TOY_WORLD_SEED, toy_concepts
+from .faults import clean_train_world
+from .family import (DEVELOPMENT, FAMILY, Tie, biased_head, fit_probe, probe_truth,
+                     tie_classifier)
+from .models import load_toy_resnet, toy_classifier, toy_split, toy_vlm
+
+FAMILY_FORMAT = "semheat-fault-family"
+SIZES = {"n_reference": 2000, "n_natural": 1500, "n_shift": 900}
+
+
+def _config(name: str) -> AnalysisConfig:
+    return AnalysisConfig(attack_limit=0, batch_size=128, extra_info={"family": name})
+
+
+def _analyze(classifier, name, ref: shared.ToyInputs, test: shared.ToyInputs, vlm, progress):
+    both = ref + test
+    present = [[a for a, on in zip(ATTRIBUTES, row) if on] for row in both.attributes]
+    bundle = analyze(classifier, vlm, test.dataset(), reference=ref.dataset(), classes=CLASSES,
+                     concepts=toy_concepts(),
+                     class_prompts={c: class_prompts(c) for c in CLASSES}, config=_config(name),
+                     name=name, extra_columns={"domain": both.domain, "attributes": present},
+                     progress=progress, image_embeddings=both.image_emb)
+    return bundle, both
+
+
+def tie_bundle(tie: Tie, vlm, clean, test_natural, progress: bool, sizes: dict,
+               cache=None, train: dict | None = None) -> Bundle:
+    """One tie's bundle with ``gt_fault`` (construction) and ``probe_fault`` (probe) columns."""
+    classifier = tie_classifier(tie, cache, progress=progress, **(train or {}))
+    shift = shared.render([("shift", tie.shift(), sizes["n_shift"])], vlm, clean)
+    ref = shared.render([("reference", tie.world(REFERENCE_SEED), sizes["n_reference"])], vlm,
+                        clean)
+    bundle, both = _analyze(classifier, tie.name, ref, test_natural + shift, vlm, progress)
+    src = bundle.column("source_id")
+    natural = bundle.mask(perturbation="natural")
+    wrong = natural & ~bundle.column("correct")
+    tied = CLASSES.index(tie.cls)
+    j = ATTRIBUTES.index(tie.concept)
+    candidates = (wrong & both.clean_correct[src] & both.attributes[src, j]
+                  & (both.domain[src] != "reference") & (bundle.column("prediction") == tied))
+    gt = np.where(candidates, "encoder", "")
+    probe = fit_probe(classifier, tie)
+    bundle.add_columns({
+        "gt_fault": gt.astype(str), "gt_concept": np.where(candidates, tie.concept, "").astype(str),
+        "probe_fault": probe_truth(probe, bundle.arrays["features"], bundle.column("label"),
+                                   tied, candidates)})
+    bundle.manifest["tie"] = {"concept": tie.concept, "class": tie.cls, "kind": tie.kind}
+    return bundle
+
+
+def head_bundles(vlm, clean, test_natural, progress: bool, sizes: dict):
+    """The two head faults on the clean encoder: mixed rows (the zoo's) and a biased bias."""
+    ref = shared.render([("reference", clean_train_world().with_overrides(seed=REFERENCE_SEED),
+                          sizes["n_reference"])], vlm, clean)
+    heads = {"head-mix": toy_classifier("head_fault")}
+    biased = load_toy_resnet("clean")
+    biased.fc = biased_head(biased.fc)
+    heads["head-bias"] = toy_split(biased, "toy-head:bias")
+    for name, classifier in heads.items():
+        bundle, both = _analyze(classifier, name, ref, test_natural, vlm, progress)
+        src = bundle.column("source_id")
+        wrong = bundle.mask(perturbation="natural") & ~bundle.column("correct")
+        gt = np.where(wrong & both.clean_correct[src] & (both.domain[src] != "reference"),
+                      "head", "")
+        bundle.add_columns({"gt_fault": gt.astype(str), "probe_fault": gt.astype(str)})
+        yield name, bundle
+
+
+def build_family(directory, ties=FAMILY, *, progress: bool = True, cache=None,
+                 sizes: dict | None = None, train: dict | None = None) -> Path:
+    """Build (or complete) the family's bundles into ``directory``; returns it. ``train``
+    overrides the tie classifiers' training recipe (:data:`.family.FAMILY_TRAIN`)."""
+    directory = Path(directory)
+    sizes = {**SIZES, **(sizes or {})}
+    with writer_lock(directory):
+        kind = check_replaceable(directory, (), "a fault family")
+        if kind not in ("missing", "empty") and not (directory / "family.json").is_file():
+            raise SemheatError(f"{directory} is not a fault family")
+        directory.mkdir(parents=True, exist_ok=True)
+        info_path = directory / "family.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {
+            "format": FAMILY_FORMAT, "sizes": sizes, "bundles": {}}
+        vlm, clean = toy_vlm(), toy_classifier("clean")
+        test = shared.render([("natural", ToyWorld(seed=TOY_WORLD_SEED), sizes["n_natural"])],
+                             vlm, clean)
+        for tie in ties:
+            if tie.name in info["bundles"] and (directory / tie.name).is_dir():
+                continue
+            started = time.time()
+            tie_bundle(tie, vlm, clean, test, progress, sizes, cache, train).save(
+                directory / tie.name, overwrite=True)
+            info["bundles"][tie.name] = {
+                "fault": "encoder", "concept": tie.concept, "class": tie.cls, "kind": tie.kind,
+                "role": "development" if tie.name in DEVELOPMENT else "held out",
+                "seconds": round(time.time() - started, 1)}
+            atomic_write(info_path, json.dumps(info, indent=1))
+        if not all((directory / h).is_dir() for h in ("head-mix", "head-bias")):
+            for name, bundle in head_bundles(vlm, clean, test, progress, sizes):
+                bundle.save(directory / name, overwrite=True)
+                # the zoo's mixed head is what the method was first checked on: development
+                info["bundles"][name] = {"fault": "head", "role": "development"
+                                         if name == "head-mix" else "held out"}
+                atomic_write(info_path, json.dumps(info, indent=1))
+    return directory
+
+
+def read_family(directory) -> dict:
+    from ..safe_io import read_json
+
+    info = read_json(Path(directory) / "family.json", "fault family description")
+    if not isinstance(info, dict) or info.get("format") != FAMILY_FORMAT:
+        raise SemheatError(f"{directory} is not a fault family (no family.json)")
+    return info
+
+
+def family_report(directory) -> dict:
+    """Per-bundle and mean localization figures of a fault family, against both truths and
+    for both rules; means separately over the development ties (where settings were chosen)
+    and the held-out bundles (where they are reported)."""
+    from ..engine.figures import localization_report
+
+    info = read_family(directory)
+    per, groups = {}, {}
+    for name, meta in info["bundles"].items():
+        rep = localization_report(Bundle.load(Path(directory) / name))
+        entry = rep.get("ground_truth", {}).get(meta["fault"], {})
+        per[name] = {**meta, **{k: entry.get(k) for k in (
+            "n", "accuracy", "paper_accuracy", "probe_accuracy", "probe_paper_accuracy",
+            "probe_agrees_with_construction", "n_probe", "responsible_concept_rank")}}
+        groups.setdefault((meta["fault"], meta["role"]), []).append(per[name])
+    means = {}
+    for (fault, role), entries in sorted(groups.items()):
+        key = f"{fault}_{role.replace(' ', '_')}"
+        means[key] = {k: round(float(np.mean([e[k] for e in entries if e.get(k) is not None])),
+                               4)
+                      for k in ("accuracy", "paper_accuracy", "probe_accuracy",
+                                "probe_paper_accuracy")
+                      if any(e.get(k) is not None for e in entries)}
+        means[key]["bundles"] = len(entries)
+        ranks = [e["responsible_concept_rank"] for e in entries
+                 if e.get("responsible_concept_rank") is not None]
+        if ranks:
+            means[key]["ties_with_rank_1"] = sum(r == 1 for r in ranks)
+    return {"family": str(directory), "rule": "consensus", "bundles": per, "means": means}
