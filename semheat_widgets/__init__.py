@@ -11,7 +11,7 @@ from .errors import SemheatError  # noqa: E402
 from .tables import Table  # noqa: E402
 
 _WIDGETS = ("Explorer", "MonitorPanel", "HeatmapView", "ImageGrid", "ConceptPicker",
-            "DetailView")
+            "DetailView", "CompareView")
 
 
 def toy_world(directory=None, bundles=("clean", "encoder_fault", "head_fault"), **build_kwargs):

@@ -61,18 +61,23 @@ def build_resnet18(num_classes: int, checkpoint: Path | None = None):
 
 
 def fine_tune(model, dataset, *, epochs: int, work: Path, batch_size: int = 64,
-                     lr: float = 0.01, device=None, num_workers: int = 0,
-                     progress: bool = True, job: str = "") -> dict:
+              lr: float = 0.01, device=None, num_workers: int = 0,
+              progress: bool = True, job: str = "") -> dict:
     """Fine-tune ``model`` (inputs: uint8 images) with SGD; resumes from ``work``.
 
-    ``job`` names what is being trained (data, starting point, epochs): a saved state is only
-    resumed when it was written for the same job; otherwise training starts afresh.
+    ``model`` is a torch module (ImageNet normalisation) or a :class:`ModelSplit`, whose own
+    preprocessing is then used. ``job`` names what is being trained (data, starting point,
+    epochs): a saved state is only resumed when it was written for the same job; otherwise
+    training starts afresh.
     """
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
-    split = ModelSplit(model).to(device)
+    split = (model if isinstance(model, ModelSplit) else ModelSplit(model)).to(device)
+    model = split.model
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
     state_path, info_path = work / "classifier.safetensors", work / "train_state.json"
     job = job or f"{len(dataset)} inputs, {epochs} epochs, lr {lr}, batch {batch_size}"
     done = _resume_state(model, state_path, info_path, job, device)

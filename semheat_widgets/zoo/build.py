@@ -270,7 +270,8 @@ def _build_missing(folder: Path, world: dict, progress: bool, device, only=None)
         shutil.rmtree(store, ignore_errors=True)  # every bundle holds what it needs
 
 
-def _analyze_one(name, world, ref, test, vlm, concepts, progress, device) -> Bundle:
+def _analyze_one(name, world, ref, test, vlm, concepts, progress, device,
+                 classifier=None) -> Bundle:
     config = AnalysisConfig(attacks=(Attack("fgsm"), Attack("pgd", steps=10)),
                             attack_limit=world["attack_limit"], batch_size=BATCH_SIZE,
                             monitor_similarity=world["similarity"],
@@ -280,11 +281,38 @@ def _analyze_one(name, world, ref, test, vlm, concepts, progress, device) -> Bun
                                 "seed": TOY_WORLD_SEED}})
     both = ref + test
     present = [[a for a, on in zip(ATTRIBUTES, row) if on] for row in both.attributes]
-    return analyze(toy_classifier(name, device), vlm, test.dataset(), reference=ref.dataset(),
+    classifier = classifier if classifier is not None else toy_classifier(name, device)
+    return analyze(classifier, vlm, test.dataset(), reference=ref.dataset(),
                    classes=CLASSES, concepts=concepts,
                    class_prompts={c: class_prompts(c) for c in CLASSES}, config=config,
                    name=name, extra_columns={"domain": both.domain, "attributes": present},
                    progress=progress, image_embeddings=both.image_emb)
+
+
+def analyze_like(name: str, classifier, directory=None, *, attacks: bool = False,
+                 progress: bool = True, bundle_name: str | None = None) -> Bundle:
+    """Analyse another ``classifier`` (e.g. a repaired one) on the very inputs of the toy
+    world's bundle ``name`` — the same reference and test sets, so that the two bundles can be
+    compared input by input — with the same ground-truth columns. Without ``attacks`` (the
+    default) only natural inputs are analysed, which is all a comparison needs."""
+    directory = Path(directory) if directory is not None else default_toy_dir()
+    if name not in TOY_CLASSIFIERS:
+        raise SemheatError(f"the toy world has no bundle {name!r}")
+    world = read_world(directory)
+    vlm, clean = toy_vlm(classifier.device), toy_classifier("clean", classifier.device)
+    test = shared.render([
+        ("natural", ToyWorld(seed=TOY_WORLD_SEED), world["n_natural"]),
+        ("shift", shift_world(TOY_WORLD_SEED + 1), world["n_shift"])], vlm, clean, progress)
+    ref = shared.render([("reference", reference_world(name), world["n_reference"])], vlm,
+                        clean, progress)
+    settings = dict(world, attack_limit=world["attack_limit"] if attacks else 0)
+    bundle = _analyze_one(name, settings, ref, test, vlm, toy_concepts(), progress,
+                          classifier.device, classifier=classifier)
+    bundle.manifest["name"] = bundle_name or f"{name} ({classifier.name})"
+    both = ref + test
+    bundle.add_columns(ground_truth(name, bundle, both.clean_correct, both.attributes,
+                                    both.domain))
+    return bundle
 
 
 def toy_world(directory=None, bundles=TOY_CLASSIFIERS, **build_kwargs) -> Path:

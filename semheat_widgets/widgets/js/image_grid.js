@@ -78,6 +78,12 @@ function render({ model, el: root }) {
       }
       img.alt = `input ${t.id}`;
       tile.append(img);
+      if (t.lines) {  // tiles that say something else (e.g. a comparison) bring their lines
+        t.lines.forEach((line, n) => tile.append(el("div", n ? "semheat-tile-score" : "semheat-tile-labels", line)));
+        tile.addEventListener("click", () => { model.set("selected", t.index); model.save_changes(); });
+        body.append(tile);
+        return;
+      }
       tile.append(el("div", "semheat-tile-labels", `${t.label} → ${t.prediction}`));
       if (t.concept) tile.append(el("div", "semheat-tile-score", `${t.concept}: ${fmt(t.score)}`));
       const monitor = el("div", "semheat-tile-monitor", `defect ${fmt(t.defect)} · ${t.flagged ? "FLAG" : "ok"}`);
