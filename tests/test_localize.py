@@ -34,7 +34,8 @@ def test_oracle_matching_the_prediction_blames_the_encoder():
 
 def test_undecided_oracle_defers_to_the_heatmap_vote():
     # The oracle sees class 2 (neither y=0 nor ŷ=1); the scores resemble ŷ's row.
-    loc = FaultLocalizer(CLASS_EMB, GT, "paper").localize(*_case(2, [-1, 1.5, -0.5], label=0, pred=1))
+    loc = FaultLocalizer(CLASS_EMB, GT, "paper").localize(*_case(2, [-1, 1.5, -0.5], label=0,
+                                                                pred=1))
     assert loc.oracle_verdict[0] == "undecided"
     assert loc.heatmap_verdict[0] == "encoder" and loc.verdict[0] == "encoder"
 
@@ -74,7 +75,8 @@ def test_mismatched_shapes_are_errors():
     with pytest.raises(SemheatError):
         FaultLocalizer(CLASS_EMB[:2], GT)
     with pytest.raises(SemheatError, match="differ in length"):
-        FaultLocalizer(CLASS_EMB, GT, "paper").localize(np.zeros((2, 4)), np.zeros((1, 3)), [0], [1])
+        FaultLocalizer(CLASS_EMB, GT, "paper").localize(np.zeros((2, 4)), np.zeros((1, 3)), [0],
+                                                        [1])
 
 
 def test_consensus_blames_the_head_only_when_oracle_and_concept_probe_agree():
