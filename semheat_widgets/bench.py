@@ -11,6 +11,8 @@
 - ``extraction``: throughput of :func:`extract` against bare classifier + VLM forward passes on
   the same batches (goal >= 0.8).
 - ``cell_query_ms``: one heatmap-cell query on the N-record bundle (milliseconds).
+- ``concept_map_ms``: one concept activation map on click, toy classifier, CPU (goal <= 50),
+  and its ratio to the bare forward pass it contains.
 - with ``--first-run``: ``first_explorer_s`` (a new user's ``Explorer.toy()`` on an empty
   toy-world folder, imports included; goal <= 60 s on 2 cores), ``toy_build_s`` (the full
   ``semheat toy build``; goal <= 120 s) and their peak memory (RSS and PSS of the process tree;
@@ -32,6 +34,7 @@ import torch
 
 GOALS = {"heatmaps": ("<=", 3.0), "add_concept": ("<=", 2.0),
          "first_explorer_s": ("<=", 60.0), "toy_build_s": ("<=", 120.0),
+         "concept_map_ms": ("<=", 50.0),
          "toy_build_peak_pss_mb": ("<=", 2048.0),
          "monitor_overhead_b1": ("<=", 0.05), "monitor_overhead_b64": ("<=", 0.05),
          "extraction": (">=", 0.8), "ray_overhead_steady": ("<=", 1.3)}
@@ -210,6 +213,27 @@ def bench_ray_extraction(n: int, repeats: int = 1) -> dict:
             "ray_init_seconds": init, "ray_images": n}
 
 
+def bench_concept_map(repeats: int) -> dict:
+    """One concept activation map on click: the toy classifier on one 64-pixel image, one
+    concept (a forward pass plus a few small products), against the bare forward pass."""
+    from .engine.aligner import LinearAligner
+    from .engine.cam import concept_maps
+    from .zoo.models import toy_classifier
+
+    classifier = toy_classifier("clean", "cpu")
+    rng = np.random.default_rng(0)
+    aligner = LinearAligner().fit(rng.normal(size=(400, 192)), rng.normal(size=(400, 128)))
+    concept = rng.normal(size=(1, 128)).astype(np.float32)
+    image = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    one_map = lambda: concept_maps(classifier, aligner, concept, [0.0], [1.0], image,  # noqa
+                                   ["c"])
+    one_map()  # warm-up
+    t_map = _median_time(one_map, max(repeats, 10))
+    with torch.inference_mode():
+        t_fwd = _median_time(lambda: classifier.features_and_logits(image), max(repeats, 10))
+    return {"concept_map_ms": t_map * 1000, "concept_map_over_forward": t_map / t_fwd}
+
+
 # -- first run: what a new user waits for, and what it costs in memory -------------------------
 def measure_process(argv: list[str], *, env: dict | None = None, cwd=None,
                     timeout: float = 1800, interval: float = 0.25) -> dict:
@@ -309,6 +333,8 @@ def run_benchmarks(records: int = 1_000_000, quick: bool = False, progress: bool
     del bundle
     log("runtime monitor overhead (ResNet-18) ...")
     out.update(bench_monitor(repeats))
+    log("one concept map on click ...")
+    out.update(bench_concept_map(repeats))
     log("extraction throughput ...")
     out.update(bench_extraction(512 if quick else 4096, repeats))
     if ray:

@@ -191,6 +191,15 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_ground(args) -> int:
+    from .engine.bundle import Bundle
+    from .workflows.ground import ground_bundle
+
+    result = ground_bundle(Bundle.load(args.bundle), args.limit, args.classifier)
+    _emit(result, args.json, lambda r: json.dumps(r, indent=2))
+    return 0
+
+
 def cmd_report(args) -> int:
     from .html_report import write_report
 
@@ -350,6 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--compare", default=None,
                      help="a bundle of the same inputs after a fix: adds the comparison")
     rep.set_defaults(func=cmd_report)
+
+    gr = sub.add_parser("ground", help="do concept maps point at the attributes? (toy and "
+                                       "RIVAL10 bundles)")
+    gr.add_argument("bundle")
+    gr.add_argument("--limit", type=POSITIVE, default=600,
+                    help="eval inputs checked (default 600, chosen at random)")
+    gr.add_argument("--classifier", default=None,
+                    help="resnet18:CKPT when the bundle's classifier cannot be re-opened")
+    gr.add_argument("--json", action="store_true", help="print one JSON object")
+    gr.set_defaults(func=cmd_ground)
 
     cmp_ = sub.add_parser("compare", help="two bundles of the same inputs: did the fix work?")
     cmp_.add_argument("before")

@@ -21,6 +21,7 @@ import numpy as np
 from .charts import heatmap_chart, roc_chart
 from .engine.detectors import detector_labels
 from .engine.bundle import Bundle
+from .engine.cam import map_pngs, open_classifier
 from .engine.figures import localization_report, monitor_report
 from .errors import SemheatError
 from .safe_io import REPORT_TAG, atomic_write, check_replaceable, recover, writer_lock
@@ -91,17 +92,24 @@ def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
              "cells have no inputs.</p>", f"<div id='chart-{key}-heatmap'></div>",
              "<h2>Where the mistakes are</h2>"]
     classes = bundle.classes
+    classifier = open_classifier(bundle)
     for row, concept, value in telling_cells(bundle, cells, hm=hm):
         sel = bundle.cell_query("differential", row, concept, limit=per_cell)
+        maps = map_pngs(bundle, classifier, sel.indices, concept) if classifier is not None \
+            else [None] * len(sel.indices)
         tiles = []
-        for i, r in zip(sel.indices, bundle.rows(sel.indices, ["id", "label", "fault"])):
+        for i, r, m in zip(sel.indices, bundle.rows(sel.indices, ["id", "label", "fault"]), maps):
+            overlay = (f"<img class='map' src='{_png_uri(m)}' alt='where the classifier sees "
+                       f"{e(concept)}'>") if m is not None else ""
             tiles.append(f"<div class='thumb'><img src='{_png_uri(bundle.thumbnail_png(int(i)))}'"
-                         f" alt='input {int(r['id'])}'><br>{e(classes[r['label']])} → "
+                         f" alt='input {int(r['id'])}'>{overlay}<br>{e(classes[r['label']])} → "
                          f"{e(row)}<br>fault: {e(r.get('fault') or '–')}</div>")
+        note = (f"; under each, where the classifier's own features show {e(concept)}"
+                if classifier is not None else "")
         parts.append(f"<div class='cell'><b>predicted {e(row)} · {e(concept)}</b> "
                      f"(difference {value:.2f}, {sel.total} misclassified inputs; the "
-                     f"strongest in {e(concept)} first)<div class='thumbs'>{''.join(tiles)}"
-                     f"</div></div>")
+                     f"strongest in {e(concept)} first{note})<div class='thumbs'>"
+                     f"{''.join(tiles)}</div></div>")
     parts.append("<h2>Fault localization</h2>")
     parts.append(_table(["verdict", "misclassified natural inputs"],
                         [[k, v] for k, v in loc["counts"].items()]))

@@ -95,7 +95,23 @@ def test_explorer_in_jupyterlab(mini_world, tmp_path):
             "document.querySelector('.semheat-facts').innerText.includes('input ' + id)",
             arg=str(record_id), timeout=30_000)
         assert "responsible concepts" in facts.inner_text()
+        # beside the input: the concept activation map of its most responsible concept and the
+        # class map of its prediction, drawn (three images with content)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('img.widget-image')].filter(i => "
+            "i.naturalWidth > 0).length >= 3", timeout=30_000)
+        expect(page.get_by_text("concept map", exact=True).first).to_be_visible()
         screenshot(page, "explorer_detail")
+
+        # the grid's tiles switch to concept maps, and back
+        first_src = page.locator(".semheat-tile img").first.get_attribute("src")
+        page.locator(".semheat-grid-overlay input").click()
+        page.wait_for_function(
+            "s => document.querySelector('.semheat-tile img') && "
+            "document.querySelector('.semheat-tile img').src !== s", arg=first_src,
+            timeout=30_000)
+        screenshot(page, "explorer_tile_maps")
+        page.locator(".semheat-grid-overlay input").click()
 
         # a free-text concept becomes a new heatmap column
         n_before = heatmap.locator(CELLS).count()

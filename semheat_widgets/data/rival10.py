@@ -173,18 +173,24 @@ class Rival10Dataset(ImageFilesDataset):
         return label, flags
 
     def masks(self, i: int, aligned: bool = True) -> dict[str, np.ndarray]:
-        """Attribute masks of item ``i``: name -> ``bool H x W`` (the attributes the file has,
-        and usually ``"entire-object"``). ``aligned`` maps them onto the item's
-        ``size x size`` pixels; otherwise they keep their stored resolution. The pickle is read
-        with a loader that refuses to run code."""
-        path = self.paths[i]
-        pkl = sidecar(path, "_attr_dict.pkl")
-        raw = load_str_dict(pkl)
-        out = {name: decode_mask(value, f"mask {name!r} in {pkl}") for name, value in raw.items()}
-        if aligned:
-            wh = _image_wh(path)
-            out = {name: fit_mask(m, wh, self.size) for name, m in out.items()}
-        return out
+        """Attribute masks of item ``i`` (see :func:`image_masks`), on the item's
+        ``size x size`` pixels when ``aligned``."""
+        return image_masks(self.paths[i], self.size if aligned else None, aligned)
+
+
+def image_masks(path, size: int | None = None, aligned: bool = True) -> dict[str, np.ndarray]:
+    """Attribute masks of the RIVAL10 image ``path``: name -> ``bool H x W`` (the attributes
+    the file has, and usually ``"entire-object"``). ``aligned`` maps them onto the image's
+    pixels as :func:`~.images.load_image` returns them at ``size``; otherwise they keep their
+    stored resolution. The pickle is read with a loader that refuses to run code."""
+    path = Path(path)
+    pkl = sidecar(path, "_attr_dict.pkl")
+    raw = load_str_dict(pkl)
+    out = {name: decode_mask(value, f"mask {name!r} in {pkl}") for name, value in raw.items()}
+    if aligned:
+        wh = _image_wh(path)
+        out = {name: fit_mask(m, wh, size) for name, m in out.items()}
+    return out
 
 
 def _image_wh(path: Path) -> tuple[int, int]:

@@ -1,7 +1,9 @@
 """Detail view of one input: its heatmap row beside the monitor's reference rows, the VLM's
 zero-shot view, and the fault verdict with its reasons.
 
-Input: ``index`` — the record to show (-1: none).
+Input: ``index`` — the record to show (-1: none). Beside the input, its *concept activation
+map* (where the classifier's own features show the chosen ``concept``; default: its most
+responsible concept) and the class activation map of its predicted class, for contrast.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from ..engine.bundle import Bundle
 from ..engine.heatmaps import Heatmap
 from ..engine.tasks import task_of
 from ..engine.vectors import zero_shot_probabilities
+from ..errors import SemheatError
+from ..engine.cam import class_map_png, map_pngs, open_classifier
 from .shared import as_bundle, empty_chart
 
 TOP_CLASSES = 3  # zero-shot classes listed
@@ -71,24 +75,75 @@ def reference_heatmap(bundle: Bundle, i: int, task) -> Heatmap:
                    bundle.concept_names, standardized=True)
 
 
+def _picture(caption: str):
+    size = f"{ZOOM}px"
+    image = widgets.Image(format="png", layout=widgets.Layout(
+        width=size, height=size, min_width=size, object_fit="contain"))
+    label = widgets.HTML(f"<small>{html.escape(caption)}</small>",
+                         layout=widgets.Layout(width=size))
+    return image, widgets.VBox([image, label], layout=widgets.Layout(min_width=size,
+                                                                       flex="0 0 auto"))
+
+
 class DetailView(widgets.VBox):
-    """``DetailView(bundle)``: one input in depth; set ``index`` to show a record."""
+    """``DetailView(bundle, classifier=None)``: one input in depth; set ``index`` to show a
+    record. The classifier (re-opened by id when not given) draws the activation maps."""
 
     index = traitlets.Int(-1)  # input
     columns = traitlets.List(traitlets.Unicode())  # the concepts shown, in order
+    concept = traitlets.Unicode("")  # the concept whose map is shown
 
-    def __init__(self, bundle, columns: list[str] | None = None):
+    def __init__(self, bundle, columns: list[str] | None = None, classifier=None):
         self.bundle = as_bundle(bundle)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(
-            width=f"{ZOOM}px", height=f"{ZOOM}px", min_width=f"{ZOOM}px", object_fit="contain"))
+        self._classifier, self._given = None, classifier
+        self.image, image_box = _picture("input")
+        self.map_image, map_box = _picture("concept map")
+        self.cam_image, cam_box = _picture("class map of the prediction")
+        self.concept_box = widgets.Dropdown(description="map of", options=[],
+                                            layout=widgets.Layout(width="260px"))
+        self.map_note = widgets.HTML()
         self.facts_html = widgets.HTML()
         self.chart = empty_chart()
         self.facts: dict = {}  # what the view says about the input shown (detail_facts)
-        super().__init__([widgets.HTML("<b>Input details</b> — click a tile"),
-                          widgets.HBox([self.image, self.facts_html]), self.chart])
+        pictures = widgets.HBox([image_box, map_box, cam_box],
+                                layout=widgets.Layout(flex_flow="row wrap", gap="6px"))
+        super().__init__([widgets.HTML("<b>Input details</b> — click a tile"), pictures,
+                          widgets.HBox([self.concept_box, self.map_note]), self.facts_html,
+                          self.chart])
         self.layout.display = "none"
         self.columns = list(columns or self.bundle.concept_names)
+        self.concept_box.observe(self._on_concept_box, names=["value"])
         self.observe(self._show, names=["index", "columns"])
+        self.observe(self._draw_maps, names=["concept"])
+
+    @property
+    def classifier(self):
+        if self._classifier is None:
+            self._classifier = open_classifier(self.bundle, self._given)
+        return self._classifier
+
+    def _on_concept_box(self, change) -> None:
+        if change["new"]:
+            self.concept = change["new"]
+
+    def _draw_maps(self, _change=None) -> None:
+        """The chosen concept's map on the input shown."""
+        if self.index < 0 or not self.concept or self.classifier is None:
+            return
+        self.map_image.value = map_pngs(self.bundle, self.classifier, [self.index],
+                                        self.concept)[0]
+        self.map_note.value = (f"<small>where the classifier's features show "
+                               f"<b>{html.escape(self.concept)}</b>; bright = more</small>")
+
+    def _draw_class_map(self) -> None:
+        if self.classifier is None:
+            self.map_note.value = ("<i>activation maps need the classifier: "
+                                   "DetailView(bundle, classifier=...)</i>")
+            return
+        try:
+            self.cam_image.value = class_map_png(self.bundle, self.classifier, self.index)
+        except SemheatError:  # a classifier without average pooling has no class map
+            self.cam_image.value = b""
 
     def _show(self, _change=None) -> None:
         if self.index < 0:
@@ -105,6 +160,18 @@ class DetailView(widgets.VBox):
         hm = reference_heatmap(self.bundle, self.index, task_of(facts["perturbation"]))
         self.chart.chart = heatmap_chart(hm, self.columns, selectable=False,
                                          title="this input vs. the monitor's reference rows")
+        self._draw_class_map()
+        options = list(self.columns)
+        default = next((c for c in facts["top_concepts"] if c in options), None)
+        keep = self.concept if self.concept in options else None
+        with self.concept_box.hold_trait_notifications():
+            self.concept_box.options = options
+        chosen = keep or default or (options[0] if options else "")
+        self.concept_box.value = chosen or None
+        if chosen == self.concept:
+            self._draw_maps()
+        else:
+            self.concept = chosen
         self.layout.display = None
 
 

@@ -25,14 +25,17 @@ from .shared import as_bundle
 
 
 class Explorer(widgets.VBox):
-    """``Explorer(bundle_or_path)``; ``Explorer.toy()`` for the bundled toy world."""
+    """``Explorer(bundle_or_path, vlm=None, classifier=None)``; ``Explorer.toy()`` for the
+    bundled toy world. The VLM (new concepts) and the classifier (activation maps) are re-opened
+    from the bundle's model ids when not given."""
 
-    def __init__(self, bundle, *, vlm=None, kind: str = "differential"):
+    def __init__(self, bundle, *, vlm=None, classifier=None, kind: str = "differential"):
         self.bundle = b = as_bundle(bundle)
         self.picker = ConceptPicker(b, vlm=vlm)
         self.heatmap = HeatmapView(b, kind=kind)
-        self.grid = ImageGrid(b, layout=widgets.Layout(flex="1 1 55%", min_width="420px"))
-        self.detail = DetailView(b)
+        self.grid = ImageGrid(b, classifier=classifier,
+                              layout=widgets.Layout(flex="1 1 55%", min_width="420px"))
+        self.detail = DetailView(b, classifier=classifier)
         self.detail.layout.flex = "1 1 45%"
         widgets.dlink((self.picker, "visible"), (self.heatmap, "columns"))
         widgets.dlink((self.picker, "visible"), (self.detail, "columns"))

@@ -2,7 +2,8 @@
 
 Input: ``cell`` — ``{"kind", "records", "row", "column"}`` as :class:`HeatmapView` outputs it
 (``{}``: nothing to show). Output: ``selected`` — the record index of the clicked tile (-1:
-none). Thumbnails travel as binary PNG buffers; every label is drawn as text.
+none). Thumbnails travel as binary PNG buffers; every label is drawn as text. With ``overlay``
+the tiles show the cell's concept activation map over each input instead.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import traitlets
 
 from ..engine.bundle import Selection
 from ..engine.tasks import task_of
+from ..engine.cam import map_pngs, open_classifier
 from .shared import JS, as_bundle
 
 SORTS = {"concept": "selected concept", "defect": "defect score", "flag": "monitor verdict",
@@ -35,6 +37,7 @@ class ImageGrid(anywidget.AnyWidget):
     sort_by = traitlets.Enum(tuple(SORTS), default_value="concept").tag(sync=True)
     page = traitlets.Int(0).tag(sync=True)
     page_size = traitlets.Int(PAGE_SIZE).tag(sync=True)
+    overlay = traitlets.Bool(False).tag(sync=True)  # tiles show the concept's activation map
     # what the browser draws
     tiles = traitlets.List(traitlets.Dict()).tag(sync=True)
     images = traitlets.List(traitlets.Bytes()).tag(sync=True)
@@ -43,13 +46,14 @@ class ImageGrid(anywidget.AnyWidget):
     total = traitlets.Int(0).tag(sync=True)
     sort_options = traitlets.List(traitlets.List()).tag(sync=True)
 
-    def __init__(self, bundle, **kwargs):
+    def __init__(self, bundle, classifier=None, **kwargs):
         super().__init__(**kwargs)
         self.bundle = as_bundle(bundle)
+        self._classifier, self._given = None, classifier
         self.sort_options = [[k, v] for k, v in SORTS.items()]
         self.indices = np.zeros(0, dtype=np.int64)  # record indices on the current page
         self.observe(self._on_cell, names=["cell"])
-        self.observe(self._refresh, names=["page", "sort_by"])
+        self.observe(self._refresh, names=["page", "sort_by", "overlay"])
 
     def _on_cell(self, change) -> None:
         cell = change["new"]
@@ -104,7 +108,16 @@ class ImageGrid(anywidget.AnyWidget):
             self.total = sel.total
             if sel.total == 0:
                 self.empty_message = "No inputs in this cell."
-            self.tiles, self.images = tiles, [b.thumbnail_png(int(i)) for i in idx]
+            self.tiles, self.images = tiles, self._pictures(idx, concept)
+
+    def _pictures(self, idx, concept: str) -> list[bytes]:
+        b = self.bundle
+        if self.overlay and concept in b.concept_names:
+            if self._classifier is None:
+                self._classifier = open_classifier(b, self._given)
+            if self._classifier is not None:
+                return map_pngs(b, self._classifier, idx, concept)
+        return [b.thumbnail_png(int(i)) for i in idx]
 
 
 def _num(x):

@@ -33,3 +33,4 @@ def empty_chart(mark: str = "rect") -> alt.JupyterChart:
     enable_offline()
     return alt.JupyterChart(getattr(alt.Chart(alt.Data(values=[])), f"mark_{mark}")(),
                             embed_options=EMBED_OPTIONS)
+

@@ -38,6 +38,16 @@ from .fine_tune import build_resnet18, fine_tune
 
 ATTACKS = (Attack("fgsm"), Attack("pgd", steps=10))
 THUMB_SIZE = 96
+IMAGE_SIZE = 224  # images are decoded at this size (shorter side, centre crop)
+
+
+def dataset_paths(dataset) -> list[str]:
+    """The image file of every item of a dataset (through ``Subset``), or "" where unknown."""
+    if hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
+        inner = dataset_paths(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    paths = getattr(dataset, "paths", None)
+    return [str(p) for p in paths] if paths is not None else [""] * len(dataset)
 
 
 def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int = 0,
@@ -106,11 +116,13 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
                                     job=f"{data} | {classifier} from {origin} | "
                                         f"{train_epochs} epochs | batch {batch_size} | "
                                         f"{len(tuning_set)} inputs")
+    checkpoint = (work / "classifier.safetensors") if train_epochs > 0 else \
+        (Path(ckpt).resolve() if ckpt else None)
     split = ModelSplit(model, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                        name=f"resnet18:{origin}" + (f"+{train_epochs}ep" if train_epochs else ""))
     split = split.to(resolve_device(device)).eval()
     the_vlm = load_vlm(vlm, device)
-    extra = {}
+    extra = {"path": dataset_paths(reference) + dataset_paths(spec.test)}
     if spec.train_attributes is not None and spec.test_attributes is not None:
         both = np.r_[spec.train_attributes[ref_idx], spec.test_attributes]
         names = [c.name for c in spec.concepts]
@@ -118,7 +130,9 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
     cfg = AnalysisConfig(attacks=ATTACKS, attack_limit=attack_limit, batch_size=batch_size,
                          num_workers=num_workers, thumb_size=THUMB_SIZE,
                          extra_info={"data": data, "classifier_origin": origin,
-                                     "training": training})
+                                     "training": training, "image_size": IMAGE_SIZE,
+                                     "classifier_checkpoint": str(checkpoint) if checkpoint
+                                     else None})
     bundle = analyze(split, the_vlm, spec.test, reference=reference, classes=spec.classes,
                      concepts=spec.concepts, class_prompts=spec.class_prompts, config=cfg,
                      name=out.name, extra_columns=extra, progress=progress,

@@ -22,8 +22,18 @@ function render({ model, el: root }) {
   const prev = el("button", "semheat-grid-prev", "◀");
   const pageInfo = el("span", "semheat-grid-page");
   const next = el("button", "semheat-grid-next", "▶");
-  header.append(title, el("span", "semheat-grid-spacer"), el("label", null, "sort by "), sort,
-                prev, pageInfo, next);
+  const overlayLabel = el("label", "semheat-grid-overlay");
+  const overlay = document.createElement("input");
+  overlay.type = "checkbox";
+  overlayLabel.append(overlay, document.createTextNode(" concept maps"));
+  header.append(title, el("span", "semheat-grid-spacer"), overlayLabel,
+                el("label", null, "sort by "), sort, prev, pageInfo, next);
+  overlay.checked = model.get("overlay");
+  overlay.addEventListener("change", () => {
+    model.set("overlay", overlay.checked);
+    model.save_changes();
+  });
+  model.on("change:overlay", () => { overlay.checked = model.get("overlay"); });
   const body = el("div", "semheat-grid-body");
   root.append(header, body);
   let urls = [];
