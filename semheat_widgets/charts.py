@@ -10,9 +10,41 @@ import altair as alt
 from .engine.detectors import detector_labels
 from .engine.heatmaps import DIFFERENTIAL_KINDS, Heatmap
 
-CELL = 22  # pixels per heatmap cell
-EMPTY_FILL = "#eeeeee"
+CELL_RANGE = (14, 30)  # pixels per heatmap cell: as large as fits, within these bounds
+HEATMAP_PIXELS = 600  # the width a heatmap aims at (cells stay square)
+EMPTY_FILL = "#d9d9d9"
 PICKED = "picked"  # the chart parameter holding the selected cell, {"row": ..., "column": ...}
+NO_MISTAKES = "no mistakes"
+LEGEND = {"differential": ["correct − mistakes (z)", "blue: the mistakes", "show it more"],
+          "gt_minus_output": ["true class − prediction (z)"],
+          "incorrect": ["z-score of the mistakes"], "correct": ["z-score of the correct"]}
+
+
+def cell_size(n_columns: int) -> int:
+    """Square cells as large as the aimed width allows for ``n_columns`` concepts."""
+    lo, hi = CELL_RANGE
+    return int(min(hi, max(lo, HEATMAP_PIXELS // max(n_columns, 1))))
+
+
+def cell_meaning(kind: str, row: str, column: str, value, n: int, n_other) -> str:
+    """What a cell says, in words (the tooltip)."""
+    if value is None:
+        return f"no inputs in this group of {row}"
+    base = kind.removeprefix("binarized_")
+    if kind.startswith("binarized_"):
+        return (f"{column} is {'among' if value else 'not among'} the concepts that most mark "
+                f"{row} here")
+    if base == "differential":
+        more = "more" if value < 0 else "less"
+        return (f"mistakes predicted {row} show {column} {abs(value):.1f} σ {more} than correct "
+                f"{row} predictions ({n_other} mistakes, {n} correct)")
+    if base == "gt_minus_output":
+        return (f"true {row} inputs show {column} {value:+.1f} σ against inputs predicted {row} "
+                f"({n} true, {n_other} predicted)")
+    group = {"ground_truth": f"true {row} inputs", "output": f"inputs predicted {row}",
+             "correct": f"correct {row} predictions", "incorrect": f"mistakes predicted {row}",
+             "misclassified_from": f"{row} inputs classified wrongly"}.get(base, row)
+    return f"{group} show {column} {value:+.2f} σ from the average ({n} inputs)"
 
 
 def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
@@ -21,35 +53,48 @@ def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
 
     Selectable charts outline the cell named by their ``picked`` parameter (set from Python
     through ``JupyterChart.params``; ``picked`` is its first value), and report clicks through
-    the point selection ``cell``.
+    the point selection ``cell``. Each cell's tooltip says in words what it means; a row whose
+    group of mistakes is empty says so in its label.
     """
     # Names travel as data only: the display order is a numeric field of each cell, never a
     # list of names (Vega-Lite compiles a sort list into an expression, and a name holding
     # U+2028 or a quote would break it and make the chart vanish).
     col_order = {c: j for j, c in enumerate(columns)}
     row_order = {r: i for i, r in enumerate(hm.rows)}
-    data = [dict(c, col_order=col_order[c["column"]], row_order=row_order[c["row"]])
-            for c in hm.to_rows() if c["column"] in col_order]
+    base = hm.kind.removeprefix("binarized_")
+    mistakes = hm.counts_other if base == "differential" else (
+        hm.counts if base == "incorrect" else None)
+    labels = {r: f"{r} · {NO_MISTAKES}" if mistakes is not None and mistakes[i] == 0 else r
+              for i, r in enumerate(hm.rows)}
+    data = []
+    for c in hm.to_rows():
+        if c["column"] not in col_order:
+            continue
+        meaning = cell_meaning(hm.kind, c["row"], c["column"], c["value"], c["n"],
+                               c.get("n_other"))
+        data.append(dict(c, col_order=col_order[c["column"]], row_order=row_order[c["row"]],
+                         row_label=labels[c["row"]], meaning=meaning,
+                         aria=f"class: {c['row']}; concept: {c['column']}; {meaning}"))
     binary = hm.kind.startswith("binarized")
-    diverging = hm.standardized or hm.kind.removeprefix("binarized_") in DIFFERENTIAL_KINDS
+    diverging = hm.standardized or base in DIFFERENTIAL_KINDS
     if binary:
         colour = alt.Color("value:Q", title="present",
                            scale=alt.Scale(domain=[0, 1], range=["#f7f7f7", "#d95f02"]),
                            legend=None)
     elif diverging:
-        colour = alt.Color("value:Q", title="z-score" if hm.standardized else "score",
+        colour = alt.Color("value:Q", title=LEGEND.get(base, "z-score" if hm.standardized
+                                                       else "score"),
                            scale=alt.Scale(scheme="blueorange", domainMid=0))
     else:
         colour = alt.Color("value:Q", title="score", scale=alt.Scale(scheme="viridis"))
-    tooltip = [alt.Tooltip("row:N", title="class"), alt.Tooltip("column:N", title="concept"),
-               alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("n:Q", title="inputs")]
-    if hm.counts_other is not None:
-        tooltip.append(alt.Tooltip("n_other:Q", title="inputs (subtracted)"))
-    chart = alt.Chart(alt.Data(values=data)).mark_rect(invalid=None, strokeWidth=2).encode(
+    tooltip = [alt.Tooltip("meaning:N", title="cell"), alt.Tooltip("value:Q", format=".2f")]
+    cell = cell_size(len(columns))
+    chart = alt.Chart(alt.Data(values=data)).mark_rect(invalid=None, strokeWidth=2.5).encode(
         x=alt.X("column:N", sort=alt.EncodingSortField("col_order", op="min"), title=None,
-                axis=alt.Axis(labelAngle=-45, labelLimit=120)),
-        y=alt.Y("row:N", sort=alt.EncodingSortField("row_order", op="min"), title=None),
-        tooltip=tooltip,
+                axis=alt.Axis(labelAngle=-45, labelLimit=160)),
+        y=alt.Y("row_label:N", sort=alt.EncodingSortField("row_order", op="min"), title=None,
+                axis=alt.Axis(labelLimit=200)),
+        tooltip=tooltip, description=alt.Description("aria:N"),  # what screen readers say
     )
     colour_rule = alt.condition("datum.value === null", alt.value(EMPTY_FILL), colour)
     if selectable:
@@ -60,12 +105,12 @@ def heatmap_chart(hm: Heatmap, columns: list[str], *, selectable: bool = True,
                     f"datum.column === {PICKED}.column")  # names stay data: no name in here
         chart = chart.encode(color=colour_rule,
                              stroke=alt.condition(outlined, alt.value("#111111"),
-                                                  alt.value("white")))
+                                                  alt.value("transparent")))
         chart = chart.add_params(sel, mark)
     else:
-        chart = chart.encode(color=colour_rule, stroke=alt.value("white"))
-    return chart.properties(width=CELL * max(len(columns), 1), height=CELL * len(hm.rows),
-                            title=title or "")
+        chart = chart.encode(color=colour_rule, stroke=alt.value("transparent"))
+    return chart.properties(width=cell * max(len(columns), 1), height=cell * len(hm.rows),
+                            title=title or "").configure(background="transparent")
 
 
 def roc_chart(task_report: dict) -> alt.Chart:
@@ -87,4 +132,5 @@ def roc_chart(task_report: dict) -> alt.Chart:
                  alt.Tooltip("tpr:Q", format=".3f")])
     diagonal = alt.Chart(alt.Data(values=[{"x": 0, "y": 0}, {"x": 1, "y": 1}])).mark_line(
         strokeDash=[4, 4], color="#999").encode(x="x:Q", y="y:Q")
-    return (diagonal + lines).properties(width=300, height=300)
+    return (diagonal + lines).properties(width=300, height=300).configure(
+        background="transparent")

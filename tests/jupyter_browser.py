@@ -50,8 +50,11 @@ LAB_SETTINGS = {  # start the notebook's kernel without asking; no news toasts
 }
 
 
-def _write_settings(folder: Path) -> Path:
-    for name, value in LAB_SETTINGS.items():
+def _write_settings(folder: Path, theme: str | None = None) -> Path:
+    settings = dict(LAB_SETTINGS)
+    if theme:
+        settings["@jupyterlab/apputils-extension/themes.jupyterlab-settings"] = {"theme": theme}
+    for name, value in settings.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value))
@@ -59,10 +62,12 @@ def _write_settings(folder: Path) -> Path:
 
 
 @contextmanager
-def jupyterlab(root: Path, python: str = sys.executable, env: dict | None = None):
-    """A JupyterLab server serving ``root``; yields its base URL (with token)."""
+def jupyterlab(root: Path, python: str = sys.executable, env: dict | None = None,
+               theme: str | None = None):
+    """A JupyterLab server serving ``root`` (in ``theme``, e.g. "JupyterLab Dark"); yields its
+    base URL (with token)."""
     port, token = free_port(), secrets.token_hex(16)
-    settings = _write_settings(root / ".lab-settings")
+    settings = _write_settings(root / ".lab-settings", theme)
     env = {"JUPYTERLAB_SETTINGS_DIR": str(settings), **(env or {})}
     log = open(root / "jupyterlab.log", "w")
     proc = subprocess.Popen(

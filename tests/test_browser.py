@@ -161,3 +161,83 @@ def test_explorer_in_notebook_7(mini_world, tmp_path):
         shown = [int(tiles.nth(i).get_attribute("data-index")) for i in range(tiles.count())]
         assert shown == expected.indices[:len(shown)].tolist() and shown
         screenshot(page, "notebook7_explorer")
+
+
+# The WCAG contrast ratio of an element's text colour against the background it is drawn on
+# (the first ancestor with an opaque background; SVG text: its fill).
+CONTRAST = """el => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const style = getComputedStyle(el);
+  const fg = rgb(el instanceof SVGElement ? style.fill : style.color);
+  let node = el, bg = null;
+  while (node && node.nodeType === 1) {
+    const c = rgb(getComputedStyle(node).backgroundColor);
+    if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) { bg = c; break; }
+    node = node.parentElement;
+  }
+  bg = bg || [255, 255, 255];
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}"""
+PANELS = {  # every panel's text, by a selector for one of its text elements
+    "concept picker": ".semheat-picker-name",
+    "grid header": ".semheat-grid-title",
+    "grid tile": ".semheat-tile-labels",
+    "detail view": ".semheat-facts",
+    "keyboard strip": ".semheat-keys-text",
+    "heatmap labels": ".semheat-chart svg g.role-axis-label text",
+    "heatmap title": ".semheat-chart svg g.role-title-text text",
+}
+
+
+def test_dark_theme_keyboard_only_and_readable(mini_world, tmp_path):
+    """JupyterLab's dark theme: every panel's text keeps AA contrast (4.5:1); the explorer is
+    then driven with the keyboard alone: move to a cell, open it, open a tile."""
+    bundle = Bundle.load(mini_world / "encoder_fault")
+    write_notebook(tmp_path / "dark.ipynb", [
+        "import semheat_widgets as sw\n"
+        f"ex = sw.Explorer.toy(directory=r'{mini_world}', which='encoder_fault')\nex",
+    ])
+    n_cells = len(bundle.classes) * len(bundle.concept_names)
+    with (jupyterlab(tmp_path, theme="JupyterLab Dark") as (base, token),
+          browser_page() as page, diagnosed(page, tmp_path, "explorer_dark")):
+        open_and_run_all(page, base, token, "dark.ipynb")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                               timeout=60_000)
+        heatmap = page.locator(".jp-OutputArea-output").locator(".vega-embed").first
+        expect(heatmap.locator(CELLS)).to_have_count(n_cells, timeout=TIMEOUT)
+
+        # keyboard only: focus the heatmap's strip, walk to (ship, wet), open it
+        strip = page.locator(".semheat-keys-strip")
+        strip.focus()
+        page.keyboard.press("ArrowDown")  # the first key puts the cursor on the first cell
+        ship, wet = bundle.classes.index("ship"), bundle.concept_names.index("wet")
+        for _ in range(ship):
+            page.keyboard.press("ArrowDown")
+        for _ in range(wet):
+            page.keyboard.press("ArrowRight")
+        expect(page.locator(".semheat-keys-text")).to_contain_text("ship · wet", timeout=30_000)
+        page.keyboard.press("Enter")
+        page.locator(".semheat-tile").first.wait_for(timeout=30_000)
+        expect(page.locator(".semheat-keys-text")).to_contain_text("(open)", timeout=30_000)
+        expected = bundle.cell_query("differential", "ship", "wet")
+        first = int(page.locator(".semheat-tile").first.get_attribute("data-index"))
+        assert first == int(expected.indices[0])
+        # tiles are buttons: focus the first with Tab from the strip's panel, open it with Enter
+        page.locator(".semheat-tile").first.focus()
+        page.keyboard.press("Enter")
+        page.locator(".semheat-facts").wait_for(timeout=30_000)
+        assert page.locator(".semheat-tile[aria-label]").count() > 0
+        assert page.locator(".semheat-picker input[aria-label]").count() >= 3
+
+        ratios = {}
+        for name, selector in PANELS.items():
+            element = page.locator(selector).first
+            element.wait_for(timeout=30_000)
+            ratios[name] = round(element.evaluate(CONTRAST), 2)
+        screenshot(page, "explorer_dark")
+    low = {k: v for k, v in ratios.items() if v < 4.5}
+    assert not low, f"text below WCAG AA contrast in the dark theme: {low} (all: {ratios})"

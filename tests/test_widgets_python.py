@@ -218,3 +218,42 @@ def test_attacked_inputs_sort_by_the_score_their_tiles_show(bundle, tiny_vlm):
     shown = [t["defect"] for t in ex.grid.tiles]
     assert len(shown) > 1 and all(t["perturbation"] == "fgsm" for t in ex.grid.tiles)
     assert shown == sorted(shown, reverse=True)
+
+
+def test_keyboard_moves_the_cursor_and_enter_opens_the_cell(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    keys = ex.heatmap.key_strip
+    keys.request = {"move": [0, 0], "nonce": 1}  # the first key puts the cursor on a cell
+    assert ex.heatmap.cursor == (0, 0) and ex.heatmap.cell == {}
+    assert keys.label.startswith(f"{CLASSES[0]} · red: ")
+    keys.request = {"move": [1, 0], "nonce": 2}
+    keys.request = {"move": [0, 1], "nonce": 3}
+    assert ex.heatmap.cursor == (1, 1)
+    assert ex.heatmap.chart.params.picked == {"row": CLASSES[1], "column": "green"}  # outlined
+    keys.request = {"move": [-5, 9], "nonce": 4}  # stays inside the heatmap
+    assert ex.heatmap.cursor == (0, 3)
+    keys.request = {"open": True, "nonce": 5}  # Enter: the grid shows the cell's inputs
+    assert ex.heatmap.cell["row"] == CLASSES[0] and ex.heatmap.cell["column"] == XSS
+    assert "(open)" in keys.label
+    keys.request = {"clear": True, "nonce": 6}
+    assert ex.heatmap.cell == {} and ex.grid.tiles == []
+
+
+def test_a_cleared_selection_says_why(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    ex.select(CLASSES[1], "green")
+    ex.picker.hidden = ["green"]
+    assert ex.heatmap.cell == {} and "green" in ex.heatmap.status.value
+    assert "no longer shown" in ex.heatmap.status.value
+
+
+def test_tooltips_say_what_a_cell_means(bundle, tiny_vlm):
+    ex = Explorer(bundle, vlm=tiny_vlm)
+    cells = ex.heatmap.chart.spec["data"]["values"]
+    filled = next(c for c in cells if c["value"] is not None)
+    assert filled["meaning"].startswith(f"mistakes predicted {filled['row']} show "
+                                        f"{filled['column']}")
+    assert f"({filled['n_other']} mistakes, {filled['n']} correct)" in filled["meaning"]
+    counts = bundle.heatmap("differential").counts_other
+    for c in cells:  # a class never predicted wrongly says so in its row
+        assert c["row_label"].endswith("no mistakes") == (counts[CLASSES.index(c["row"])] == 0)

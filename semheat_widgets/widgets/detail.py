@@ -106,7 +106,7 @@ class DetailView(widgets.VBox):
         self.chart = empty_chart()
         self.facts: dict = {}  # what the view says about the input shown (detail_facts)
         pictures = widgets.HBox([image_box, map_box, cam_box],
-                                layout=widgets.Layout(flex_flow="row wrap", gap="6px"))
+                                layout=widgets.Layout(flex_flow="row wrap", grid_gap="6px"))
         super().__init__([widgets.HTML("<b>Input details</b> — click a tile"), pictures,
                           widgets.HBox([self.concept_box, self.map_note]), self.facts_html,
                           self.chart])

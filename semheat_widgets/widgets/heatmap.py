@@ -1,7 +1,10 @@
 """The semantic heatmap as an Altair ``JupyterChart``: switchable kind, clickable cells.
 
 Input: ``columns`` (the concepts shown, in order). Output: ``cell`` — the selected cell,
-``{"kind", "records", "row", "column"}``, set by a click in the browser or by :meth:`select`.
+``{"kind", "records", "row", "column"}``, set by a click in the browser, by the keyboard (a
+focusable strip under the chart: arrows move, Enter opens) or by :meth:`select`. The selection
+sticks when the heatmap is redrawn (another kind, other inputs, binarized, concepts hidden or
+moved) as long as its cell exists; when it cannot, a line says why.
 
 Altair facts this relies on (Altair 6): a click reaches Python through the point selection
 ``cell``, observed on ``chart.selections`` by name; assigning a new chart replaces that object,
@@ -11,6 +14,9 @@ the outlined cell is a chart parameter (``picked``) that Python sets.
 
 from __future__ import annotations
 
+import html
+
+import anywidget
 import ipywidgets as widgets
 import traitlets
 
@@ -19,7 +25,7 @@ from ..engine.attacks import METHODS
 from ..engine.heatmaps import KINDS, Heatmap
 from ..engine.tasks import NATURAL
 from ..errors import SemheatError
-from .shared import as_bundle, empty_chart
+from .shared import JS, as_bundle, empty_chart
 
 KIND_LABELS = {
     "differential": "differential: correct − incorrect",
@@ -32,6 +38,16 @@ KIND_LABELS = {
 }
 RECORD_LABELS = {NATURAL: "natural inputs", "fgsm": "FGSM adversarial", "pgd": "PGD adversarial"}
 TOP_K_CHOICES = (1, 2, 3, 5)
+
+
+class CellKeys(anywidget.AnyWidget):
+    """The keyboard strip of a heatmap: says where the cursor is, sends the keys pressed."""
+
+    _esm = JS / "cell_keys.js"
+    _css = JS / "widgets.css"
+    label = traitlets.Unicode("").tag(sync=True)
+    # keys arrive as a synced request with a nonce, as the concept picker's do
+    request = traitlets.Dict().tag(sync=True)
 
 
 class HeatmapView(widgets.VBox):
@@ -61,8 +77,12 @@ class HeatmapView(widgets.VBox):
         self.heatmap: Heatmap | None = None
         self._heatmap_key = None  # what self.heatmap was computed for
         self.chart = empty_chart()
+        self.key_strip = CellKeys()
+        self.status = widgets.HTML()
+        self.cursor: tuple[int, int] | None = None  # (row, column) index of the keyboard cursor
         super().__init__([widgets.HBox([self.kind_box, self.records_box, self.topk_box,
-                                        self.std_box]), self.chart])
+                                        self.std_box]), self.chart, self.key_strip, self.status])
+        self.key_strip.observe(self._on_key, names=["request"])
         with self.hold_trait_notifications():
             self.kind, self.records = kind, records
             self.columns = list(columns or self.bundle.concept_names)
@@ -99,11 +119,18 @@ class HeatmapView(widgets.VBox):
             n = f"{int(hm.counts.sum())} vs {int(hm.counts_other.sum())} inputs"
         title = f"{KIND_LABELS[self.kind]} · {RECORD_LABELS.get(self.records, self.records)} · {n}"
         keep = self._still_there(self.cell)
+        if self.cell and not keep:
+            self.status.value = (f"<small>selection cleared: concept "
+                                 f"<b>{html.escape(self.cell['column'])}</b> is no longer "
+                                 f"shown</small>")
+        elif keep:
+            self.status.value = ""
         self.chart.chart = heatmap_chart(hm, self.columns, title=title,
                                          picked=_position(keep) if keep else None)
         # A new chart means a new selections object: observe it again.
         self.chart.selections.observe(self._on_click, names=["cell"])
         self.cell = keep
+        self._sync_cursor()
 
     def _still_there(self, cell: dict) -> dict:
         """The selected cell moved to the current kind and inputs, or {} when it no longer
@@ -125,6 +152,77 @@ class HeatmapView(widgets.VBox):
             raise SemheatError(f"no heatmap cell ({row!r}, {column!r}) in view")
         self.cell = {"kind": self.kind, "records": self.records, "row": row, "column": column}
         setattr(self.chart.params, PICKED, _position(self.cell))
+        self.status.value = ""
+        self._sync_cursor()
+
+    # -- keyboard --------------------------------------------------------------------------
+    def _sync_cursor(self) -> None:
+        """The cursor follows the selection (or stays where it was, within bounds)."""
+        if self.cell:
+            self.cursor = (self.bundle.classes.index(self.cell["row"]),
+                           self.columns.index(self.cell["column"]))
+        elif self.cursor is not None:
+            self.cursor = (min(self.cursor[0], len(self.bundle.classes) - 1),
+                           min(self.cursor[1], max(len(self.columns) - 1, 0)))
+        self._say()
+
+    def _say(self) -> None:
+        if self.cursor is None or not self.columns:
+            self.key_strip.label = "no cell selected"
+            return
+        from ..charts import cell_meaning
+
+        i, j = self.cursor
+        row, column = self.bundle.classes[i], self.columns[j]
+        hm = self.heatmap
+        k = hm.columns.index(column)
+        value = hm.values[i, k]
+        other = None if hm.counts_other is None else int(hm.counts_other[i])
+        meaning = cell_meaning(hm.kind, row, column, None if value != value else float(value),
+                               int(hm.counts[i]), other)
+        opened = " (open)" if self.cell and self.cell["row"] == row and \
+            self.cell["column"] == column else ""
+        self.key_strip.label = f"{row} · {column}{opened}: {meaning}"
+
+    def _on_key(self, change) -> None:
+        """Apply the keys of the browser's log that are new (see ``cell_keys.js``)."""
+        request = change["new"] or {}
+        keys = request.get("keys")
+        if keys is None:  # one key, as Python callers (and the tests) send it
+            self._apply_key(request)
+            return
+        session = request.get("session")
+        if session != self._key_session:
+            self._key_session, self._key_seen = session, 0
+        for key in keys:
+            if key.get("seq", 0) > self._key_seen:
+                self._key_seen = key["seq"]
+                self._apply_key(key)
+
+    _key_session, _key_seen = None, 0
+
+    def _apply_key(self, request: dict) -> None:
+        n_rows, n_cols = len(self.bundle.classes), len(self.columns)
+        if not n_cols:
+            return
+        if request.get("clear"):
+            self.cell, self.cursor = {}, None
+            setattr(self.chart.params, PICKED, None)
+            self._say()
+            return
+        if self.cursor is None:
+            self.cursor = (0, 0)
+        elif "move" in request:
+            di, dj = request["move"]
+            self.cursor = (min(max(self.cursor[0] + di, 0), n_rows - 1),
+                           min(max(self.cursor[1] + dj, 0), n_cols - 1))
+        i, j = self.cursor
+        if request.get("open"):
+            self.select(self.bundle.classes[i], self.columns[j])
+            return
+        setattr(self.chart.params, PICKED, {"row": self.bundle.classes[i],
+                                            "column": self.columns[j]})
+        self._say()
 
 
 def _position(cell: dict) -> dict:

@@ -30,7 +30,10 @@ def enable_offline() -> None:
 
 
 def empty_chart(mark: str = "rect") -> alt.JupyterChart:
+    """An Altair chart widget that follows JupyterLab's theme (see ``widgets.css``)."""
     enable_offline()
-    return alt.JupyterChart(getattr(alt.Chart(alt.Data(values=[])), f"mark_{mark}")(),
-                            embed_options=EMBED_OPTIONS)
+    chart = alt.JupyterChart(getattr(alt.Chart(alt.Data(values=[])), f"mark_{mark}")(),
+                             embed_options=EMBED_OPTIONS)
+    chart.add_class("semheat-chart")
+    return chart
 

@@ -1,5 +1,6 @@
 // Concept picker: filter by typing, show/hide and reorder concepts, add a free-text concept.
 // Names are user data: they are only ever set with textContent.
+// Reorder by dragging a row's handle, or from the keyboard: focus a row, Alt+↑ / Alt+↓.
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -13,22 +14,28 @@ function render({ model, el: root }) {
   const filter = el("input", "semheat-picker-filter");
   filter.type = "search";
   filter.placeholder = "filter concepts";
+  filter.setAttribute("aria-label", "filter concepts");
   const list = el("div", "semheat-picker-list");
+  list.setAttribute("role", "list");
+  list.setAttribute("aria-label", "concepts: tick to show; drag, or Alt+arrow keys, to reorder");
   const addRow = el("div", "semheat-picker-add");
   const input = el("input", "semheat-picker-new");
   input.type = "text";
   input.placeholder = "new concept, e.g. stripes";
+  input.setAttribute("aria-label", "new concept");
   const add = el("button", "semheat-picker-add-button", "add");
+  add.setAttribute("aria-label", "add the concept");
   const message = el("div", "semheat-picker-message");
+  message.setAttribute("role", "status");
   addRow.append(input, add);
   root.append(filter, list, addRow, message);
+  let dragged = null;
+  let focusAfterDraw = null;
 
-  function move(name, delta) {
-    const order = [...model.get("concepts")];
-    const i = order.indexOf(name);
-    const j = i + delta;
-    if (i < 0 || j < 0 || j >= order.length) return;
-    [order[i], order[j]] = [order[j], order[i]];
+  function moveTo(name, target) {
+    const order = model.get("concepts").filter((c) => c !== name);
+    const at = Math.max(0, Math.min(order.length, target));
+    order.splice(at, 0, name);
     model.set("concepts", order);
     model.save_changes();
   }
@@ -43,25 +50,54 @@ function render({ model, el: root }) {
   function draw() {
     const needle = filter.value.trim().toLowerCase();
     const hidden = new Set(model.get("hidden"));
+    const order = model.get("concepts");
     list.replaceChildren();
-    for (const name of model.get("concepts")) {
+    for (const name of order) {
       if (needle && !name.toLowerCase().includes(needle)) continue;
       const row = el("div", "semheat-picker-row");
       row.dataset.concept = name;
+      row.setAttribute("role", "listitem");
+      row.tabIndex = 0;
+      row.draggable = true;
+      const handle = el("span", "semheat-picker-handle", "⠿");
+      handle.setAttribute("aria-hidden", "true");
       const box = document.createElement("input");
       box.type = "checkbox";
       box.checked = !hidden.has(name);
+      box.setAttribute("aria-label", `show ${name}`);
       box.addEventListener("change", () => toggle(name, box.checked));
       const label = el("span", "semheat-picker-name", name);
-      const up = el("button", "semheat-picker-up", "↑");
-      const down = el("button", "semheat-picker-down", "↓");
-      up.addEventListener("click", () => move(name, -1));
-      down.addEventListener("click", () => move(name, +1));
-      row.append(box, label, up, down);
+      row.append(handle, box, label);
+      row.addEventListener("dragstart", (e) => {
+        dragged = name;
+        e.dataTransfer.effectAllowed = "move";
+        e.dataTransfer.setData("text/plain", name);
+        row.classList.add("semheat-picker-dragging");
+      });
+      row.addEventListener("dragend", () => row.classList.remove("semheat-picker-dragging"));
+      row.addEventListener("dragover", (e) => { e.preventDefault(); row.classList.add("semheat-picker-over"); });
+      row.addEventListener("dragleave", () => row.classList.remove("semheat-picker-over"));
+      row.addEventListener("drop", (e) => {
+        e.preventDefault();
+        row.classList.remove("semheat-picker-over");
+        if (dragged && dragged !== name) moveTo(dragged, order.indexOf(name));
+        dragged = null;
+      });
+      row.addEventListener("keydown", (e) => {
+        if (!e.altKey || (e.key !== "ArrowUp" && e.key !== "ArrowDown")) return;
+        e.preventDefault();
+        focusAfterDraw = name;
+        moveTo(name, order.indexOf(name) + (e.key === "ArrowUp" ? -1 : 1));
+      });
       list.append(row);
     }
     message.textContent = model.get("message");
     add.disabled = model.get("busy");
+    if (focusAfterDraw) {
+      const row = [...list.children].find((r) => r.dataset.concept === focusAfterDraw);
+      if (row) row.focus();
+      focusAfterDraw = null;
+    }
   }
 
   function submit() {

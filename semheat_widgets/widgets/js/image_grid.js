@@ -19,15 +19,21 @@ function render({ model, el: root }) {
   const header = el("div", "semheat-grid-header");
   const title = el("span", "semheat-grid-title");
   const sort = el("select", "semheat-grid-sort");
+  sort.setAttribute("aria-label", "sort the inputs by");
   const prev = el("button", "semheat-grid-prev", "◀");
+  prev.setAttribute("aria-label", "previous page");
   const pageInfo = el("span", "semheat-grid-page");
+  pageInfo.setAttribute("aria-live", "polite");
   const next = el("button", "semheat-grid-next", "▶");
+  next.setAttribute("aria-label", "next page");
   const overlayLabel = el("label", "semheat-grid-overlay");
   const overlay = document.createElement("input");
   overlay.type = "checkbox";
   overlayLabel.append(overlay, document.createTextNode(" concept maps"));
-  header.append(title, el("span", "semheat-grid-spacer"), overlayLabel,
-                el("label", null, "sort by "), sort, prev, pageInfo, next);
+  const sortLabel = el("span", null, "sort by ");
+  sortLabel.setAttribute("aria-hidden", "true");
+  header.append(title, el("span", "semheat-grid-spacer"), overlayLabel, sortLabel, sort, prev,
+                pageInfo, next);
   overlay.checked = model.get("overlay");
   overlay.addEventListener("change", () => {
     model.set("overlay", overlay.checked);
@@ -35,6 +41,8 @@ function render({ model, el: root }) {
   });
   model.on("change:overlay", () => { overlay.checked = model.get("overlay"); });
   const body = el("div", "semheat-grid-body");
+  body.setAttribute("role", "list");
+  body.setAttribute("aria-label", "the inputs behind the selected cell");
   root.append(header, body);
   let urls = [];
 
@@ -76,8 +84,10 @@ function render({ model, el: root }) {
       return;
     }
     tiles.forEach((t, i) => {
-      const tile = el("div", "semheat-tile");
+      const tile = el("button", "semheat-tile");  // focusable; Enter or Space opens it
+      tile.type = "button";
       tile.dataset.index = String(t.index);
+      tile.setAttribute("role", "listitem");
       if (!t.correct) tile.classList.add("semheat-tile-wrong");
       const img = document.createElement("img");
       const buf = images[i];
@@ -86,14 +96,19 @@ function render({ model, el: root }) {
         urls.push(url);
         img.src = url;
       }
-      img.alt = `input ${t.id}`;
+      img.alt = "";  // the tile's own label says what it shows
       tile.append(img);
+      const open = () => { model.set("selected", t.index); model.save_changes(); };
       if (t.lines) {  // tiles that say something else (e.g. a comparison) bring their lines
         t.lines.forEach((line, n) => tile.append(el("div", n ? "semheat-tile-score" : "semheat-tile-labels", line)));
-        tile.addEventListener("click", () => { model.set("selected", t.index); model.save_changes(); });
+        tile.setAttribute("aria-label", `input ${t.id}: ${t.lines.join("; ")}`);
+        tile.addEventListener("click", open);
         body.append(tile);
         return;
       }
+      tile.setAttribute("aria-label", `input ${t.id}: ${t.label} predicted ${t.prediction}; ` +
+        `${t.concept ? `${t.concept} ${fmt(t.score)}; ` : ""}defect score ${fmt(t.defect)}, ` +
+        `${t.flagged ? "flagged" : "passed"}${t.fault ? `; fault: ${t.fault}` : ""}`);
       tile.append(el("div", "semheat-tile-labels", `${t.label} → ${t.prediction}`));
       if (t.concept) tile.append(el("div", "semheat-tile-score", `${t.concept}: ${fmt(t.score)}`));
       const monitor = el("div", "semheat-tile-monitor", `defect ${fmt(t.defect)} · ${t.flagged ? "FLAG" : "ok"}`);
@@ -101,10 +116,7 @@ function render({ model, el: root }) {
       if (t.flagged) monitor.classList.add("semheat-tile-flagged");
       tile.append(monitor);
       if (t.fault) tile.append(el("div", "semheat-tile-fault", `fault: ${t.fault}`));
-      tile.addEventListener("click", () => {
-        model.set("selected", t.index);
-        model.save_changes();
-      });
+      tile.addEventListener("click", open);
       body.append(tile);
     });
     drawSelection();
