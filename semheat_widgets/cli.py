@@ -167,7 +167,8 @@ def cmd_analyze(args) -> int:
                        attack_limit=args.attack_limit, batch_size=args.batch_size,
                        device=args.device, num_workers=args.workers, overwrite=args.force,
                        progress=not args.quiet, engine=args.engine,
-                       ray_address=args.ray_address)
+                       ray_address=args.ray_address, ray_actors=args.ray_actors,
+                       ray_shard_size=args.ray_shard_size)
     print(f"bundle written to {out}")
     return 0
 
@@ -212,6 +213,12 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_benchmarks
 
+    if args.scale:
+        from .bench_scale import scale_benchmarks
+
+        result = scale_benchmarks(args.scale, progress=not args.json)
+        _emit(result, args.json, lambda r: json.dumps(r, indent=2))
+        return 0
     result = run_benchmarks(records=args.records, quick=args.quick, progress=not args.json,
                             ray=args.ray, first_run=args.first_run)
     _emit(result, args.json, lambda r: json.dumps(r, indent=2))
@@ -397,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the forward passes run (ray: pip install 'semheat_widgets[ray]')")
     an.add_argument("--ray-address", default=None,
                     help="an existing Ray cluster (auto, ray://HOST:10001); default: local")
+    an.add_argument("--ray-actors", type=POSITIVE, default=None,
+                    help="model replicas on Ray (default: one per GPU, or per 4 CPUs)")
+    an.add_argument("--ray-shard-size", type=POSITIVE, default=512,
+                    help="inputs per finished shard kept for resuming (default 512)")
     an.add_argument("--force", action="store_true", help="replace an existing bundle")
     an.add_argument("--quiet", action="store_true", help="no progress bars")
     an.set_defaults(func=cmd_analyze)
@@ -418,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     bench.add_argument("--first-run", action="store_true",
                        help="also time a new user's first explorer and full toy build (minutes)")
+    bench.add_argument("--scale", type=POSITIVE, action="append", metavar="N",
+                       help="instead: analysis of N synthetic inputs in bounded memory (peak "
+                            "memory, time against one pass); repeat for several N")
     bench.add_argument("--ray", action="store_true",
                        help="also compare Ray extraction with local extraction (needs the extra)")
     bench.set_defaults(func=cmd_bench)

@@ -141,11 +141,11 @@ def test_crash_mid_save_leaves_no_half_written_bundle(built, tmp_path, monkeypat
     calls = {"n": 0}
     real = bundle_module._write_npy
 
-    def failing(path, arr, chunk=65536):
+    def failing(path, arr):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("disk full")
-        return real(path, arr, chunk)
+        return real(path, arr)
 
     monkeypatch.setattr(bundle_module, "_write_npy", failing)
     target = tmp_path / "b"

@@ -77,10 +77,10 @@ def test_info_and_text_output(bundle_path, capsys):
 def test_bench_json_quick(capsys):
     out = _json(capsys, ["bench", "--json", "--quick", "--records", "20000"])
     for key in ("heatmaps", "add_concept", "monitor_overhead_b1", "monitor_overhead_b64",
-                "extraction", "cell_query_ms"):
+                "extraction", "cell_query_ms", "concept_map_ms"):
         assert isinstance(out[key], float) and out[key] > 0
     assert set(out["goals_met"]) == {"heatmaps", "add_concept", "monitor_overhead_b1",
-                                     "monitor_overhead_b64", "extraction"}
+                                     "monitor_overhead_b64", "extraction", "concept_map_ms"}
 
 
 @pytest.mark.parametrize("argv", [

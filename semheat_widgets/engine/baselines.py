@@ -14,7 +14,8 @@ import torch
 from ..errors import SemheatError
 from .detectors import Detector, Evidence, register_detector
 from .metrics import auroc
-from .vectors import EPS, ROW_CHUNK
+from .store import read_rows, row_chunks
+from .vectors import EPS
 
 BASELINES = ("msp", "energy", "mahalanobis")
 
@@ -51,7 +52,9 @@ class Mahalanobis(Detector):
     The score is pytorch-ood's: half the squared Mahalanobis distance to the nearest class mean,
     under the pooled scatter matrix (not divided by N; a constant factor, same ranking), here
     with a small ridge (``ridge`` x its mean eigenvalue) so that few inputs still give distances.
-    Fit on the true labels of reference inputs.
+    Fit on the true labels of reference inputs. Scoring whitens the features once (``z L`` with
+    ``L Lᵀ`` the precision matrix) and measures plain distances to the whitened means — the
+    same numbers as pytorch-ood's one quadratic form per class, at a tenth of the work.
     """
 
     name, label, order = "mahalanobis", "Mahalanobis", 22
@@ -60,32 +63,49 @@ class Mahalanobis(Detector):
         self.ridge = ridge
 
     def fit(self, evidence: Evidence, defect=None) -> "Mahalanobis":
+        """Class means and the pooled scatter matrix from sufficient statistics gathered chunk
+        by chunk (any number of inputs in bounded memory; pytorch-ood's own fit holds them all),
+        then pytorch-ood's detector with them."""
         from pytorch_ood.detector import Mahalanobis as Impl
 
-        labels = evidence.need("labels", "Mahalanobis")
-        n_classes = np.asarray(evidence.logits).shape[1]
+        labels = np.asarray(evidence.need("labels", "Mahalanobis"))
+        feats = evidence.need("features", "Mahalanobis")
+        n_classes = np.asarray(evidence.logits[:1]).shape[1]
         missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
         if missing:
             raise SemheatError(f"Mahalanobis needs examples of every class; none for class "
                                f"indices {missing}")
+        d = feats.shape[1]
+        sums, counts, zz = np.zeros((n_classes, d)), np.zeros(n_classes), np.zeros((d, d))
+        for chunk in row_chunks(len(labels)):
+            z = read_rows(feats, chunk).astype(np.float64)
+            y = labels[chunk]
+            sums += np.eye(n_classes)[y].T @ z
+            counts += np.bincount(y, minlength=n_classes)
+            zz += z.T @ z
+        mu = sums / counts[:, None]
+        cov = zz - (mu * counts[:, None]).T @ mu + 1e-6 * np.eye(d)  # pooled scatter (+ p-ood's)
+        # a ridge relative to its scale keeps the precision well conditioned when there are
+        # about as many features as inputs
+        cov += self.ridge * np.trace(cov) / d * np.eye(d)
         det = Impl(None)
-        det.fit_features(_tensor(evidence.need("features", "Mahalanobis")),
-                         torch.as_tensor(labels))
-        # pytorch-ood inverts the pooled scatter matrix + 1e-6 I in float32, which breaks down
-        # when there are about as many features as inputs; a ridge relative to its scale (in
-        # float64) keeps the precision matrix well conditioned.
-        cov = det.cov.double()
-        d = cov.shape[0]
-        cov += self.ridge * torch.trace(cov) / d * torch.eye(d, dtype=torch.float64)
-        det.precision = torch.linalg.inv(cov).float()
+        det.mu = torch.as_tensor(mu, dtype=torch.float32)
+        det.precision = torch.as_tensor(np.linalg.inv(cov), dtype=torch.float32)
         self.detector_ = det
         return self
 
     def score_samples(self, evidence: Evidence) -> np.ndarray:
         feats = evidence.need("features", "Mahalanobis")
-        out = [self.detector_.predict_features(_tensor(feats[s:s + ROW_CHUNK])).numpy()
-               for s in range(0, len(feats), ROW_CHUNK)]
-        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+        precision = self.detector_.precision.double().numpy()
+        whiten = np.linalg.cholesky((precision + precision.T) / 2)  # precision = L Lᵀ
+        means = self.detector_.mu.double().numpy() @ whiten
+        out = np.empty(len(feats))
+        for chunk in row_chunks(len(feats)):
+            y = (read_rows(feats, chunk).astype(np.float32) @ whiten.astype(np.float32)
+                 ).astype(np.float64)
+            dist = (y * y).sum(1)[:, None] - 2 * y @ means.T + (means * means).sum(1)
+            out[chunk] = 0.5 * dist.min(1)  # -max_k of pytorch-ood's -0.5 (z-μ_k)ᵀ P (z-μ_k)
+        return out
 
     def state(self) -> dict[str, np.ndarray]:
         return {"mu": self.detector_.mu.numpy(), "precision": self.detector_.precision.numpy()}

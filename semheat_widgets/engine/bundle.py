@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,9 +45,10 @@ from .detectors import Evidence, unpack
 from .models import ModelIds
 from .heatmaps import (KINDS, ConfusionSums, Heatmap,
                        Standardizer, heatmap, single_heatmap)
+from .store import array_chunks, release
 from .schema import FORMAT, SCHEMA_VERSION, SPLITS, check_manifest, validate_bundle
 from .tasks import TASKS, Task, task_named
-from .vectors import ROW_CHUNK, SCORE_CHUNK
+from .vectors import SCORE_CHUNK
 
 REQUIRED_COLUMNS = ("id", "split", "perturbation", "source_id", "label", "prediction",
                     "correct")
@@ -146,6 +148,17 @@ class Bundle:
         anything else there is refused and left untouched. The writer lock of ``path`` is held
         throughout, and a crash leaves the old bundle or the new one (see :mod:`..safe_io`).
         """
+        with self.writing(path, overwrite) as folder:
+            self.write_files(folder)
+        self.path = Path(path).resolve()
+        return self.path
+
+    @staticmethod
+    @contextmanager
+    def writing(path, overwrite: bool = False):
+        """Hold ``path``'s writer lock and yield a fresh temporary folder beside it, published
+        as the bundle at ``path`` when the block ends (removed if it raises) — where a bundle is
+        built in place, its large arrays written straight into their final files."""
         path = Path(path).resolve()
         with writer_lock(path):
             recover(path)
@@ -154,22 +167,21 @@ class Bundle:
                 raise SemheatError(f"{path} exists; pass overwrite=True to replace it")
             tmp = temp_dir_for(path)
             try:
-                self._write(tmp)
+                yield tmp
                 publish_dir(tmp, path, ("bundle",), "a bundle", _between=_SAVE_HOOK.get("between"))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        self.path = path
-        return path
 
-    def _write(self, folder: Path) -> None:
+    def write_files(self, folder: Path) -> None:
+        """Write the bundle's files into ``folder`` (see :meth:`writing`); the manifest last."""
         from safetensors.numpy import save_file
 
         arrays, concepts, state = self._merged_for_save()
         manifest = dict(self.manifest, concepts=concepts, n_records=self.n)
         manifest["arrays"] = {k: {"shape": list(a.shape), "dtype": str(a.dtype)}
                               for k, a in arrays.items()}
-        (folder / "arrays").mkdir()
+        (folder / "arrays").mkdir(exist_ok=True)  # (arrays built in place are there already)
         pq.write_table(self.records, folder / "records.parquet")
         for key, arr in arrays.items():
             _write_npy(folder / "arrays" / f"{key}.npy", arr)
@@ -548,11 +560,18 @@ class Bundle:
                 f"{len(self.concept_names)} concepts{where}>")
 
 
-def _write_npy(path: Path, arr: np.ndarray, chunk: int = ROW_CHUNK) -> None:
-    """Write ``arr`` (possibly a memory map) as .npy in row chunks (bounded memory)."""
+def _write_npy(path: Path, arr: np.ndarray) -> None:
+    """Write ``arr`` (possibly a memory map) as .npy in row chunks (bounded memory); a
+    memory map of that very file (an array built in place) is only flushed."""
+    if isinstance(arr, np.memmap) and arr.filename and path.exists() and \
+            Path(arr.filename).resolve() == path.resolve():
+        arr.flush()
+        return
     out = np.lib.format.open_memmap(path, mode="w+", dtype=arr.dtype, shape=arr.shape)
-    for s in range(0, len(arr), chunk):
-        out[s:s + chunk] = arr[s:s + chunk]
+    for rows in array_chunks(arr):
+        out[rows] = arr[rows]
+        release(out)
+        release(arr)
     out.flush()
     del out
 

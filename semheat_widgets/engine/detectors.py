@@ -18,6 +18,35 @@ import numpy as np
 
 from ..errors import SemheatError
 from .tasks import Task
+from .store import read_rows
+from .vectors import ROW_CHUNK
+
+
+class RowView:
+    """Some rows of a large (memory-mapped) array, read only when sliced: ``view[a:b]``
+    reads those rows. What :meth:`Evidence.take` gives for arrays too large to copy."""
+
+    def __init__(self, array, rows):
+        self.array, self.rows = array, np.asarray(rows)
+        self.shape = (len(self.rows), *array.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return read_rows(self.array, self.rows[key])
+
+
+def _rows(array, rows):
+    """``array[rows]``, or a :class:`RowView` of them for a memory map (no copy)."""
+    if array is None:
+        return None
+    if isinstance(array, (np.memmap, RowView)) and len(array) > 0:
+        base = array if isinstance(array, np.memmap) else array.array
+        picked = np.arange(len(array))[rows] if not isinstance(array, RowView) else \
+            array.rows[rows]
+        return RowView(base, picked)
+    return np.asarray(array)[rows]
 
 
 @dataclass
@@ -32,23 +61,28 @@ class Evidence:
 
     @property
     def predictions(self) -> np.ndarray:
-        return np.asarray(self.logits).argmax(1)
+        logits = self.logits
+        return np.concatenate([np.asarray(logits[s:s + ROW_CHUNK]).argmax(1)
+                               for s in range(0, len(logits), ROW_CHUNK)]) if len(logits) \
+            else np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.logits)
 
     def take(self, rows) -> "Evidence":
-        """The evidence of some rows (a boolean mask or indices)."""
-        pick = lambda a: None if a is None else np.asarray(a)[rows]  # noqa: E731
-        return Evidence(**{f.name: pick(getattr(self, f.name)) for f in fields(self)
+        """The evidence of some rows (a boolean mask or indices); memory-mapped arrays are
+        not copied (:class:`RowView`)."""
+        return Evidence(**{f.name: _rows(getattr(self, f.name), rows) for f in fields(self)
                            if f.name != "extra"},
                         extra={k: np.asarray(v)[rows] for k, v in self.extra.items()})
 
-    def need(self, name: str, who: str) -> np.ndarray:
+    def need(self, name: str, who: str):
+        """The field ``name`` (an array, a memory map or a :class:`RowView`: large ones are
+        meant to be read chunk by chunk)."""
         value = getattr(self, name)
         if value is None:
             raise SemheatError(f"the {who} detector needs {name.replace('_', ' ')}")
-        return np.asarray(value)
+        return value if isinstance(value, (np.memmap, RowView)) else np.asarray(value)
 
 
 class Detector:

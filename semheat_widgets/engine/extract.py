@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from ..errors import SemheatError
 from .classifier import ModelSplit
 from .pixels import thumbnails
+from .store import ArrayStore
 from .vlm import VLM
 
 FIELDS = ("features", "logits", "image_emb", "labels", "thumbs")
@@ -76,13 +77,16 @@ def forward_batch(classifier: ModelSplit, vlm: VLM | None, images: torch.Tensor,
 def extract(classifier: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
             num_workers: int = 0, out_dir=None, thumb_size: int = 64, attack=None,
             progress: bool = True, desc: str = "extract",
-            image_embeddings: np.ndarray | None = None) -> Extracted:
+            image_embeddings: np.ndarray | None = None,
+            into: ArrayStore | None = None, offset: int = 0) -> Extracted:
     """Run classifier and VLM over ``dataset`` (items ``(image tensor, label)``) once.
 
     ``attack`` (an :class:`~semheat_widgets.engine.attacks.Attack`) perturbs every batch
     against ``classifier`` first. ``image_embeddings`` (one row per input, in order), when the
     caller already has the VLM's embeddings of these very images — several classifiers
-    analysed on the same inputs — are used instead of running the VLM again.
+    analysed on the same inputs — are used instead of running the VLM again. ``into``: the
+    caller's :class:`~.store.ArrayStore` (e.g. the memory maps of a bundle being built) to write
+    rows ``offset .. offset + len(dataset) - 1`` of, instead of allocating new arrays.
     """
     n = len(dataset)
     if n == 0:
@@ -115,11 +119,15 @@ def extract(classifier: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
             stop = start + len(images)
             if image_embeddings is not None:
                 out["image_emb"] = np.asarray(image_embeddings[start:stop], dtype=np.float32)
-            if not arrays:
-                arrays = {key: _allocate(out_dir, key, (n, *v.shape[1:]), v.dtype)
-                          for key, v in out.items()}
-            for key, v in out.items():
-                arrays[key][start:stop] = v
+            if into is not None:
+                for key, v in out.items():
+                    into.write(key, offset + start, v)
+            else:
+                if not arrays:
+                    arrays = {key: _allocate(out_dir, key, (n, *v.shape[1:]), v.dtype)
+                              for key, v in out.items()}
+                for key, v in out.items():
+                    arrays[key][start:stop] = v
             start = stop
             bar.update(len(images))
     except SemheatError as exc:
@@ -128,7 +136,12 @@ def extract(classifier: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
         bar.close()
     if start != n:
         raise SemheatError(f"the dataset yielded {start} items but reports length {n}")
+    if into is not None:
+        return Extracted(**{k: into[k][offset:offset + n] for k in FIELDS})
     for a in arrays.values():
         if isinstance(a, np.memmap):
             a.flush()
     return Extracted(**{k: arrays[k] for k in FIELDS})
+
+
+extract.writes_into = True  # the pipeline may hand it its ArrayStore (see analyze)

@@ -3,9 +3,10 @@
 The inputs become a Ray Dataset of input ids; a first ``map_batches`` stage (plain tasks) loads
 and preprocesses the images (``dataset[i]``: file decoding, resizing); a second runs on a pool
 of actors, each holding its own copy of the classifier and the VLM (one GPU per actor where
-there are GPUs), and computes features, logits, VLM embeddings and thumbnails — after an
-optional attack. The driver gathers rows by *shard* (``shard_size`` consecutive ids) and writes
-each finished shard as one Parquet file, atomically.
+there are GPUs; the weights go to the cluster's object store once per extractor, however many
+passes — natural, FGSM, PGD — use them), and computes features, logits, VLM embeddings and
+thumbnails — after an optional attack. The driver gathers rows by *shard* (``shard_size``
+consecutive ids) and writes each finished shard as one Parquet file, atomically.
 
 Fault tolerance: Ray restarts a dead actor and retries its batch; the driver keeps the first
 row of every id and, at the end, checks that every id came back exactly once. An interrupted
@@ -88,13 +89,15 @@ def _data_digest(dataset, samples: int = 16) -> str:
 class _ModelWorker:
     """Stage 2 (actors): classifier + VLM (+ attack) on a batch of preprocessed images."""
 
-    def __init__(self, classifier, vlm, attack, thumb_size: int, threads: int | None):
+    def __init__(self, models: list, attack, thumb_size: int, threads: int | None):
+        import ray
         import torch
 
         from .vlm import resolve_device
 
         if threads:
             torch.set_num_threads(threads)
+        classifier, vlm = ray.get(models[0])  # (a list: Ray leaves the reference to us)
         device = resolve_device(None)
         self.classifier = classifier.to(device).eval()
         self.vlm = vlm.to(device)
@@ -139,6 +142,9 @@ class RayExtractor:
         self._temporary = work_dir is None  # then each run's folder is removed after it
         self.num_cpus = num_cpus
         self.last_run: dict = {}
+        self._models: dict[tuple, object] = {}  # (weight digests, job) -> object ref
+
+    writes_into = True  # the pipeline may hand it its ArrayStore (see analyze)
 
     def _init(self):
         ray = self.ray
@@ -149,16 +155,19 @@ class RayExtractor:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
+        # an actor must fit on one node: the largest node bounds its share
+        node_cpus = max([n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+                        or [cpus])
         actors = self.num_actors or (gpus if gpus else max(1, cpus // 4))
-        return actors, gpus, cpus
+        return actors, gpus, cpus, node_cpus
 
     def __call__(self, classifier, vlm, dataset, *, batch_size: int = 128, num_workers: int = 0,
                  thumb_size: int = 64, progress: bool = True, desc: str = "extract",
-                 attack=None, out_dir=None) -> Extracted:
+                 attack=None, out_dir=None, into=None, offset: int = 0) -> Extracted:
         n = len(dataset)
         if n == 0:
             raise SemheatError("the dataset is empty: nothing to analyse")
-        actors, gpus, cpus = self._init()
+        actors, gpus, cpus, node_cpus = self._init()
         shard_dir = self._shard_dir(classifier, vlm, dataset, attack, thumb_size, desc)
         n_shards = -(-n // self.shard_size)
         done = {k for k in range(n_shards) if (shard_dir / f"shard-{k:05d}.parquet").is_file()}
@@ -168,8 +177,8 @@ class RayExtractor:
                          "computed_ids": len(todo), "actors": actors}
         if todo:
             self._run(classifier, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
-                      actors, gpus, cpus, n, progress, desc)
-        out = self._assemble(shard_dir, n_shards, n)
+                      actors, gpus, cpus, node_cpus, n, progress, desc)
+        out = self._assemble(shard_dir, n_shards, n, into, offset)
         if self._temporary:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = None
@@ -181,8 +190,8 @@ class RayExtractor:
         resumes. Without a ``work_dir`` every run gets a fresh temporary folder."""
         import tempfile
 
-        key = json.dumps({"classifier": _weights_digest(classifier),
-                          "vlm": _weights_digest(vlm.model),
+        weights = self._digests(classifier, vlm)
+        key = json.dumps({"classifier": weights[0], "vlm": weights[1],
                           "data": _data_digest(dataset),
                           "attack": None if attack is None else vars(attack),
                           "thumb": thumb_size, "shard": self.shard_size, "desc": desc},
@@ -195,8 +204,25 @@ class RayExtractor:
         (folder / "meta.json").write_text(key)
         return folder
 
+    @staticmethod
+    def _digests(classifier, vlm) -> tuple[str, str]:
+        return _weights_digest(classifier), _weights_digest(vlm.model)
+
+    def _model_ref(self, classifier, vlm):
+        """The models in the object store, put there once per pair of weights (and Ray
+        session: a reference does not outlive its session)."""
+        digests = (*self._digests(classifier, vlm),
+                   self.ray.get_runtime_context().get_job_id())
+        if digests not in self._models:
+            if classifier.device.type != "cpu" or vlm.device.type != "cpu":  # ship CPU copies
+                import copy
+
+                classifier, vlm = copy.deepcopy(classifier).cpu(), copy.deepcopy(vlm).to("cpu")
+            self._models = {digests: self.ray.put((classifier, vlm))}
+        return self._models[digests]
+
     def _run(self, classifier, vlm, dataset, todo, shard_dir, batch_size, thumb_size, attack,
-             actors, gpus, cpus, n, progress, desc):
+             actors, gpus, cpus, node_cpus, n, progress, desc):
         from tqdm.auto import tqdm
 
         ray = self.ray
@@ -210,16 +236,17 @@ class RayExtractor:
                             num_cpus=0.5)
         # Loading is light next to the forward passes: the loaders share half a CPU and each
         # actor gets the rest of its share, with as many torch threads.
-        per_actor = {"num_gpus": 1} if gpus else {"num_cpus": max(0.5, (cpus - 0.5) / actors)}
-        threads = None if gpus else max(1, int(round((cpus - 0.5) / actors)))
-        if classifier.device.type != "cpu" or vlm.device.type != "cpu":  # ship CPU copies
-            import copy
-
-            classifier, vlm = copy.deepcopy(classifier).cpu(), copy.deepcopy(vlm).to("cpu")
-        ds = ds.map_batches(_ModelWorker, fn_constructor_args=(classifier, vlm, attack,
-                                                               thumb_size, threads),
+        # Actors are spread over the nodes (replicas where the hardware is, and a lost node
+        # costs one replica, not all).
+        share = max(0.5, min(node_cpus - 0.5, (cpus - 0.5) / actors))
+        per_actor = {"num_gpus": 1} if gpus else {"num_cpus": share}
+        threads = None if gpus else max(1, int(round(share)))
+        models = [self._model_ref(classifier, vlm)]
+        ds = ds.map_batches(_ModelWorker, fn_constructor_args=(models, attack, thumb_size,
+                                                               threads),
                             batch_size=batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=actors), **per_actor)
+                            compute=ray.data.ActorPoolStrategy(size=actors),
+                            scheduling_strategy="SPREAD", **per_actor)
         # (Ray Data restarts dead actors and retries their batches by default.)
         expected = {k: min(n, (k + 1) * self.shard_size) - k * self.shard_size
                     for k in np.unique(ids // self.shard_size).tolist()}
@@ -265,27 +292,31 @@ class RayExtractor:
         pq.write_table(table, tmp)
         tmp.replace(shard_dir / f"shard-{k:05d}.parquet")
 
-    def _assemble(self, shard_dir: Path, n_shards: int, n: int) -> Extracted:
+    def _assemble(self, shard_dir: Path, n_shards: int, n: int, into=None, offset: int = 0
+                  ) -> Extracted:
+        """The shards in id order: into the caller's store (rows ``offset..``) or new arrays."""
         import pyarrow.parquet as pq
 
-        arrays: dict[str, np.ndarray] = {}
+        from .store import ArrayStore
+
+        store = into if into is not None else ArrayStore(n)
+        first = offset if into is not None else 0
         seen = np.zeros(n, dtype=np.int64)
-        labels = np.zeros(n, dtype=np.int64)
         for k in range(n_shards):
             table = pq.read_table(shard_dir / f"shard-{k:05d}.parquet")
             shapes = json.loads(table.schema.metadata[b"shapes"])
             ids = table.column("id").to_numpy()
             np.add.at(seen, ids, 1)
-            labels[ids] = table.column("label").to_numpy()
+            if len(ids) and not (np.diff(ids) == 1).all():
+                raise SemheatError(f"shard {k} of {shard_dir} does not hold consecutive ids")
+            start = first + int(ids[0]) if len(ids) else first
+            store.write("labels", start, table.column("label").to_numpy().astype(np.int64))
             for c in COLUMNS:
                 values = table.column(c).combine_chunks().flatten().to_numpy()
-                block = values.reshape(len(ids), *shapes[c])
-                if c not in arrays:
-                    dtype = np.uint8 if c == "thumbs" else np.float32
-                    arrays[c] = np.zeros((n, *shapes[c]), dtype=dtype)
-                arrays[c][ids] = block
+                dtype = np.uint8 if c == "thumbs" else np.float32
+                store.write(c, start, values.reshape(len(ids), *shapes[c]).astype(dtype))
         if not (seen == 1).all():
             raise SemheatError(f"records lost or duplicated: {int((seen == 0).sum())} missing, "
                                f"{int((seen > 1).sum())} duplicated")
-        return Extracted(arrays["features"], arrays["logits"], arrays["image_emb"], labels,
-                         arrays["thumbs"])
+        return Extracted(**{c: store[c][first:first + n] for c in
+                            ("features", "logits", "image_emb", "labels", "thumbs")})

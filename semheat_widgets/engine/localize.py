@@ -38,6 +38,7 @@ from .vectors import unit_rows, zero_shot
 VERDICTS = ("encoder", "head", "undecided")
 RULES = ("consensus", "paper")
 PROBE_STRENGTHS = (0.01, 0.1, 1.0, 10.0, 100.0)  # inverse ridge strengths tried for the probe
+PROBE_MAX_ROWS = 50_000  # reference (and calibration) inputs the probe is fit (tuned) on, at most
 
 
 @dataclass
@@ -45,19 +46,22 @@ class Localization:
     """Per-input results (arrays of length N; entries of correct inputs are empty strings)."""
 
     oracle_pred: np.ndarray  # zero-shot class of A z
-    oracle_verdict: np.ndarray  # str
-    heatmap_verdict: np.ndarray  # str
-    paper_verdict: np.ndarray  # str: the paper's rule
-    probe_verdict: np.ndarray  # str: the concept probe's vote ("" without a probe)
-    verdict: np.ndarray  # str: the chosen rule's: encoder / head / undecided / "" if correct
-    responsibility: np.ndarray  # N x C, NaN rows for correct inputs
+    oracle_verdict: np.ndarray  # (object arrays of str)
+    heatmap_verdict: np.ndarray
+    paper_verdict: np.ndarray  # the paper's rule
+    probe_verdict: np.ndarray  # the concept probe's vote ("" without a probe)
+    verdict: np.ndarray  # the chosen rule's: encoder / head / undecided / "" if correct
+    responsibility: np.ndarray  # N x C float32, NaN rows for correct inputs
 
     def top_concepts(self, columns, k: int = 3) -> list[list[str]]:
         """The ``k`` most responsible concepts of every input (empty for correct inputs)."""
-        r = np.nan_to_num(self.responsibility, nan=-np.inf)
+        out: list[list[str]] = [[] for _ in range(len(self.responsibility))]
+        rows = np.flatnonzero(~np.isnan(self.responsibility).all(axis=1))
+        r = np.nan_to_num(self.responsibility[rows].astype(np.float64), nan=-np.inf)
         top = np.argsort(-r, axis=1, kind="stable")[:, :k]
-        empty = np.isnan(self.responsibility).all(axis=1)
-        return [[] if e else [columns[j] for j in row] for row, e in zip(top, empty)]
+        for i, row in zip(rows, top):
+            out[i] = [columns[j] for j in row]
+        return out
 
 
 class FaultLocalizer:
@@ -80,13 +84,18 @@ class FaultLocalizer:
         self.rule = rule
         self.probe_ = None
 
-    def fit_probe(self, scores_std, labels, calib_scores_std, calib_labels) -> "FaultLocalizer":
+    def fit_probe(self, scores_std, labels, calib_scores_std, calib_labels,
+                  max_rows: int = PROBE_MAX_ROWS, seed: int = 0) -> "FaultLocalizer":
         """The concept probe: logistic regression from standardised concept profiles to true
-        classes on reference inputs, its strength chosen by log-loss on calibration inputs."""
+        classes on reference inputs, its strength chosen by log-loss on calibration inputs.
+        A few concepts need no more than ``max_rows`` inputs of each: larger sets are
+        subsampled (seeded), which keeps large analyses fast."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import log_loss
 
-        labels, calib_labels = np.asarray(labels), np.asarray(calib_labels)
+        scores_std, labels = _subsample(scores_std, labels, max_rows, seed)
+        calib_scores_std, calib_labels = _subsample(calib_scores_std, calib_labels, max_rows,
+                                                    seed + 1)
         k = len(self.class_embeddings)
         if len(np.unique(labels)) < 2:
             raise SemheatError("the concept probe needs reference inputs of several classes")
@@ -101,23 +110,27 @@ class FaultLocalizer:
         self.probe_strength_, self.probe_ = best[1], best[2]
         return self
 
-    def localize(self, aligned: np.ndarray, scores_std: np.ndarray, labels, predictions
-                 ) -> Localization:
+    def localize(self, aligned: np.ndarray | None, scores_std: np.ndarray, labels, predictions,
+                 *, oracle_pred: np.ndarray | None = None) -> Localization:
+        """Verdicts of every input. The oracle's class comes from the aligned embeddings, or is
+        given as ``oracle_pred`` (computed chunk by chunk over a large analysis)."""
         labels = np.asarray(labels)
         predictions = np.asarray(predictions)
         n = len(labels)
-        if not (len(aligned) == len(scores_std) == len(predictions) == n):
+        oracle = zero_shot(aligned, self.class_embeddings) if oracle_pred is None \
+            else np.asarray(oracle_pred)
+        if not (len(oracle) == len(scores_std) == len(predictions) == n):
             raise SemheatError("aligned embeddings, scores, labels and predictions differ "
                                "in length")
         wrong = labels != predictions
-        oracle = zero_shot(aligned, self.class_embeddings)
         oracle_v = _votes(wrong, oracle == labels, oracle == predictions)
 
         gt = self.ground_truth
-        s = unit_rows(np.asarray(scores_std, dtype=np.float64))
+        s = unit_rows(np.asarray(scores_std, dtype=np.float64)[wrong])  # (only mistakes vote)
         g = unit_rows(np.nan_to_num(gt))
-        sim_true = (s * g[labels]).sum(1)
-        sim_pred = (s * g[predictions]).sum(1)
+        sim_true, sim_pred = np.zeros(n), np.zeros(n)
+        sim_true[wrong] = (s * g[labels[wrong]]).sum(1)
+        sim_pred[wrong] = (s * g[predictions[wrong]]).sum(1)
         usable = ~np.isnan(gt).any(1)
         decided = wrong & usable[labels] & usable[predictions]
         heat_v = _votes(wrong, decided & (sim_true > sim_pred), decided & (sim_pred > sim_true))
@@ -138,12 +151,21 @@ class FaultLocalizer:
         else:
             verdict = paper
 
-        resp = np.full(scores_std.shape, np.nan)
+        resp = np.full(scores_std.shape, np.nan, dtype=np.float32)
         if wrong.any():
             resp[wrong] = responsibility(np.asarray(scores_std)[wrong], gt, labels[wrong],
                                          predictions[wrong])
-        return Localization(oracle, oracle_v.astype(str), heat_v.astype(str),
-                            paper.astype(str), probe_v.astype(str), verdict.astype(str), resp)
+        # object arrays of a few shared strings: 8 bytes a row, not 4 per character
+        return Localization(oracle, oracle_v, heat_v, paper.astype(object), probe_v,
+                            verdict.astype(object), resp)
+
+
+def _subsample(X, y, max_rows: int, seed: int):
+    X, y = np.asarray(X), np.asarray(y)
+    if len(y) <= max_rows:
+        return X, y
+    keep = np.sort(np.random.default_rng(seed).choice(len(y), size=max_rows, replace=False))
+    return X[keep], y[keep]
 
 
 def _votes(wrong, head, encoder) -> np.ndarray:

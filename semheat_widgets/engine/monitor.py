@@ -21,7 +21,8 @@ import torch
 from ..errors import SemheatError
 from .detectors import Detector, Evidence, register_detector
 from .metrics import threshold_at_fpr
-from .vectors import row_norms, unit_rows
+from .store import row_chunks
+from .vectors import SCORE_CHUNK, row_norms, unit_rows
 
 SIMILARITIES = ("cosine", "euclidean")
 
@@ -126,19 +127,21 @@ class HeatmapMonitor(Detector):
 
     def score_samples(self, evidence: Evidence) -> np.ndarray:
         """Defect score per input: similarity to incorrect minus similarity to correct."""
-        self._check_fitted()
-        s = self.standardized(evidence.need("concept_scores", "heatmap"))
-        p = evidence.predictions
-        return defect_score(s, self.correct_rows_[p], self.incorrect_rows_[p], self.similarity)
+        bad, ok = self.similarities(evidence)
+        return bad - ok
 
     def similarities(self, evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
         """``(similarity to the incorrect row, to the correct row)`` of each input's
-        predicted class (what the views explain a score with)."""
+        predicted class (what the views explain a score with); in chunks of rows."""
         self._check_fitted()
-        s = self.standardized(evidence.need("concept_scores", "heatmap"))
+        raw = evidence.need("concept_scores", "heatmap")
         p = evidence.predictions
-        return (similarity(s, self.incorrect_rows_[p], self.similarity),
-                similarity(s, self.correct_rows_[p], self.similarity))
+        bad, ok = np.empty(len(p)), np.empty(len(p))
+        for rows in row_chunks(len(p), SCORE_CHUNK):
+            s = self.standardized(raw[rows])
+            bad[rows] = similarity(s, self.incorrect_rows_[p[rows]], self.similarity)
+            ok[rows] = similarity(s, self.correct_rows_[p[rows]], self.similarity)
+        return bad, ok
 
     def predict(self, evidence: Evidence) -> np.ndarray:
         """True where an input is flagged as a likely defect."""

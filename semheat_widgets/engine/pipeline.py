@@ -16,6 +16,7 @@ Stages (design §2), each a function below:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -23,7 +24,7 @@ import numpy as np
 from torch.utils.data import ConcatDataset, Subset
 
 from ..errors import SemheatError
-from .aligner import LinearAligner, choose_alpha
+from .aligner import Fidelity, LinearAligner, fit_best_alpha
 from .attacks import Attack
 from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax, best_baseline
 from .bundle import Bundle
@@ -35,6 +36,7 @@ from .heatmaps import ConfusionSums, Standardizer, heatmap
 from .localize import FaultLocalizer, Localization
 from .monitor import HeatmapMonitor
 from .schema import SPLITS
+from .store import ArrayStore, array_chunks, read_rows, row_chunks
 from .tasks import NATURAL, task_sets
 from .vectors import unit_rows, zero_shot
 from .vlm import VLM
@@ -57,6 +59,7 @@ class AnalysisConfig:
     num_workers: int = 0
     thumb_size: int = 64
     extra_info: dict = field(default_factory=dict)
+    started_at: float | None = None  # time.time() when the job began: build_seconds is recorded
 
 
 # -- stage 1: extraction and splits ------------------------------------------------------------
@@ -109,29 +112,32 @@ def _check_splits(splits: np.ndarray, labels: np.ndarray, classes: list[str]) ->
 
 @dataclass
 class Records:
-    """Everything extracted, one row per record (natural inputs first, then attacked copies)."""
+    """Everything extracted, one row per record (natural inputs first, then attacked copies).
 
-    features: np.ndarray
+    The large arrays (features, embeddings, thumbnails) live in ``store`` — memory maps of the
+    bundle being built, for a large analysis — and are only read chunk by chunk; the small
+    per-record columns are in memory."""
+
+    store: ArrayStore
     logits: np.ndarray
-    image_emb: np.ndarray
     labels: np.ndarray
-    thumbs: np.ndarray
     perturbation: np.ndarray  # "natural", or the attack method
     source: np.ndarray  # index of the natural input a record derives from
     split: np.ndarray
     n_natural: int
 
-    @property
-    def predictions(self) -> np.ndarray:
-        return self.logits.argmax(1)
+    def __post_init__(self):
+        self.predictions = self.logits.argmax(1)
+        self.correct = self.predictions == self.labels
+        self.natural = self.perturbation == NATURAL
 
     @property
-    def correct(self) -> np.ndarray:
-        return self.predictions == self.labels
+    def features(self):
+        return self.store["features"]
 
     @property
-    def natural(self) -> np.ndarray:
-        return self.perturbation == NATURAL
+    def image_emb(self):
+        return self.store["image_emb"]
 
     def where(self, split: str) -> np.ndarray:
         """Natural records of one split."""
@@ -140,13 +146,29 @@ class Records:
 
 def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
                     classes: list[str], cfg: AnalysisConfig, progress: bool, extractor,
-                    image_embeddings) -> Records:
-    """Stage 1: natural inputs (reference first), their splits, then attacked copies."""
+                    image_embeddings, folder) -> Records:
+    """Stage 1: natural inputs (reference first), their splits, then attacked copies — all
+    written into one :class:`~.store.ArrayStore` (memory maps in ``folder``, when given)."""
     shared = {} if image_embeddings is None else {"image_embeddings": image_embeddings}
     run = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                thumb_size=cfg.thumb_size, progress=progress)
-    nat = extractor(classifier, vlm, dataset, desc="classifier + VLM", **run, **shared)
-    labels, n = np.asarray(nat.labels), len(dataset)
+    n = len(dataset)
+    attacked = _attack_subset(n, cfg.attack_limit, cfg.split_seed)
+    attacks = cfg.attacks if len(attacked) else ()
+    store = ArrayStore(n + len(attacked) * len(attacks), folder)
+
+    def into_store(data, offset, **kwargs):
+        if getattr(extractor, "writes_into", False):
+            return extractor(classifier, vlm, data, into=store, offset=offset, **run, **kwargs)
+        part = extractor(classifier, vlm, data, **run, **kwargs)  # its own arrays: copy over
+        for key in ("features", "logits", "image_emb", "labels", "thumbs"):
+            values = getattr(part, key)
+            for rows in array_chunks(values):
+                store.write(key, offset + rows.start, read_rows(values, rows))
+        return part
+
+    into_store(dataset, 0, desc="classifier + VLM", **shared)
+    labels = read_rows(store["labels"], slice(0, n))
     if n_reference:  # reference -> fit / calib, stratified; the dataset itself -> eval
         fit_share, calib_share, _ = cfg.split_fractions
         total = fit_share + calib_share
@@ -156,19 +178,17 @@ def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
     else:
         splits = assign_splits(n, cfg.split_fractions, cfg.split_seed, labels)
     _check_splits(splits, labels, classes)  # before the (costly) attacks
-    parts, kinds, sources = [nat], [np.full(n, NATURAL)], [np.arange(n)]
-    attacked = _attack_subset(n, cfg.attack_limit, cfg.split_seed)
-    for attack in cfg.attacks if len(attacked) else ():
-        parts.append(extractor(classifier, vlm, Subset(dataset, attacked.tolist()),
-                               attack=attack, desc=f"{attack.method.upper()} ε={attack.eps:.4f}",
-                               **run))
+    kinds, sources = [np.full(n, NATURAL)], [np.arange(n)]
+    for i, attack in enumerate(attacks):
+        into_store(Subset(dataset, attacked.tolist()), n + i * len(attacked), attack=attack,
+                   desc=f"{attack.method.upper()} ε={attack.eps:.4f}")
         kinds.append(np.full(len(attacked), attack.method))
         sources.append(attacked)
-    cat = {k: np.concatenate([np.asarray(getattr(p, k)) for p in parts])
-           for k in ("features", "logits", "image_emb", "labels", "thumbs")}
+    store.flush()
     source = np.concatenate(sources)
-    return Records(**cat, perturbation=np.concatenate(kinds), source=source,
-                   split=splits[source], n_natural=n)
+    return Records(store, read_rows(store["logits"], slice(None)),
+                   read_rows(store["labels"], slice(None)), np.concatenate(kinds), source,
+                   splits[source], n)
 
 
 # -- stage 2: concepts ---------------------------------------------------------------------------
@@ -176,33 +196,52 @@ def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
 class ConceptScores:
     aligner: LinearAligner
     fidelity: dict
-    aligned: np.ndarray  # unit rows of A z
     concept_emb: np.ndarray
-    scores: np.ndarray  # raw cos(A z, t_j)
+    scores: np.ndarray  # raw cos(A z, t_j); the unit rows of A z are in the store ("aligned")
     standardizer: Standardizer
     choice: dict  # the ridge strength used, and the calib R² of each one tried
+    oracle_pred: np.ndarray  # zero-shot class of A z (the localization's oracle)
+    vlm_pred: np.ndarray  # zero-shot class of the VLM's own image embedding
 
 
-def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, alpha: float | str
-                   ) -> ConceptScores:
+def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, class_emb: np.ndarray,
+                   alpha: float | str) -> ConceptScores:
     """Stage 2: the aligner (fit on ``fit``; its ridge strength chosen on ``calib`` fidelity
-    when ``alpha`` is ``"auto"``), every concept's score, the standardiser."""
-    fit, cal = rec.where("fit"), rec.where("calib")
+    when ``alpha`` is ``"auto"``), then one chunked pass: the aligned embeddings (into the
+    store), every concept's score, the zero-shot classes of ``A z`` and of the image; then the
+    standardiser."""
+    fit, cal = np.flatnonzero(rec.where("fit")), np.flatnonzero(rec.where("calib"))
     tried = {}
     if alpha == "auto":
-        alpha, tried = choose_alpha(rec.features[fit], rec.image_emb[fit], rec.features[cal],
-                                    rec.image_emb[cal])
-    aligner = LinearAligner(alpha=alpha).fit(rec.features[fit], rec.image_emb[fit])
-    fidelity = {s: aligner.fidelity(rec.features[rec.where(s)], rec.image_emb[rec.where(s)])
-                for s in SPLITS if rec.where(s).sum() >= 2}
-    aligned = unit_rows(aligner.transform(rec.features)).astype(np.float32)
+        aligner, tried = fit_best_alpha(rec.features, rec.image_emb, fit, cal)
+    else:
+        aligner = LinearAligner(alpha=alpha).fit(rec.features, rec.image_emb, fit)
     concept_emb = concepts.embed(vlm)
-    scores = (aligned @ concept_emb.T).astype(np.float32)
+    n = len(rec.labels)
+    scores = np.empty((n, len(concept_emb)), np.float32)
+    oracle_pred, vlm_pred = np.empty(n, np.int64), np.empty(n, np.int64)
+    tallies = {s: Fidelity(aligner.n_outputs_) for s in SPLITS}
+    in_split = {s: rec.where(s) for s in SPLITS}
+    for rows in row_chunks(n):  # one pass: everything that needs A z or e of every record
+        pred = aligner.transform(read_rows(rec.features, rows))
+        image_emb = read_rows(rec.image_emb, rows)
+        for split, tally in tallies.items():
+            mine = in_split[split][rows]
+            tally.add(pred[mine], image_emb[mine])
+        aligned = unit_rows(pred).astype(np.float32)
+        rec.store.write("aligned", rows.start, aligned)
+        scores[rows] = aligned @ concept_emb.T
+        oracle_pred[rows] = zero_shot(aligned, class_emb)
+        vlm_pred[rows] = zero_shot(image_emb, class_emb)
+    fidelity = {s: t.result() for s, t in tallies.items() if t.n >= 2}
+    rec.store.flush()
     # stored as float32: use exactly what is stored
     fitted = Standardizer.fit(scores[fit], concepts.names)
     standardizer = Standardizer(fitted.mean.astype(np.float32), fitted.std.astype(np.float32))
-    return ConceptScores(aligner, fidelity, aligned, concept_emb, scores, standardizer,
-                         {"alpha": alpha, "r2_by_alpha": {str(a): r for a, r in tried.items()}})
+    return ConceptScores(aligner, fidelity, concept_emb, scores, standardizer,
+                         {"alpha": aligner.alpha,
+                          "r2_by_alpha": {str(a): r for a, r in tried.items()}},
+                         oracle_pred, vlm_pred)
 
 
 # -- stage 3: fault localization -----------------------------------------------------------------
@@ -217,7 +256,8 @@ def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, clas
     z = cs.standardizer(cs.scores)
     localizer = FaultLocalizer(class_emb, gt_rows, rule).fit_probe(z[fit], rec.labels[fit],
                                                                    z[cal], rec.labels[cal])
-    return localizer.localize(cs.aligned, z, rec.labels, rec.predictions), localizer
+    return localizer.localize(None, z, rec.labels, rec.predictions,
+                              oracle_pred=cs.oracle_pred), localizer
 
 
 # -- stage 4: detectors --------------------------------------------------------------------------
@@ -277,7 +317,7 @@ def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detec
 
 # -- stage 5: the bundle -------------------------------------------------------------------------
 def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det: Detection, *,
-             classes, concepts: ConceptBank, class_prompts, class_emb, vlm_pred, models: dict,
+             classes, concepts: ConceptBank, class_prompts, class_emb, models: dict,
              cfg: AnalysisConfig, name: str, extra_columns) -> Bundle:
     """Stage 5: records, arrays, fitted state and manifest, as one in-memory bundle."""
     correct = rec.correct
@@ -288,7 +328,7 @@ def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det:
         "perturbation": rec.perturbation, "source_id": rec.source.astype(np.int64),
         "label": rec.labels.astype(np.int16), "prediction": rec.predictions.astype(np.int16),
         "correct": correct, "confidence": (-det.columns["msp"]).astype(np.float32),
-        "defect": defect, "vlm_pred": vlm_pred.astype(np.int16),
+        "defect": defect, "vlm_pred": cs.vlm_pred.astype(np.int16),
         "oracle_pred": loc.oracle_pred.astype(np.int16), "fault": loc.verdict,
         "fault_paper": loc.paper_verdict, "probe_verdict": loc.probe_verdict,
         "oracle_verdict": loc.oracle_verdict, "heatmap_verdict": loc.heatmap_verdict,
@@ -303,9 +343,9 @@ def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det:
             raise SemheatError(f"extra column {key!r} has {len(values)} values for "
                                f"{rec.n_natural} inputs")
         columns[key] = values[rec.source]
-    arrays = {"features": rec.features.astype(np.float32), "logits": rec.logits,
-              "image_emb": rec.image_emb, "aligned": cs.aligned, "scores": cs.scores,
-              "thumbs": rec.thumbs}
+    arrays = {key: rec.store[key] for key in ("features", "logits", "image_emb", "aligned",
+                                              "thumbs")}
+    arrays["scores"] = cs.scores
     state = {**cs.aligner.state(), "concept_embeddings": cs.concept_emb,
              "class_embeddings": class_emb, **cs.standardizer.state(), **det.state}
     info = {
@@ -316,6 +356,8 @@ def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det:
         "splits": {s: int(rec.where(s).sum()) for s in SPLITS},
         "accuracy": float(correct[rec.natural].mean()), **cfg.extra_info,
     }
+    if cfg.started_at is not None:
+        info["build_seconds"] = round(time.time() - cfg.started_at, 1)
     return Bundle.create(name=name, classes=classes, concepts=concepts.to_json(),
                          columns=columns, arrays=arrays, state=state, info=info)
 
@@ -325,8 +367,10 @@ def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str]
             config: AnalysisConfig | None = None, name: str = "bundle",
             extra_columns: dict[str, np.ndarray] | None = None, progress: bool = True,
             reference=None, extractor=extract,
-            image_embeddings: np.ndarray | None = None) -> Bundle:
-    """Analyse ``classifier`` on ``dataset`` and return the (unsaved) bundle.
+            image_embeddings: np.ndarray | None = None, save_to=None,
+            overwrite: bool = False) -> Bundle:
+    """Analyse ``classifier`` on ``dataset`` and return the bundle (unsaved, in memory — or,
+    with ``save_to``, built in place there and returned opened from disk).
 
     Without ``reference``, the inputs of ``dataset`` are split at random into ``fit`` /
     ``calib`` / ``eval`` (``config.split_fractions``). With ``reference`` — held-out data from
@@ -344,7 +388,25 @@ def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str]
     ``image_embeddings``: the VLM's embeddings of the natural inputs (reference first), when
     already computed — several classifiers analysed on the same images share them; the VLM then
     runs only on attacked inputs (local extraction).
+
+    ``save_to`` (a bundle directory; ``overwrite`` as in :meth:`Bundle.save`): the large arrays
+    are written straight into the new bundle's files and every stage reads them chunk by
+    chunk, so memory stays flat in the number of inputs — the way to analyse large datasets.
     """
+    if save_to is None:
+        return _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config,
+                        name, extra_columns, progress, reference, extractor, image_embeddings,
+                        None)
+    with Bundle.writing(save_to, overwrite) as folder:
+        bundle = _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config,
+                          name, extra_columns, progress, reference, extractor, image_embeddings,
+                          folder / "arrays")
+        bundle.write_files(folder)
+    return Bundle.load(save_to)
+
+
+def _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config, name,
+             extra_columns, progress, reference, extractor, image_embeddings, folder) -> Bundle:
     cfg = config or AnalysisConfig()
     classes = list(classes)
     if len(concepts) == 0:
@@ -361,15 +423,14 @@ def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str]
         n_reference = len(reference)
         dataset = ConcatDataset([reference, dataset])
     rec = extract_records(classifier, vlm, dataset, n_reference, classes, cfg, progress,
-                          extractor, image_embeddings)
-    cs = score_concepts(rec, vlm, concepts, cfg.aligner_alpha)
+                          extractor, image_embeddings, folder)
     class_prompts = class_prompts or default_class_prompts(classes)
     class_emb = ConceptBank([(c, class_prompts[c]) for c in classes]).embed(vlm)
+    cs = score_concepts(rec, vlm, concepts, class_emb, cfg.aligner_alpha)
     loc, localizer = localize_faults(rec, cs, class_emb, classes, concepts.names,
                                      cfg.localization)
     det = fit_detectors(rec, cs, cfg)
     return assemble(rec, cs, loc, localizer, det, classes=classes, concepts=concepts,
                     class_prompts=class_prompts, class_emb=class_emb,
-                    vlm_pred=zero_shot(rec.image_emb, class_emb),
                     models={"classifier": classifier.name, "vlm": vlm.name}, cfg=cfg,
                     name=name, extra_columns=extra_columns)

@@ -10,7 +10,8 @@ import numpy as np
 
 CLIP_LOGIT_SCALE = 100.0  # CLIP's learnt temperature, fixed at its usual value for zero-shot
 EPS = 1e-12  # guards a denominator that can be zero (an empty or constant input)
-ROW_CHUNK = 65536  # rows a chunked pass over large (memory-mapped) arrays reads at a time
+ROW_CHUNK = 16384  # rows a chunked pass over wide (memory-mapped) arrays reads at a time
+CHUNK_BYTES = 32 * 2**20  # or, by size: what one chunk of any array holds at most
 SCORE_CHUNK = 262144  # rows of a narrow N x C score matrix read at a time
 
 

@@ -55,11 +55,13 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
                  reference_fraction: float = 0.2,
                  attack_limit: int | None = 500, batch_size: int = 64, device=None,
                  num_workers: int = 0, overwrite: bool = False, progress: bool = True,
-                 engine: str = "local", ray_address: str | None = None) -> Path:
+                 engine: str = "local", ray_address: str | None = None,
+                 ray_actors: int | None = None, ray_shard_size: int = 512) -> Path:
     """The whole ``semheat analyze`` job; returns the bundle path.
 
     ``engine="ray"`` runs the forward passes on Ray (``ray_address``: an existing cluster, or
-    ``None`` for a local one), keeping finished shards in ``OUT.work/ray`` for resuming.
+    ``None`` for a local one; ``ray_actors`` model replicas, default one per GPU or 4 CPUs),
+    keeping finished shards of ``ray_shard_size`` inputs in ``OUT.work/ray`` for resuming.
     """
     out = Path(out)
     with writer_lock(out):  # one run per output, for the whole run
@@ -73,12 +75,13 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
                              concepts=concepts, reference_fraction=reference_fraction,
                              attack_limit=attack_limit, batch_size=batch_size, device=device,
                              num_workers=num_workers, overwrite=overwrite, progress=progress,
-                             engine=engine, ray_address=ray_address)
+                             engine=engine, ray_address=ray_address, ray_actors=ray_actors,
+                             ray_shard_size=ray_shard_size)
 
 
 def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_csv, concepts,
                   reference_fraction, attack_limit, batch_size, device, num_workers, overwrite,
-                  progress, engine, ray_address) -> Path:
+                  progress, engine, ray_address, ray_actors, ray_shard_size) -> Path:
     if not 0 < reference_fraction < 1:
         raise SemheatError(f"--reference-fraction must be in (0, 1), got {reference_fraction}")
     started = time.time()
@@ -97,7 +100,8 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
     if engine == "ray":
         from ..engine.extract_ray import RayExtractor
 
-        extractor = RayExtractor(ray_address, work_dir=out.parent / f"{out.name}.work" / "ray")
+        extractor = RayExtractor(ray_address, num_actors=ray_actors, shard_size=ray_shard_size,
+                                 work_dir=out.parent / f"{out.name}.work" / "ray")
     spec = load_data(data, attributes_csv=attributes_csv, concepts=concepts)
     model, origin = build_resnet18(len(spec.classes), Path(ckpt) if ckpt else None)
     work = out.parent / f"{out.name}.work"
@@ -132,11 +136,10 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
                          extra_info={"data": data, "classifier_origin": origin,
                                      "training": training, "image_size": IMAGE_SIZE,
                                      "classifier_checkpoint": str(checkpoint) if checkpoint
-                                     else None})
-    bundle = analyze(split, the_vlm, spec.test, reference=reference, classes=spec.classes,
-                     concepts=spec.concepts, class_prompts=spec.class_prompts, config=cfg,
-                     name=out.name, extra_columns=extra, progress=progress,
-                     extractor=extractor)
-    bundle.manifest["build_seconds"] = round(time.time() - started, 1)
-    bundle.save(out, overwrite=overwrite)
+                                     else None}, started_at=started)
+    # built in place: the large arrays go straight into the bundle's files (bounded memory)
+    analyze(split, the_vlm, spec.test, reference=reference, classes=spec.classes,
+            concepts=spec.concepts, class_prompts=spec.class_prompts, config=cfg, name=out.name,
+            extra_columns=extra, progress=progress, extractor=extractor, save_to=out,
+            overwrite=overwrite)
     return out
