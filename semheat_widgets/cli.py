@@ -72,7 +72,7 @@ def cmd_toy_build(args) -> int:
     out = build_toy_world(args.dir, n_reference=args.reference, n_natural=args.natural,
                           n_shift=args.shift, attack_limit=args.attack_limit,
                           overwrite=args.force, progress=not args.quiet, device=args.device,
-                          similarity=args.similarity)
+                          similarity=args.similarity, monitor=args.monitor)
     world = read_world(out)
     print(f"toy world built in {out} ({time.time() - started:.0f} s): "
           f"{', '.join(world['bundles'])}")
@@ -145,6 +145,8 @@ def cmd_localize(args) -> int:
 def cmd_monitor(args) -> int:
     from .engine.figures import monitor_report
 
+    if args.explain is not None:
+        return _explain(args)
     reports, primary = _collect(args.bundle, monitor_report)
     if primary is None:
         result = next(iter(reports.values()))
@@ -154,6 +156,39 @@ def cmd_monitor(args) -> int:
                   "adversarial": reports[primary]["adversarial"], "bundles": reports}
     _emit(result, args.json, _render_monitor)
     return 0
+
+
+def _explain(args) -> int:
+    """``semheat monitor BUNDLE --explain I``: why the monitor scored record I as it did."""
+    from .engine.bundle import Bundle
+    from .engine.figures import explain_record
+
+    bundles, primary = _targets(args.bundle)
+    if primary is not None:
+        raise SemheatError("--explain needs one bundle, not a toy world: give "
+                           f"{args.bundle}/{primary} (or another of {sorted(bundles)})")
+    path = next(iter(bundles.values()))
+    why = explain_record(Bundle.load(path), args.explain, n=args.reasons,
+                         monitor=args.explain_monitor)
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in why.items()}
+    if "reasons" in why:
+        rounded["reasons"] = [[name, round(v, 4)] for name, v in why["reasons"]]
+    _emit(rounded, args.json, _render_explain)
+    return 0
+
+
+def _render_explain(r: dict) -> str:
+    verdict = "FLAGGED" if r["flagged"] else "passed"
+    lines = [f"record {r['index']}: true {r['label']}, predicted {r['prediction']}",
+             f"{r['monitor']} monitor ({r['task']}): defect score {r['defect_score']} vs "
+             f"threshold {r['threshold']} -> {verdict}"]
+    if "reasons" in r:
+        lines.append(f"  base {r['base']}; largest contributions:")
+        lines += [f"    {value:+.4f}  {name}" for name, value in r["reasons"]]
+    else:
+        lines.append(f"  similarity to defective rows {r['sim_incorrect']}, "
+                     f"to correct rows {r['sim_correct']}")
+    return "\n".join(lines)
 
 
 def cmd_analyze(args) -> int:
@@ -168,7 +203,7 @@ def cmd_analyze(args) -> int:
                        device=args.device, num_workers=args.workers, overwrite=args.force,
                        progress=not args.quiet, engine=args.engine,
                        ray_address=args.ray_address, ray_actors=args.ray_actors,
-                       ray_shard_size=args.ray_shard_size)
+                       ray_shard_size=args.ray_shard_size, monitor=args.monitor)
     print(f"bundle written to {out}")
     return 0
 
@@ -272,7 +307,7 @@ def _render_monitor(r: dict) -> str:
             lines.append(f"{task}: not available")
             continue
         lines.append(f"{task} (positives {t.get('n_positive')}, negatives {t.get('n_negative')}):")
-        for name in ("heatmap", "msp", "energy", "mahalanobis", "combined"):
+        for name in ("concept", "heatmap", "msp", "energy", "mahalanobis", "combined"):
             if name in t:
                 e = t[name]
                 lines.append(f"  {name:12s} AUROC {e['auroc']}  accuracy {e.get('accuracy')}"
@@ -333,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="test inputs where the encoder fault's tie breaks (default 600)")
     build.add_argument("--attack-limit", type=NON_NEGATIVE, default=600,
                        help="natural inputs attacked with FGSM and PGD (default 600; 0: none)")
+    build.add_argument("--monitor", choices=["concept", "heatmap"], default=None,
+                       help="the runtime monitor whose flags the bundles report: concept "
+                            "(stacked concept-space monitor, default) or heatmap (the paper's)")
     build.add_argument("--similarity", choices=["cosine", "euclidean"], default="cosine",
                        help="how the runtime monitor compares concept profiles (default cosine)")
     build.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
@@ -358,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--family", default=None,
                            help="a fault family directory (semheat toy family DIR): per-tie "
                                 "and mean figures against both ground truths")
+        if name == "monitor":
+            p.add_argument("--explain", type=NON_NEGATIVE, default=None, metavar="I",
+                           help="why the monitor scored record I as it did (one bundle)")
+            p.add_argument("--reasons", type=POSITIVE, default=3,
+                           help="contributions listed with --explain (default 3)")
+            p.add_argument("--with", dest="explain_monitor", choices=["concept", "heatmap"],
+                           default=None, help="explain this monitor, not the bundle's own")
         p.set_defaults(func=func)
 
     rep = sub.add_parser("report", help="a standalone HTML report of a bundle or toy world")
@@ -400,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--workers", type=NON_NEGATIVE, default=2,
                     help="DataLoader workers (default 2)")
     an.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    an.add_argument("--monitor", choices=["concept", "heatmap"], default="concept",
+                    help="runtime monitor whose flags the bundle reports: concept (stacked "
+                         "concept-space monitor, default) or heatmap (the paper's)")
     an.add_argument("--engine", choices=["local", "ray"], default="local",
                     help="where the forward passes run (ray: pip install 'semheat_widgets[ray]')")
     an.add_argument("--ray-address", default=None,

@@ -297,8 +297,10 @@ def recover(target) -> list[str]:
         done.append(f"removed {p.name}")
     for p in _siblings(target, "tmp"):
         # ours: a temporary file, or a directory marked as ours (or still empty: a kill can
-        # fall between creating it and marking it)
-        if p.is_file() or p.is_dir() and ((p / TEMP_MARKER).exists() or not any(p.iterdir())):
+        # fall between creating it and marking it; or a finished bundle or world whose marker
+        # was taken off just before a kill stopped its publication)
+        if p.is_file() or p.is_dir() and ((p / TEMP_MARKER).exists() or not any(p.iterdir())
+                                          or owned_kind(p) in ("bundle", "toy-world")):
             _remove(p)
             done.append(f"removed {p.name}")
     return done

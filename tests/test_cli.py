@@ -1,6 +1,7 @@
 """The ``semheat`` command: JSON contracts and one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -37,7 +38,7 @@ def test_monitor_json_contract(bundle_path, capsys):
         t = out[task]
         assert set(t) >= {"n_positive", "n_negative", "target_fpr"}
         assert t.get("available", True) and t["n_positive"] > 0  # this bundle has both
-        for det in ("heatmap", "msp", "energy", "mahalanobis"):
+        for det in ("concept", "heatmap", "msp", "energy", "mahalanobis"):
             assert 0.0 <= t[det]["auroc"] <= 1.0
             assert 0.0 <= t[det]["accuracy"] <= 1.0
 
@@ -76,17 +77,43 @@ def test_info_and_text_output(bundle_path, capsys):
 
 def test_bench_json_quick(capsys):
     out = _json(capsys, ["bench", "--json", "--quick", "--records", "20000"])
-    for key in ("heatmaps", "add_concept", "monitor_overhead_b1", "monitor_overhead_b64",
-                "extraction", "cell_query_ms", "concept_map_ms"):
+    overheads = {f"{m}_overhead_b{b}" for m in ("monitor", "concept_monitor") for b in (1, 64)}
+    for key in {"heatmaps", "add_concept", "extraction", "cell_query_ms", "concept_map_ms",
+                *overheads}:
         assert isinstance(out[key], float) and out[key] > 0
-    assert set(out["goals_met"]) == {"heatmaps", "add_concept", "monitor_overhead_b1",
-                                     "monitor_overhead_b64", "extraction", "concept_map_ms"}
+    assert set(out["goals_met"]) == {"heatmaps", "add_concept", "extraction", "concept_map_ms",
+                                     *overheads}
+
+
+def test_monitor_explains_one_record(bundle_path, capsys):
+    from semheat_widgets.engine.bundle import Bundle
+
+    b = Bundle.load(bundle_path)
+    thr = b.monitor("adversarial").thresholds_[b.column("prediction")]
+    far = np.abs(b.column("adv_score") - thr) > 1e-3  # the flag does not hang on rounding
+    i = int(np.flatnonzero(b.mask(perturbation="fgsm") & far)[0])
+    out = _json(capsys, ["monitor", str(bundle_path), "--explain", str(i), "--json",
+                         "--reasons", "4"])
+    assert out["task"] == "adversarial" and out["monitor"] == "concept"
+    assert out["defect_score"] == pytest.approx(float(b.column("adv_score")[i]), abs=2e-4)
+    assert out["flagged"] == bool(b.column("adv_flag")[i])
+    values = [v for _, v in out["reasons"]]
+    assert len(values) == 4 and values == sorted(values, reverse=True)
+    paper = _json(capsys, ["monitor", str(bundle_path), "--explain", str(i), "--json",
+                           "--with", "heatmap"])
+    assert paper["defect_score"] == pytest.approx(float(b.column("adv_heatmap")[i]), abs=2e-4)
+    assert paper["sim_incorrect"] - paper["sim_correct"] == pytest.approx(
+        paper["defect_score"], abs=2e-4)
+    assert main(["monitor", str(bundle_path), "--explain", str(i)]) == 0
+    text = capsys.readouterr().out
+    assert f"record {i}" in text and "largest contributions" in text
 
 
 @pytest.mark.parametrize("argv", [
     ["localize", "/no/such/bundle", "--json"],
     ["monitor", "{tmp}", "--json"],
     ["info", "{tmp}"],
+    ["monitor", "{tmp}", "--explain", "-1"],
 ])
 def test_bad_input_exits_non_zero_with_one_line(argv, tmp_path):
     argv = [a.format(tmp=tmp_path) for a in argv]
@@ -95,7 +122,7 @@ def test_bad_input_exits_non_zero_with_one_line(argv, tmp_path):
     assert proc.returncode != 0
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("semheat: error:")
+    assert len(lines) == 1 and re.match(r"semheat( \w+)?: error:", lines[0])  # argparse: +cmd
 
 
 def test_toy_build_refuses_a_non_empty_foreign_directory(tmp_path, capsys):

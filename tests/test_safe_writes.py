@@ -5,6 +5,7 @@ arguments are checked before any work."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -207,6 +208,20 @@ KILLER = textwrap.dedent("""
     while True:
         b.save(sys.argv[1], overwrite=True)
 """)
+
+
+def test_a_finished_temporary_bundle_left_by_a_kill_is_cleaned_up(small, tmp_path):
+    """A kill after the temporary folder lost its marker, before it was renamed into place."""
+    target = tmp_path / "b"
+    small.save(target)
+    whole = small.save(tmp_path / "elsewhere" / "x")
+    whole.rename(tmp_path / ".b.tmp-0123abcd")  # what such a kill leaves: a whole bundle, unmarked
+    shutil.rmtree(tmp_path / "elsewhere")
+    user = tmp_path / ".b.tmp-feedbeef"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")  # not ours: stays
+    small.save(target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.lock", ".b.tmp-feedbeef", "b"]
 
 
 def test_sigkill_during_saves_leaves_a_loadable_bundle(small, tmp_path):

@@ -164,6 +164,7 @@ def test_tile_click_opens_the_detail_view_with_escaped_text(bundle, tiny_vlm):
     assert ex.detail.facts == facts
     shown = ex.detail.facts_html.value  # the HTML the widget sends to the browser
     assert shown == render_facts(facts) and "responsible concepts" in shown
+    assert facts["monitor"] == "concept" and "what raised the score most" in shown
     assert XSS not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
 
 
@@ -179,12 +180,26 @@ def test_monitor_panel_counts_and_checks(bundle):
     for thr in (panel.slider.min, panel.slider.value, panel.slider.max):
         assert panel.counts_at(thr) == detection_summary(score[member], positive[member], thr)
     i = int(np.flatnonzero(bundle.mask(perturbation="natural"))[5])
+    assert panel.monitor_box.options == ("concept", "heatmap")  # the bundle's own first
     out = panel.check_index(i)
+    assert out["monitor"] == "concept"
     assert out["defect_score"] == pytest.approx(score[i], abs=1e-5)
-    assert out["sim_incorrect"] - out["sim_correct"] == pytest.approx(out["defect_score"])
+    assert out["flagged"] == (out["defect_score"] > panel.slider.value)
+    assert len(out["reasons"]) == 3 and "what raised the score most" in panel.result.value
     assert "predicted" in panel.result.value
     roc = panel.chart.spec
     assert roc["layer"][1]["data"]["values"]
+
+    panel.monitor_box.value = "heatmap"  # the paper's monitor: its own scores and threshold
+    paper = bundle.column("misclf_heatmap")
+    assert panel.counts_at(panel.slider.value) == detection_summary(
+        paper[member], positive[member], panel.slider.value)
+    assert panel.slider.value == pytest.approx(float(np.median(
+        bundle.detector("heatmap", "misclassification").thresholds_)))
+    out = panel.check_index(i)
+    assert out["monitor"] == "heatmap" and out["defect_score"] == pytest.approx(paper[i],
+                                                                                abs=1e-5)
+    assert out["sim_incorrect"] - out["sim_correct"] == pytest.approx(out["defect_score"])
 
 
 @pytest.mark.parametrize("key, column", [("fault", "fault"), ("label", "label"),

@@ -12,10 +12,12 @@ from .attacks import Attack
 from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax
 from .bundle import Bundle, Selection
 from .classifier import ModelSplit
+from .concept_monitor import ConceptMonitor
 from .concepts import ConceptBank, default_class_prompts
 from .detectors import Detector, Evidence, detector_labels, register_detector
 from .device import resolve_device
-from .figures import detector_scores, localization_report, monitor_report
+from .figures import (bundle_monitors, detector_scores, explain_record, localization_report,
+                      monitor_report)
 from .heatmaps import KINDS, Heatmap
 from .localize import FaultLocalizer
 from .metrics import auroc, detection_summary, roc_curve, threshold_at_fpr
@@ -28,11 +30,13 @@ from .vlm import VLM
 
 __all__ = [
     "ADVERSARIAL", "AnalysisConfig", "Attack", "Bundle", "Combination", "ConceptBank",
-    "Detector", "Energy", "Evidence", "FaultLocalizer", "Heatmap", "HeatmapMonitor", "KINDS",
+    "ConceptMonitor", "Detector", "Energy", "Evidence", "FaultLocalizer", "Heatmap",
+    "HeatmapMonitor", "KINDS",
     "LinearAligner", "MISCLASSIFICATION", "Mahalanobis", "MaxSoftmax", "ModelId", "ModelIds",
     "ModelSplit", "RuntimeMonitor", "Selection", "TASKS", "Task", "VLM", "analyze", "auroc",
-    "default_class_prompts", "detection_summary", "detector_labels", "detector_scores",
-    "load_classifier", "load_vlm", "localization_report", "monitor_report", "register_classifier",
+    "bundle_monitors", "default_class_prompts", "detection_summary", "detector_labels",
+    "detector_scores", "explain_record", "load_classifier", "load_vlm", "localization_report",
+    "monitor_report", "register_classifier",
     "register_detector", "register_vlm", "resolve_device", "roc_curve", "runtime_monitor",
     "threshold_at_fpr",
 ]

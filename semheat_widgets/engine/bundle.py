@@ -327,9 +327,12 @@ class Bundle:
         return dict(self.manifest.get("monitor", {}).get(task.name, {}))
 
     def detector(self, name: str, task: Task | str | None = None):
-        """A fitted detector (``heatmap``, ``mahalanobis``, ``combined`` ...) of a task."""
+        """A fitted detector (``concept``, ``heatmap``, ``mahalanobis``, ``combined`` ...) of a
+        task."""
         task = task_named(task) if isinstance(task, str) else task
-        return unpack(name, self.state, task, self.monitor_info(task) if task else {})
+        info = self.monitor_info(task) if task else {}
+        info = {**info, **info.get("detectors", {}).get(name, {})}  # what it chose, if recorded
+        return unpack(name, self.state, task, info)
 
     def monitor(self, task: Task | str = "misclassification"):
         """The fitted runtime monitor of ``task`` (standardisation and concepts included)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SemheatError
 from .bundle import Bundle
 from .detectors import detector_labels, score_column
 from .localize import concept_ranking, responsibility, verdict_counts
@@ -151,3 +152,54 @@ def _responsibility(bundle: Bundle, mask: np.ndarray) -> np.ndarray:
 
 def _r(x: float, nd: int = DIGITS):
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), nd)
+
+
+def explain_record(bundle: Bundle, i: int, n: int = 3, monitor: str | None = None) -> dict:
+    """Why a runtime monitor (the task's own by default, or ``monitor`` by name: ``concept``,
+    ``heatmap``) scored record ``i`` as it did: its defect score, threshold and flag, and for
+    a monitor that explains itself (the concept-space monitor) the ``n`` largest contributions
+    (concepts and named CLIP-space signals); the paper's monitor gives its two similarities.
+    Figures unrounded."""
+    from .concept_monitor import top_reasons
+    from .tasks import task_of
+
+    if not 0 <= i < bundle.n:
+        raise SemheatError(f"no record {i}: the bundle has {bundle.n}")
+    task = task_of(str(bundle.column("perturbation")[i]))
+    info = bundle.monitor_info(task)
+    if not info.get("available", False):
+        raise SemheatError(f"the bundle has no fitted {task.name} monitor")
+    name = monitor or info.get("monitor", "heatmap")
+    if name not in bundle_monitors(bundle, task):
+        raise SemheatError(f"the bundle has no fitted {name!r} monitor for {task.name}; "
+                           f"it has {bundle_monitors(bundle, task)}")
+    fitted, evidence = bundle.detector(name, task), bundle.evidence([i])
+    k = int(evidence.predictions[0])
+    score = float(fitted.score_samples(evidence)[0])
+    out = {"index": int(i), "task": task.name, "monitor": name,
+           "prediction": bundle.classes[k],
+           "label": bundle.classes[int(bundle.column("label")[i])],
+           "defect_score": score, "threshold": float(fitted.thresholds_[k]),
+           "flagged": bool(score > fitted.thresholds_[k])}
+    if hasattr(fitted, "explain"):
+        names = bundle.concept_names[:fitted.n_concepts]
+        why = fitted.explain(evidence)
+        out["base"] = float(why.base)
+        out["reasons"] = [[label, float(v)] for label, v in top_reasons(why, names, 0, n)]
+    else:
+        bad, ok = fitted.similarities(evidence)
+        out.update(sim_incorrect=float(bad[0]), sim_correct=float(ok[0]))
+    return out
+
+
+def bundle_monitors(bundle: Bundle, task: Task | str) -> list[str]:
+    """The runtime monitors (``concept``, ``heatmap``) a bundle has fitted for ``task``, the
+    task's own first. Bundles written before the concept monitor hold only ``heatmap``."""
+    task = task_named(task) if isinstance(task, str) else task
+    info = bundle.monitor_info(task)
+    if not info.get("available", False):
+        return []
+    names = [m for m in ("concept", "heatmap")
+             if bundle.has_column(score_column(m, task))]
+    own = info.get("monitor", "heatmap")
+    return sorted(set(names) | {own}, key=lambda m: (m != own, m))

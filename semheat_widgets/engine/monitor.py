@@ -170,13 +170,20 @@ class HeatmapMonitor(Detector):
 class RuntimeMonitor(torch.nn.Module):
     """Classifier + monitor in one module: ``forward(images) -> (logits, defect_score, flag)``.
 
-    Everything after the classifier's own forward pass is a handful of small tensor ops:
-    ``s = norm(z W + b) T^T``, standardise, :func:`defect_score` against two reference rows.
+    Everything after the classifier's own forward pass is a handful of small operations: for
+    the heatmap monitor, tensor ops on the classifier's device (``s = norm(z W + b) T^T``,
+    standardise, :func:`defect_score` against two reference rows); for the concept-space
+    monitor (:mod:`.concept_monitor`), its :meth:`score_features` on the features and logits.
     """
 
-    def __init__(self, classifier, aligner, concept_embeddings, monitor: HeatmapMonitor):
+    def __init__(self, classifier, aligner, concept_embeddings, monitor):
         super().__init__()
         self.classifier = classifier
+        self.monitor = monitor
+        if not isinstance(monitor, HeatmapMonitor):
+            if not hasattr(monitor, "score_features"):
+                raise SemheatError(f"{type(monitor).__name__} cannot run at runtime")
+            return
         self.similarity = monitor.similarity
         c = monitor.n_concepts  # the concepts the monitor was fitted with, no more
         dev = classifier.device
@@ -201,14 +208,22 @@ class RuntimeMonitor(torch.nn.Module):
 
     def check(self, z: torch.Tensor, logits: torch.Tensor):
         """Defect score and flag from features and logits already computed."""
+        k = logits.argmax(1)
+        if not isinstance(self.monitor, HeatmapMonitor):
+            score = torch.as_tensor(self.monitor.score_features(
+                z.float().flatten(1).cpu().numpy(), logits.float().cpu().numpy()),
+                device=logits.device)
+            thresholds = torch.as_tensor(self.monitor.thresholds_, device=logits.device)
+            return score, score > thresholds[k]
         a = unit_rows(z.float() @ self.W + self.b)
         s = (a @ self.T.T - self.mu) / self.sigma
-        k = logits.argmax(1)
         score = defect_score(s, self.ok[k], self.bad[k], self.similarity)
         return score, score > self.thr[k]
 
 
-def runtime_monitor(bundle, classifier, task="misclassification") -> RuntimeMonitor:
-    """A :class:`RuntimeMonitor` for ``classifier`` from a bundle's fitted ``task`` monitor."""
-    return RuntimeMonitor(classifier, bundle.aligner, bundle.concept_embeddings,
-                          bundle.monitor(task))
+def runtime_monitor(bundle, classifier, task="misclassification", monitor=None
+                    ) -> RuntimeMonitor:
+    """A :class:`RuntimeMonitor` for ``classifier`` from a bundle's fitted ``task`` monitor
+    (``monitor``: another fitted one by name, e.g. ``"heatmap"``, the paper's)."""
+    fitted = bundle.monitor(task) if monitor is None else bundle.detector(monitor, task)
+    return RuntimeMonitor(classifier, bundle.aligner, bundle.concept_embeddings, fitted)

@@ -7,8 +7,9 @@ Stages (design §2), each a function below:
    ``eval``.
 2. :func:`score_concepts` — the aligner fit on ``fit``, every concept scored, the standardiser.
 3. :func:`localize_faults` — the oracle and heatmap verdicts of every misclassified input.
-4. :func:`fit_detectors` — the heatmap monitors (misclassification, adversarial), the
-   baselines and their combination: fitted on ``fit``, calibrated on ``calib``.
+4. :func:`~.detection.fit_detectors` — the baselines; per task the concept-space monitors
+   (the paper's heatmap monitor and the stacked one) and their combination with the best
+   baseline: fitted on ``fit``, chosen and calibrated on ``calib``.
 5. :func:`assemble` — records, arrays, fitted state and manifest.
 
 ``eval`` stays untouched for reporting.
@@ -26,18 +27,16 @@ from torch.utils.data import ConcatDataset, Subset
 from ..errors import SemheatError
 from .aligner import Fidelity, LinearAligner, fit_best_alpha
 from .attacks import Attack
-from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax, best_baseline
 from .bundle import Bundle
 from .classifier import ModelSplit
 from .concepts import ConceptBank, default_class_prompts
-from .detectors import Evidence, pack, score_column
+from .detection import Detection, check_monitor_name, fit_detectors
 from .extract import extract
 from .heatmaps import ConfusionSums, Standardizer, heatmap
 from .localize import FaultLocalizer, Localization
-from .monitor import HeatmapMonitor
 from .schema import SPLITS
 from .store import ArrayStore, array_chunks, read_rows, row_chunks
-from .tasks import NATURAL, task_sets
+from .tasks import NATURAL
 from .vectors import unit_rows, zero_shot
 from .vlm import VLM
 
@@ -52,6 +51,7 @@ class AnalysisConfig:
     attack_limit: int | None = None  # natural inputs to attack (None: all; 0: no attacks)
     target_fpr: float = 0.05
     per_class_thresholds: bool = False
+    monitor: str = "concept"  # the task monitor flags come from: "concept" or "heatmap" (paper)
     monitor_similarity: str = "cosine"  # or "euclidean"
     aligner_alpha: float | str = "auto"  # ridge strength, or "auto": chosen on calib fidelity
     localization: str = "consensus"  # or "paper" (see .localize)
@@ -202,6 +202,7 @@ class ConceptScores:
     choice: dict  # the ridge strength used, and the calib R² of each one tried
     oracle_pred: np.ndarray  # zero-shot class of A z (the localization's oracle)
     vlm_pred: np.ndarray  # zero-shot class of the VLM's own image embedding
+    class_emb: np.ndarray  # K x m: the class prompts' embeddings
 
 
 def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, class_emb: np.ndarray,
@@ -241,7 +242,7 @@ def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, class_emb: np.
     return ConceptScores(aligner, fidelity, concept_emb, scores, standardizer,
                          {"alpha": aligner.alpha,
                           "r2_by_alpha": {str(a): r for a, r in tried.items()}},
-                         oracle_pred, vlm_pred)
+                         oracle_pred, vlm_pred, class_emb)
 
 
 # -- stage 3: fault localization -----------------------------------------------------------------
@@ -260,59 +261,7 @@ def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, clas
                               oracle_pred=cs.oracle_pred), localizer
 
 
-# -- stage 4: detectors --------------------------------------------------------------------------
-@dataclass
-class Detection:
-    columns: dict = field(default_factory=dict)  # record columns
-    state: dict = field(default_factory=dict)  # fitted arrays
-    info: dict = field(default_factory=dict)  # manifest["monitor"]
-
-
-def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detection:
-    """Stage 4: baselines for all records; per task, the heatmap monitor (references on
-    ``fit``, thresholds on ``calib``) and its combination with the best baseline on
-    ``calib``."""
-    out = Detection()
-    evidence = Evidence(rec.logits, rec.features, cs.scores, rec.labels)
-    natural_fit = rec.where("fit")
-    maha = Mahalanobis().fit(evidence.take(natural_fit))
-    base = {"msp": MaxSoftmax().score_samples(evidence),
-            "energy": Energy().score_samples(evidence), "mahalanobis": maha.score_samples(evidence)}
-    out.state.update(pack(maha, None))
-    out.columns.update({k: v.astype(np.float32) for k, v in base.items()})
-    source_correct = rec.correct[:rec.n_natural][rec.source]
-    out.columns["source_correct"] = source_correct
-    for task, (member, positive) in task_sets(rec.perturbation, rec.correct,
-                                              source_correct).items():
-        ref, cal = member & (rec.split == "fit"), member & (rec.split == "calib")
-        if not (positive[ref].any() and (~positive[ref]).any()):
-            out.info[task.name] = {"available": False,
-                                   "reason": "no defective or no correct reference inputs"}
-            continue
-        mon = HeatmapMonitor(cfg.monitor_similarity, cs.standardizer.mean,
-                             cs.standardizer.std).fit(evidence.take(ref), positive[ref])
-        calibrated = bool((~positive[cal]).any())
-        if calibrated:
-            mon.calibrate(evidence.take(cal), positive[cal], cfg.target_fpr,
-                          cfg.per_class_thresholds)
-        score = mon.score_samples(evidence)
-        out.columns[score_column("heatmap", task)] = score.astype(np.float32)
-        out.columns[task.column("score")] = score.astype(np.float32)  # the task's monitor
-        out.columns[task.column("flag")] = score > mon.thresholds_[rec.predictions]
-        out.state.update(pack(mon, task))
-        info = {"available": True, "calibrated": calibrated, "target_fpr": cfg.target_fpr,
-                "similarity": cfg.monitor_similarity, "per_class": cfg.per_class_thresholds,
-                "monitor": "heatmap", "global_threshold": float(np.median(mon.thresholds_))}
-        if positive[cal].any() and (~positive[cal]).any():
-            best = best_baseline({k: v[cal] for k, v in base.items()}, positive[cal])
-            scored = Evidence(rec.logits, extra={"heatmap": score, best: base[best]})
-            comb = Combination(("heatmap", best)).fit(scored.take(cal), positive[cal])
-            out.columns[score_column("combined", task)] = comb.score_samples(scored).astype(
-                np.float32)
-            out.state.update(pack(comb, task))
-            info.update(combined_with=best, combination={"inputs": ["heatmap", best]})
-        out.info[task.name] = info
-    return out
+# -- stage 4: detectors: see .detection -------------------------------------------------------
 
 
 # -- stage 5: the bundle -------------------------------------------------------------------------
@@ -408,6 +357,7 @@ def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str]
 def _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config, name,
              extra_columns, progress, reference, extractor, image_embeddings, folder) -> Bundle:
     cfg = config or AnalysisConfig()
+    check_monitor_name(cfg.monitor)  # before any forward pass
     classes = list(classes)
     if len(concepts) == 0:
         raise SemheatError("the concept bank is empty: add at least one concept")

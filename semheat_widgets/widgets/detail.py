@@ -17,6 +17,7 @@ import traitlets
 
 from ..charts import heatmap_chart
 from ..engine.bundle import Bundle
+from ..engine.figures import explain_record
 from ..engine.heatmaps import Heatmap
 from ..engine.tasks import task_of
 from ..engine.vectors import zero_shot_probabilities
@@ -41,7 +42,7 @@ def detail_facts(bundle: Bundle, i: int) -> dict:
     class_emb = bundle.class_embeddings
     zs = zero_shot_probabilities(np.stack([bundle.arrays["image_emb"][i],
                                            bundle.arrays["aligned"][i]]), class_emb)
-    return {
+    out = {
         "index": int(i), "id": r["id"], "perturbation": r.get("perturbation", ""),
         "split": r.get("split", ""), "label": classes[r["label"]],
         "prediction": classes[r["prediction"]], "correct": bool(r["correct"]),
@@ -55,7 +56,12 @@ def detail_facts(bundle: Bundle, i: int) -> dict:
         "top_concepts": list(r.get("top_concepts") or []),
         "vlm_zero_shot": _top_classes(zs[0], classes),
         "aligned_zero_shot": _top_classes(zs[1], classes),
+        "monitor": None, "reasons": [],
     }
+    if task in bundle.tasks:
+        why = explain_record(bundle, i)
+        out.update(monitor=why["monitor"], reasons=why.get("reasons", []))
+    return out
 
 
 def reference_heatmap(bundle: Bundle, i: int, task) -> Heatmap:
@@ -66,7 +72,7 @@ def reference_heatmap(bundle: Bundle, i: int, task) -> Heatmap:
     own = bundle.single(i).values[0]
     rows, values, counts = ["this input"], [own], [1]
     if task in bundle.tasks:
-        mon = bundle.monitor(task)
+        mon = bundle.detector("heatmap", task)  # every bundle holds the paper's monitor
         pad = np.full(len(own) - mon.n_concepts, np.nan)  # later concepts have no reference
         rows += [f"correct {name}", f"{task.defect_word} {name}"]
         values += [np.r_[mon.correct_rows_[k], pad], np.r_[mon.incorrect_rows_[k], pad]]
@@ -185,9 +191,13 @@ def render_facts(f: dict) -> str:
         f"<b>input {e(f['id'])}</b> ({e(f['perturbation'])}, {e(f['split'])} split)",
         f"true <b>{e(f['label'])}</b> → predicted <b>{e(f['prediction'])}</b> "
         f"(confidence {num(f['confidence'])})",
-        f"runtime monitor ({e(f['task'])}): defect score {num(f['defect_score'])} → "
+        f"runtime monitor ({e(f.get('monitor') or 'none')}, {e(f['task'])}): defect score "
+        f"{num(f['defect_score'])} → "
         f"<b>{'flagged' if f['flagged'] else 'passed'}</b>",
     ]
+    if f.get("reasons"):
+        lines.append("what raised the score most: " + ", ".join(
+            f"{e(name)} ({value:+.2f})" for name, value in f["reasons"]))
     if not f["correct"]:
         lines.append(f"fault: <b>{e(f['fault'] or 'n/a')}</b> — oracle on A z says "
                      f"{e(f['oracle_prediction'])} ({e(f['oracle_verdict'])}), heatmap vote "

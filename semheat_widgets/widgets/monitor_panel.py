@@ -1,8 +1,10 @@
 """Monitor panel: ROC curves of the runtime monitor and the baselines, a threshold slider with
 live counts, and a check of any dataset input or an uploaded image.
 
-Input: ``task`` (misclassification / adversarial). The scores come from the bundle's fitted
-monitor (:meth:`~semheat_widgets.engine.bundle.Bundle.monitor`); the panel computes none itself.
+Inputs: ``task`` (misclassification / adversarial) and ``monitor`` (``concept``, the stacked
+concept-space monitor, or ``heatmap``, the paper's; the bundle's own by default). The scores come
+from the bundle's fitted monitors; the panel computes none itself. Checking an input says why
+the monitor scored it so (:func:`~semheat_widgets.engine.figures.explain_record`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import traitlets
 
 from ..charts import roc_chart
 from ..data.images import open_rgb
-from ..engine.figures import detector_scores, monitor_report
+from ..engine.figures import bundle_monitors, detector_scores, explain_record, monitor_report
 from ..engine.metrics import detection_summary
 from ..engine.models import load_classifier
 from ..engine.monitor import runtime_monitor
@@ -35,6 +37,7 @@ class MonitorPanel(widgets.VBox):
     """
 
     task = traitlets.Enum(tuple(TASKS), default_value="misclassification")
+    monitor = traitlets.Unicode("")  # the monitor shown ("": the task's own)
 
     def __init__(self, bundle, *, classifier=None, task: str = "misclassification"):
         self.bundle = as_bundle(bundle)
@@ -45,6 +48,8 @@ class MonitorPanel(widgets.VBox):
             raise SemheatError("this bundle has no fitted runtime monitor")
         self.task_box = widgets.ToggleButtons(options=available,
                                               value=task if task in available else available[0])
+        self.monitor_box = widgets.ToggleButtons(description="monitor")
+        self._filling = False
         self.chart = empty_chart("line")
         self.slider = widgets.FloatSlider(description="threshold", continuous_update=True,
                                           readout_format=".3f", layout={"width": "420px"})
@@ -59,20 +64,34 @@ class MonitorPanel(widgets.VBox):
         self.upload.observe(self._on_upload, names=["value"])
         self.slider.observe(lambda _c: self._update_counts(), names=["value"])
         widgets.link((self.task_box, "value"), (self, "task"))
-        self.observe(lambda _c: self._draw_task(), names=["task"])
+        self.monitor_box.observe(self._on_monitor_box, names=["value"])
+        self.observe(lambda _c: self._draw_task(), names=["task", "monitor"])
         super().__init__([
-            widgets.HTML("<b>Runtime monitor</b>"), self.task_box,
+            widgets.HTML("<b>Runtime monitor</b>"), self.task_box, self.monitor_box,
             widgets.HBox([self.chart, widgets.VBox([self.slider, self.counts])]),
             widgets.HBox([self.index_box, self.check_button, self.upload]), self.result])
         self.task = self.task_box.value
         self._draw_task()
 
+    def _on_monitor_box(self, change) -> None:
+        if change["new"] and not self._filling:
+            self.monitor = change["new"]
+
     def _draw_task(self) -> None:
         task = task_named(self.task)
-        monitor = self.bundle.monitor(task)
+        names = bundle_monitors(self.bundle, task)
+        name = self.monitor if self.monitor in names else names[0]
+        self._filling = True  # the box follows the task; not a choice of the user's
+        try:
+            self.monitor_box.tooltips = [_MONITOR_TIPS.get(m, m) for m in names]
+            self.monitor_box.options = names
+            self.monitor_box.value = name
+        finally:
+            self._filling = False
+        self.shown = name  # the monitor whose scores the slider counts
+        monitor = self.bundle.detector(name, task)
         self.chart.chart = roc_chart(self.report[task.name])
-        scores = detector_scores(self.bundle, task)[self.bundle.monitor_info(task)
-                                                    .get("monitor", "heatmap")]
+        scores = detector_scores(self.bundle, task)[name]
         member, positive = task.masks(self.bundle, "eval")
         self._eval = scores[member], positive[member]  # what every slider tick counts over
         thr = float(np.median(monitor.thresholds_))
@@ -99,18 +118,15 @@ class MonitorPanel(widgets.VBox):
 
     # -- checking inputs -------------------------------------------------------------------
     def check_index(self, i: int) -> dict:
-        """Verdict of the monitor on dataset record ``i`` (from the bundle's cached scores)."""
-        b = self.bundle
-        if not 0 <= i < b.n:
+        """Verdict of the shown monitor on dataset record ``i`` at the slider's threshold, and
+        what raised its score (:func:`~semheat_widgets.engine.figures.explain_record`)."""
+        if not 0 <= i < self.bundle.n:
             raise SemheatError(f"no input {i}")
-        evidence = b.evidence([i])
-        bad, ok = b.monitor(self.task).similarities(evidence)
-        score = float(bad[0] - ok[0])
-        pred = int(evidence.predictions[0])
-        out = {"index": i, "prediction": b.classes[pred],
-               "label": b.classes[int(b.column("label")[i])], "defect_score": score,
-               "sim_incorrect": float(bad[0]), "sim_correct": float(ok[0]),
-               "flagged": score > self.slider.value}
+        if task_named(self.task) not in self.bundle.tasks:
+            raise SemheatError(f"no {self.task} monitor")
+        out = explain_record(self.bundle, i, monitor=self.shown)
+        if out["task"] == self.task:  # the slider belongs to this task's monitor
+            out["flagged"] = out["defect_score"] > self.slider.value
         self.result.value = _verdict_html(out)
         return out
 
@@ -122,7 +138,8 @@ class MonitorPanel(widgets.VBox):
         if self._classifier is None:  # loaded once, on the first upload
             self._classifier = load_classifier(self.bundle.models.classifier)
         x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
-        logits, score, _flag = runtime_monitor(self.bundle, self._classifier, self.task)(x)
+        logits, score, _flag = runtime_monitor(self.bundle, self._classifier, self.task,
+                                               monitor=self.shown)(x)
         pred = int(logits.argmax(1)[0])
         out = {"prediction": self.bundle.classes[pred], "defect_score": float(score[0]),
                "flagged": float(score[0]) > self.slider.value, "label": None}
@@ -140,11 +157,19 @@ class MonitorPanel(widgets.VBox):
             self.result.value = f"<span style='color:#a00'>{html.escape(str(exc))}</span>"
 
 
+_MONITOR_TIPS = {"concept": "concept-space monitor: nine CLIP-space signals, stacked",
+                 "heatmap": "the paper's monitor: similarity to correct vs defective rows"}
+
+
 def _verdict_html(r: dict) -> str:
     e = lambda x: html.escape(str(x))  # noqa: E731
     verdict = "FLAGGED as a likely defect" if r["flagged"] else "passed"
     label = f"true {e(r['label'])}, " if r.get("label") else ""
     sims = (f"; similarity to incorrect {r['sim_incorrect']:.3f}, to correct "
             f"{r['sim_correct']:.3f}") if "sim_correct" in r else ""
-    return (f"{label}predicted <b>{e(r['prediction'])}</b>: defect score "
-            f"{r['defect_score']:.3f}{sims} → <b>{verdict}</b>")
+    why = ("<br><small>what raised the score most: " + ", ".join(
+        f"{e(name)} ({value:+.2f})" for name, value in r["reasons"]) + "</small>"
+           ) if r.get("reasons") else ""
+    task = f" ({e(r['task'])} monitor)" if "task" in r else ""
+    return (f"{label}predicted <b>{e(r['prediction'])}</b>{task}: defect score "
+            f"{r['defect_score']:.3f}{sims} → <b>{verdict}</b>{why}")

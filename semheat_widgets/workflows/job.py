@@ -27,6 +27,7 @@ from torch.utils.data import Subset
 
 from ..engine.attacks import Attack
 from ..engine.classifier import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
+from ..engine.detection import check_monitor_name
 from ..engine.device import resolve_device
 from ..engine.extract import extract
 from ..engine.models import check_vlm_id, load_vlm
@@ -56,7 +57,8 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
                  attack_limit: int | None = 500, batch_size: int = 64, device=None,
                  num_workers: int = 0, overwrite: bool = False, progress: bool = True,
                  engine: str = "local", ray_address: str | None = None,
-                 ray_actors: int | None = None, ray_shard_size: int = 512) -> Path:
+                 ray_actors: int | None = None, ray_shard_size: int = 512,
+                 monitor: str = "concept") -> Path:
     """The whole ``semheat analyze`` job; returns the bundle path.
 
     ``engine="ray"`` runs the forward passes on Ray (``ray_address``: an existing cluster, or
@@ -76,12 +78,12 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
                              attack_limit=attack_limit, batch_size=batch_size, device=device,
                              num_workers=num_workers, overwrite=overwrite, progress=progress,
                              engine=engine, ray_address=ray_address, ray_actors=ray_actors,
-                             ray_shard_size=ray_shard_size)
+                             ray_shard_size=ray_shard_size, monitor=monitor)
 
 
 def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_csv, concepts,
                   reference_fraction, attack_limit, batch_size, device, num_workers, overwrite,
-                  progress, engine, ray_address, ray_actors, ray_shard_size) -> Path:
+                  progress, engine, ray_address, ray_actors, ray_shard_size, monitor) -> Path:
     if not 0 < reference_fraction < 1:
         raise SemheatError(f"--reference-fraction must be in (0, 1), got {reference_fraction}")
     started = time.time()
@@ -96,6 +98,7 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
         raise SemheatError(f"--vlm must be open_clip:ARCH:TAG or toy ({exc})") from None
     if engine not in ("local", "ray"):
         raise SemheatError(f"--engine must be local or ray, got {engine!r}")
+    check_monitor_name(monitor)
     extractor = extract
     if engine == "ray":
         from ..engine.extract_ray import RayExtractor
@@ -132,6 +135,7 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
         names = [c.name for c in spec.concepts]
         extra["attributes"] = [[names[j] for j in np.flatnonzero(row)] for row in both]
     cfg = AnalysisConfig(attacks=ATTACKS, attack_limit=attack_limit, batch_size=batch_size,
+                         monitor=monitor,
                          num_workers=num_workers, thumb_size=THUMB_SIZE,
                          extra_info={"data": data, "classifier_origin": origin,
                                      "training": training, "image_size": IMAGE_SIZE,

@@ -32,6 +32,7 @@ from ..engine.attacks import Attack
 from ..engine.bundle import Bundle
 from ..engine.concepts import ConceptBank
 from ..engine.schema import validate_json
+from ..engine.detection import check_monitor_name
 from ..errors import SemheatError
 from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, owned_kind, publish_dir,
                        read_json, recover, temp_dir_for, writer_lock)
@@ -45,7 +46,7 @@ TOY_WORLD_SEED = 4242  # the test set
 REFERENCE_SEED = 4343  # held-out reference sets
 PRIMARY = "clean"
 DEFAULTS = {"n_reference": 2400, "n_natural": 2400, "n_shift": 600, "attack_limit": 600,
-            "similarity": "cosine"}
+            "similarity": "cosine", "monitor": "concept"}
 BATCH_SIZE = 128  # faster per image than 256 on a 2-core CPU (PGD), and half the memory
 LAZY_WAIT_S = 1800  # a lazy build waits this long for another process building the same world
 
@@ -100,6 +101,7 @@ WORLD_SCHEMA = {
         "n_shift": {"type": "integer", "minimum": 0},
         "attack_limit": {"type": ["integer", "null"], "minimum": 0},
         "similarity": {"enum": ["cosine", "euclidean"]},
+        "monitor": {"enum": ["concept", "heatmap"]},
         "seed": {"type": "integer"},
         "build_seconds": {"type": "object", "additionalProperties": {"type": "number"}},
     },
@@ -155,6 +157,7 @@ def _settings(kwargs: dict) -> dict:
             raise SemheatError(f"the toy world needs at least 20 {what} inputs, got {s[key]}")
     if s["n_shift"] < 0 or (s["attack_limit"] is not None and s["attack_limit"] < 0):
         raise SemheatError("n_shift and attack_limit must be >= 0")
+    check_monitor_name(s["monitor"])
     return s
 
 
@@ -170,7 +173,7 @@ def _declare(folder: Path, settings: dict) -> dict:
 def build_toy_world(out_dir, *, n_reference: int | None = None, n_natural: int | None = None,
                     n_shift: int | None = None, attack_limit: int | None = DEFAULTS["attack_limit"],
                     overwrite: bool = False, progress: bool = True, device=None,
-                    similarity: str | None = None) -> Path:
+                    similarity: str | None = None, monitor: str | None = None) -> Path:
     """Build every bundle of the toy world into ``out_dir`` and return it.
 
     Each classifier is analysed with a reference set drawn from its *own* training
@@ -182,7 +185,8 @@ def build_toy_world(out_dir, *, n_reference: int | None = None, n_natural: int |
     """
     out_dir = Path(out_dir)
     settings = _settings(dict(n_reference=n_reference, n_natural=n_natural, n_shift=n_shift,
-                              attack_limit=attack_limit, similarity=similarity))
+                              attack_limit=attack_limit, similarity=similarity,
+                              monitor=monitor))
     with writer_lock(out_dir):
         recover(out_dir)
         kind = check_replaceable(out_dir, ("toy-world",), "a toy world")
@@ -191,7 +195,7 @@ def build_toy_world(out_dir, *, n_reference: int | None = None, n_natural: int |
             if not missing_bundles(out_dir):
                 raise SemheatError(f"{out_dir} already holds a toy world; use --force to "
                                    f"rebuild")
-            if any(world.get(k) != v for k, v in settings.items()):
+            if any(world.get(k, DEFAULTS.get(k)) != v for k, v in settings.items()):
                 raise SemheatError(f"{out_dir} holds a partly built toy world with other "
                                    f"settings; use --force to rebuild it")
             _build_missing(out_dir, world, progress, device)
@@ -275,6 +279,7 @@ def _analyze_one(name, world, ref, test, vlm, concepts, progress, device,
     config = AnalysisConfig(attacks=(Attack("fgsm"), Attack("pgd", steps=10)),
                             attack_limit=world["attack_limit"], batch_size=BATCH_SIZE,
                             monitor_similarity=world["similarity"],
+                            monitor=world.get("monitor", DEFAULTS["monitor"]),
                             extra_info={"toy_world": {
                                 "classifier": name, "n_reference": world["n_reference"],
                                 "n_natural": world["n_natural"], "n_shift": world["n_shift"],
