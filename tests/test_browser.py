@@ -241,3 +241,31 @@ def test_dark_theme_keyboard_only_and_readable(mini_world, tmp_path):
         screenshot(page, "explorer_dark")
     low = {k: v for k, v in ratios.items() if v < 4.5}
     assert not low, f"text below WCAG AA contrast in the dark theme: {low} (all: {ratios})"
+
+
+def test_monitor_panel_switches_monitor_and_explains_a_check(mini_world, tmp_path):
+    """The panel in JupyterLab: check an input (the concept monitor says what raised its
+    score), switch to the paper's monitor (its two similarities instead)."""
+    bundle = Bundle.load(mini_world / "clean")
+    flagged = np.flatnonzero(bundle.mask(perturbation="pgd") & bundle.column("adv_flag"))
+    i = int(flagged[0])
+    write_notebook(tmp_path / "panel.ipynb", [
+        "import semheat_widgets as sw\n"
+        f"panel = sw.MonitorPanel(sw.Bundle.load(r'{mini_world / 'clean'}'), "
+        f"task='adversarial')\npanel.index_box.value = {i}\npanel",
+    ])
+    with (jupyterlab(tmp_path) as (base, token), browser_page() as page,
+          diagnosed(page, tmp_path, "monitor_panel")):
+        open_and_run_all(page, base, token, "panel.ipynb")
+        out = page.locator(".jp-OutputArea-output")
+        out.locator(".vega-embed").first.wait_for(timeout=TIMEOUT)
+        out.get_by_role("button", name="check input").click()
+        result = out.get_by_text("what raised the score most")
+        expect(result).to_be_visible(timeout=60_000)
+        expect(out.get_by_text("FLAGGED as a likely defect")).to_be_visible()
+        screenshot(page, "monitor_panel_concept")
+        out.get_by_role("button", name="heatmap", exact=True).click()
+        out.get_by_role("button", name="check input").click()
+        expect(out.get_by_text("similarity to incorrect")).to_be_visible(timeout=60_000)
+        expect(out.get_by_text("what raised the score most")).to_have_count(0)
+        screenshot(page, "monitor_panel_heatmap")
