@@ -180,3 +180,19 @@ def test_synthetic_pieces_are_deterministic():
     assert np.allclose(np.linalg.norm(a.numpy(), axis=1), 1)
     assert SyntheticClassifier.num_classes == N_CLASSES
     assert len(SyntheticInputs(50)) == 50 and SyntheticExtractor.writes_into
+
+
+def test_monitor_fit_rows_are_capped_keeping_the_rare_defects():
+    from semheat_widgets.engine.detection import cap_rows
+
+    rng = np.random.default_rng(0)
+    flagged = np.zeros(100_000, bool)
+    flagged[rng.choice(100_000, 300, replace=False)] = True  # rare defects
+    rows = np.arange(0, 100_000, 2)
+    picked = cap_rows(rows, flagged, 1000, rng)
+    assert len(picked) == 1000 and np.all(np.diff(picked) > 0) and np.isin(picked, rows).all()
+    assert flagged[picked].sum() == flagged[rows].sum()  # every defect kept (fewer than half)
+    common = np.arange(100_000) % 4 != 0  # defects common: half the limit each
+    assert common[cap_rows(rows, common, 1000, rng)].sum() == 500
+    assert len(cap_rows(rows, np.ones(100_000, bool), 1000, rng)) == 1000  # no correct ones
+    assert cap_rows(rows[:10], flagged, 1000, rng).tolist() == rows[:10].tolist()  # all fit

@@ -52,6 +52,7 @@ from ..errors import SemheatError
 from .detectors import Detector, Evidence, register_detector
 from .metrics import auroc, threshold_at_fpr
 from .monitor import SIMILARITIES, similarity
+from .store import read_rows
 from .vectors import EPS, ROW_CHUNK, row_norms, unit_rows
 
 N_FOLDS = 5  # cross-fitting folds of the stack's training signals
@@ -113,6 +114,19 @@ def _distance_terms(Q, R, idx):
     D = Q[:, None, :] - R[idx]
     d = np.sqrt((D ** 2).sum(2, keepdims=True))
     return (D ** 2 / np.where(d > 0, d, 1.0)).mean(1)
+
+
+def _nearest_mean_distance(Q, R, k):
+    """Mean distance of each row of ``Q`` to its ``k`` nearest rows of ``R`` (the sum of
+    :func:`_nearest_terms`, without the per-coordinate terms), in blocks like it."""
+    k = min(k, len(R))
+    block = max(1, KNN_CELLS // max(len(R), 1))
+    out = np.empty(len(Q))
+    for i in range(0, len(Q), block):
+        d2 = _sqdist(Q[i:i + block], R)
+        near = np.partition(d2, k - 1, axis=1)[:, :k] if k < len(R) else d2
+        out[i:i + block] = np.sqrt(near).mean(1)
+    return out
 
 
 def _nearest_terms(Q, R, k):
@@ -368,11 +382,17 @@ class _MeanContrast(_Signal):
                 - _quad_terms(X - p["defect_means"][x.pred], P))
 
     def value(self, p, x):
-        return self._terms(p, x).sum(1)
+        if self.space == "s":
+            return self._terms(p, x).sum(1)
+        # the difference of two quadratic forms with one matrix is linear in X:
+        # (X-c)'P(X-c) - (X-d)'P(X-d) = 2 X'P(d-c) + c'Pc - d'Pd; no N x d x d product
+        P, c, d = p["precision"], p["correct_means"], p["defect_means"]
+        slope = 2.0 * (d - c) @ P
+        offset = np.einsum("kd,kd->k", c @ P, c) - np.einsum("kd,kd->k", d @ P, d)
+        return np.einsum("nd,nd->n", x.view(self.space), slope[x.pred]) + offset[x.pred]
 
     def terms(self, p, x):
-        t = self._terms(p, x)
-        return (t, None) if self.space == "s" else (None, t.sum(1))
+        return (self._terms(p, x), None) if self.space == "s" else (None, self.value(p, x))
 
 
 class _Heatmap(_Signal):
@@ -414,19 +434,23 @@ class _NearestContrast(_Signal):
         return {"correct": ok.s, "correct_pred": ok.pred, "defect": bad.s,
                 "defect_pred": bad.pred, "k": np.array([int(h)])}
 
-    def terms(self, p, x):
-        k, out = int(p["k"][0]), np.zeros_like(x.s)
+    @staticmethod
+    def _by_class(p, x, fn, out):
+        k = int(p["k"][0])
         for c in np.unique(x.pred):
             q = x.pred == c
             ok = p["correct"][p["correct_pred"] == c]
             ok = ok if len(ok) else p["correct"]
             bad = p["defect"][p["defect_pred"] == c]
             bad = bad if len(bad) >= k else p["defect"]
-            out[q] = _nearest_terms(x.s[q], ok, k) - _nearest_terms(x.s[q], bad, k)
-        return out, None
+            out[q] = fn(x.s[q], ok, k) - fn(x.s[q], bad, k)
+        return out
 
-    def value(self, p, x):
-        return self.terms(p, x)[0].sum(1)
+    def terms(self, p, x):
+        return self._by_class(p, x, _nearest_terms, np.zeros_like(x.s)), None
+
+    def value(self, p, x):  # what the terms sum to, without forming them
+        return self._by_class(p, x, _nearest_mean_distance, np.zeros(len(x.s)))
 
 
 SIGNALS: tuple[_Signal, ...] = (
@@ -554,7 +578,8 @@ class ConceptMonitor(Detector):
         if len(logits) == 0:
             return self._inputs(np.zeros((0, self.W.shape[0])), np.zeros((0, self.n_classes)),
                                 labels)
-        parts = [self._inputs(feats[s:s + ROW_CHUNK], logits[s:s + ROW_CHUNK])
+        parts = [self._inputs(read_rows(feats, slice(s, s + ROW_CHUNK)),
+                              np.asarray(logits[s:s + ROW_CHUNK]))
                  for s in range(0, len(logits), ROW_CHUNK)]
         x = _Inputs.concat(parts)
         if labels is not None:
@@ -750,7 +775,10 @@ class ConceptMonitor(Detector):
             raise SemheatError("features and logits differ in number of inputs")
         step = min(ROW_CHUNK, SCORE_ROWS)
         starts = range(0, len(logits), step) if len(logits) else [0]
-        return join([fn(feats[s:s + step], logits[s:s + step]) for s in starts])
+        # read_rows: a memory map's pages are released after each block, so scoring a
+        # million inputs keeps tens of MB of features resident, not gigabytes
+        return join([fn(read_rows(feats, slice(s, s + step)), np.asarray(logits[s:s + step]))
+                     for s in starts])
 
     def predict(self, evidence: Evidence) -> np.ndarray:
         """True where an input is flagged as a likely defect."""

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # (the pipeline imports this module)
     from .pipeline import AnalysisConfig, ConceptScores, Records
 
 MONITORS = ("concept", "heatmap")  # task monitors every bundle holds; the config picks one
-MONITOR_FIT_ROWS = 20_000
+MONITOR_FIT_ROWS = 5_000
 
 
 @dataclass
@@ -116,12 +116,13 @@ def _fit_concept_monitor(rec, cs, cfg, evidence: Evidence, ref, cal, positive
 
 
 def cap_rows(rows: np.ndarray, flagged: np.ndarray, limit: int, rng) -> np.ndarray:
-    """At most ``limit`` of ``rows``: the ``flagged`` ones (defects: rare, precious) first, up
-    to half of them, the rest drawn at random; sorted. All of them when they fit."""
+    """``limit`` of ``rows`` (all of them when they fit), sorted: the ``flagged`` ones (defects:
+    rare, precious) kept up to half the limit, more when too few others remain; the rest drawn
+    at random."""
     if len(rows) <= limit:
         return rows
     bad, good = rows[flagged[rows]], rows[~flagged[rows]]
-    n_bad = min(len(bad), limit // 2)
-    pick = np.r_[rng.choice(bad, n_bad, replace=False),
-                 rng.choice(good, min(len(good), limit - n_bad), replace=False)]
+    n_good = min(len(good), limit - min(len(bad), limit // 2))
+    n_bad = min(len(bad), limit - n_good)  # defects fill what the correct ones leave
+    pick = np.r_[rng.choice(bad, n_bad, replace=False), rng.choice(good, n_good, replace=False)]
     return np.sort(pick)
