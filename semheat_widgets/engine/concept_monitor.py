@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import SemheatError
 from .detectors import Detector, Evidence, register_detector
-from .metrics import auroc, threshold_at_fpr
+from .metrics import auroc, class_thresholds
 from .monitor import SIMILARITIES, similarity
 from .store import read_rows
 from .vectors import EPS, ROW_CHUNK, row_norms, unit_rows
@@ -739,16 +739,9 @@ class ConceptMonitor(Detector):
                   per_class: bool = False) -> "ConceptMonitor":
         """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged
         (per class where asked and where that class has non-defective inputs)."""
-        d = self.score_samples(evidence)
-        defect, p = np.asarray(defect, dtype=bool), evidence.predictions
-        if len(defect) != len(d):
-            raise SemheatError(f"{len(defect)} defect flags for {len(d)} inputs")
-        self.thresholds_ = np.full(self.n_classes, threshold_at_fpr(d[~defect], target_fpr))
-        if per_class:
-            for k in range(self.n_classes):
-                neg = d[(p == k) & ~defect]
-                if len(neg):
-                    self.thresholds_[k] = threshold_at_fpr(neg, target_fpr)
+        self.thresholds_ = class_thresholds(self.score_samples(evidence), defect,
+                                            evidence.predictions, self.n_classes, target_fpr,
+                                            per_class)
         return self
 
     # -- scoring -----------------------------------------------------------------------------

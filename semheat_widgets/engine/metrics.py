@@ -66,6 +66,23 @@ def threshold_at_fpr(negative_scores, target_fpr: float) -> float:
     return float(neg[neg.size - 1 - allowed])
 
 
+def class_thresholds(scores, defect, predictions, n_classes: int, target_fpr: float,
+                     per_class: bool = False) -> np.ndarray:
+    """One threshold per predicted class at ``target_fpr`` of the non-defective scores: the
+    global one, or each class's own where ``per_class`` and that class has non-defective
+    inputs."""
+    scores, defect = np.asarray(scores), np.asarray(defect, dtype=bool)
+    if len(defect) != len(scores):
+        raise SemheatError(f"{len(defect)} defect flags for {len(scores)} inputs")
+    out = np.full(n_classes, threshold_at_fpr(scores[~defect], target_fpr))
+    if per_class:
+        for k in range(n_classes):
+            neg = scores[(predictions == k) & ~defect]
+            if len(neg):
+                out[k] = threshold_at_fpr(neg, target_fpr)
+    return out
+
+
 def detection_summary(scores, positives, threshold) -> dict:
     """Counts and rates when flagging ``score > threshold`` (one threshold, or one per input)."""
     scores, positives = _check(scores, positives)

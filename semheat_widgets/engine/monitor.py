@@ -20,7 +20,7 @@ import torch
 
 from ..errors import SemheatError
 from .detectors import Detector, Evidence, register_detector
-from .metrics import threshold_at_fpr
+from .metrics import class_thresholds
 from .store import row_chunks
 from .vectors import SCORE_CHUNK, row_norms, unit_rows
 
@@ -109,15 +109,9 @@ class HeatmapMonitor(Detector):
                   per_class: bool = False) -> "HeatmapMonitor":
         """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged
         (per class where asked and where that class has non-defective inputs)."""
-        d = self.score_samples(evidence)
-        defect, p = np.asarray(defect, dtype=bool), evidence.predictions
-        self.thresholds_ = np.full(len(self.correct_rows_), threshold_at_fpr(d[~defect],
-                                                                             target_fpr))
-        if per_class:
-            for k in range(len(self.thresholds_)):
-                neg = d[(p == k) & ~defect]
-                if len(neg):
-                    self.thresholds_[k] = threshold_at_fpr(neg, target_fpr)
+        self.thresholds_ = class_thresholds(self.score_samples(evidence), defect,
+                                            evidence.predictions, len(self.correct_rows_),
+                                            target_fpr, per_class)
         return self
 
     # -- scoring ----------------------------------------------------------------------------
