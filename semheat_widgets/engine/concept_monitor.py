@@ -777,12 +777,6 @@ class ConceptMonitor(Detector):
         """True where an input is flagged as a likely defect."""
         return self.score_samples(evidence) > self.thresholds_[evidence.predictions]
 
-    def signals(self, evidence: Evidence) -> dict[str, np.ndarray]:
-        """The nine raw signals by key (higher = more likely a defect)."""
-        X = self._chunked(evidence, lambda z, lg: self._signal_matrix(
-            self.params_, self._inputs(z, lg)), np.concatenate)
-        return dict(zip(SIGNAL_KEYS, X.T))
-
     # -- explanation --------------------------------------------------------------------------
     def explain_features(self, z, logits) -> Explanation:
         """The log-odds of each input split exactly into a base, one contribution per concept

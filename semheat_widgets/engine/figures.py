@@ -17,10 +17,12 @@ import numpy as np
 
 from ..errors import SemheatError
 from .bundle import Bundle
+from .concept_monitor import top_reasons
+from .detection import MONITORS
 from .detectors import detector_labels, score_column
 from .localize import concept_ranking, responsibility, verdict_counts
 from .metrics import auroc, detection_summary, roc_curve, threshold_at_fpr
-from .tasks import TASKS, Task, task_named
+from .tasks import TASKS, Task, task_named, task_of
 
 DIGITS = 4  # figures are rounded to this many decimals in reports
 
@@ -160,9 +162,6 @@ def explain_record(bundle: Bundle, i: int, n: int = 3, monitor: str | None = Non
     a monitor that explains itself (the concept-space monitor) the ``n`` largest contributions
     (concepts and named CLIP-space signals); the paper's monitor gives its two similarities.
     Figures unrounded."""
-    from .concept_monitor import top_reasons
-    from .tasks import task_of
-
     if not 0 <= i < bundle.n:
         raise SemheatError(f"no record {i}: the bundle has {bundle.n}")
     task = task_of(str(bundle.column("perturbation")[i]))
@@ -199,7 +198,6 @@ def bundle_monitors(bundle: Bundle, task: Task | str) -> list[str]:
     info = bundle.monitor_info(task)
     if not info.get("available", False):
         return []
-    names = [m for m in ("concept", "heatmap")
-             if bundle.has_column(score_column(m, task))]
+    names = [m for m in MONITORS if bundle.has_column(score_column(m, task))]
     own = info.get("monitor", "heatmap")
     return sorted(set(names) | {own}, key=lambda m: (m != own, m))
