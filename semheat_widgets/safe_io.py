@@ -1,6 +1,6 @@
 """Safe file operations: nothing a user typed is lost, every write is atomic, one writer per output.
 
-The rules (README, "Safety"):
+The rules (docs/safety.md):
 
 - **Replace only what is ours.** An existing path may be replaced only when it is empty or
   something this package wrote and recognises by its own manifest: a bundle
