@@ -149,10 +149,13 @@ def _identity(st) -> tuple:
 
 def _wait_for(path: Path) -> _Folder:
     """Open ``path``; where a save is between its two renames (the old version moved aside,
-    the new one not yet in), wait for the new one for a moment (then recover it)."""
+    the new one not yet in), wait a moment for the new one (then recover the old one)."""
     for _ in range(200):
-        if path.exists() or not needs_recovery(path):
-            break
+        try:
+            return _Folder(path)
+        except SemheatError:
+            if path.exists() or not needs_recovery(path):
+                raise
         time.sleep(0.01)
     recover_for_reading(path)
     return _Folder(path)
