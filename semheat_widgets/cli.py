@@ -2,6 +2,7 @@
 
     semheat toy build DIR              build the toy world (three bundles with known answers)
     semheat info BUNDLE [--json]       what a bundle (or toy world) holds
+    semheat verify BUNDLE [--json]     check every value of its arrays (load reads headers)
     semheat localize BUNDLE [--json]   fault localization counts (+ accuracy on toy bundles)
     semheat monitor BUNDLE [--json]    runtime-monitor AUROCs against the baselines
     semheat bench [--json]             performance figures, as ratios measured side by side
@@ -48,7 +49,7 @@ def _emit(obj: dict, as_json: bool, render) -> None:
 def _targets(path: str) -> tuple[dict[str, Path], str | None]:
     """The bundles behind a path: a single bundle, or every bundle of a toy world (and the
     world's primary bundle)."""
-    from .zoo.build import is_world, read_world, world_bundles
+    from .zoo.world_file import is_world, read_world, world_bundles
 
     p = Path(path)
     if not p.exists():
@@ -103,6 +104,19 @@ def cmd_info(args) -> int:
                      "splits": m.get("splits"), "accuracy": m.get("accuracy"),
                      "aligner_fidelity": m.get("aligner", {}).get("fidelity"),
                      "schema_version": m.get("schema_version"), "created": m.get("created")}
+    result = out if len(out) > 1 else next(iter(out.values()))
+    _emit(result, args.json, lambda r: json.dumps(r, indent=2))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """``semheat verify BUNDLE``: the full scan loading skips (every array value)."""
+    from .engine.bundle import Bundle
+
+    bundles, _ = _targets(args.bundle)
+    out = {}
+    for name, path in bundles.items():
+        out[name] = {"path": str(path), "ok": True, **Bundle.load(path).verify()}
     result = out if len(out) > 1 else next(iter(out.values()))
     _emit(result, args.json, lambda r: json.dumps(r, indent=2))
     return 0
@@ -240,7 +254,8 @@ def cmd_report(args) -> int:
     from .html_report import write_report
 
     bundles, _ = _targets(args.bundle)
-    out = write_report(list(bundles.values()), args.html, compare_with=args.compare)
+    out = write_report(list(bundles.values()), args.html, compare_with=args.compare,
+                       maps=not args.no_maps)
     print(f"report written to {out} ({out.stat().st_size // 1024} KiB)")
     return 0
 
@@ -405,11 +420,20 @@ def build_parser() -> argparse.ArgumentParser:
                            default=None, help="explain this monitor, not the bundle's own")
         p.set_defaults(func=func)
 
+    ver = sub.add_parser("verify", help="check every value of a bundle's arrays (loading "
+                                        "checks only their headers)")
+    ver.add_argument("bundle", help="a bundle directory or a toy-world directory")
+    ver.add_argument("--json", action="store_true", help="print one JSON object")
+    ver.set_defaults(func=cmd_verify)
+
     rep = sub.add_parser("report", help="a standalone HTML report of a bundle or toy world")
     rep.add_argument("bundle")
     rep.add_argument("--html", required=True, help="the HTML file to write")
     rep.add_argument("--compare", default=None,
                      help="a bundle of the same inputs after a fix: adds the comparison")
+    rep.add_argument("--no-maps", action="store_true",
+                     help="no concept maps under the thumbnails (reads only the bundle: no "
+                          "classifier, no torch)")
     rep.set_defaults(func=cmd_report)
 
     gr = sub.add_parser("ground", help="do concept maps point at the attributes? (toy and "

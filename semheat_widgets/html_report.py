@@ -21,7 +21,6 @@ import numpy as np
 from .charts import heatmap_chart, roc_chart
 from .engine.detectors import detector_labels
 from .engine.bundle import Bundle
-from .engine.cam import map_pngs, open_classifier
 from .engine.figures import localization_report, monitor_report
 from .errors import SemheatError
 from .safe_io import REPORT_TAG, atomic_write, check_replaceable, recover, writer_lock
@@ -73,8 +72,11 @@ def telling_cells(bundle: Bundle, k: int = 4, min_n: int = 5,
 
 
 def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
-                   per_cell: int = 8) -> str:
-    """The HTML of one bundle; its chart specs go into ``charts`` under ids ``key-...``."""
+                   per_cell: int = 8, maps: bool = True) -> str:
+    """The HTML of one bundle; its chart specs go into ``charts`` under ids ``key-...``.
+
+    ``maps``: draw concept maps under the thumbnails (re-opens the classifier: imports torch);
+    without them the report reads only the bundle."""
     hm = bundle.heatmap("differential")
     charts[f"{key}-heatmap"] = heatmap_chart(
         hm, bundle.concept_names, selectable=False,
@@ -92,7 +94,11 @@ def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
              "cells have no inputs.</p>", f"<div id='chart-{key}-heatmap'></div>",
              "<h2>Where the mistakes are</h2>"]
     classes = bundle.classes
-    classifier = open_classifier(bundle)
+    classifier = None
+    if maps:
+        from .engine.cam import map_pngs, open_classifier
+
+        classifier = open_classifier(bundle)
     for row, concept, value in telling_cells(bundle, cells, hm=hm):
         sel = bundle.cell_query("differential", row, concept, limit=per_cell)
         maps = map_pngs(bundle, classifier, sel.indices, concept) if classifier is not None \
@@ -179,14 +185,15 @@ def comparison_section(comparison, charts: dict, per_kind: int = 8) -> str:
     return "<section>" + "".join(parts) + "</section>"
 
 
-def render_report(bundles, *, cells: int = 6, per_cell: int = 8, compare_with=None) -> str:
+def render_report(bundles, *, cells: int = 6, per_cell: int = 8, compare_with=None,
+                  maps: bool = True) -> str:
     """One self-contained HTML page reporting on one or more bundles (and, with
     ``compare_with``, on the first one against that bundle of the same inputs)."""
     import vl_convert as vlc
 
     bundles = [bundles] if isinstance(bundles, Bundle) else list(bundles)
     charts: dict[str, dict] = {}
-    sections = [bundle_section(b, f"b{n}", charts, cells=cells, per_cell=per_cell)
+    sections = [bundle_section(b, f"b{n}", charts, cells=cells, per_cell=per_cell, maps=maps)
                 for n, b in enumerate(bundles)]
     if compare_with is not None:
         after = compare_with if isinstance(compare_with, Bundle) else Bundle.load(compare_with)

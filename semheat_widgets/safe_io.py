@@ -108,7 +108,15 @@ def _reject_constant(name: str):
 
 def read_json(path, what: str = "file"):
     """Strict JSON from a regular file: UTF-8, no NaN/Infinity, no absurd nesting."""
-    text = read_text(path, what)
+    return parse_json(read_bytes(path, what), path, what)
+
+
+def parse_json(data: bytes, path, what: str = "file"):
+    """Strict JSON from the bytes of ``path`` (see :func:`read_json`)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SemheatError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except RecursionError:

@@ -220,14 +220,11 @@ DAMAGE = [
     ("scores-truncated", _truncate("arrays/scores.npy", 0.6), "scores.npy"),
     ("scores-garbage", _write("arrays/scores.npy", b"\x93NUMPY garbage"), "scores.npy"),
     ("scores-reshaped", _array("scores", lambda a: a[:, :2].copy()), "scores.npy"),
-    ("scores-nan", _array("scores", _nan_first), "NaN"),
-    ("scores-inf", _array("scores", _inf_last), "NaN or inf"),
     ("scores-float64", _array("scores", lambda a: a.astype(np.float64)), "dtype"),
     ("scores-pickled", lambda p: np.save(p / "arrays" / "scores.npy",
                                          np.array([object()], dtype=object), allow_pickle=True),
      "scores.npy"),
     ("scores-fifo", _fifo("arrays/scores.npy"), "not a regular file"),
-    ("logits-nan", _array("logits", _nan_first), "logits.npy"),
     ("features-rows", _array("features", lambda a: a[:-3].copy()), "features.npy"),
     ("thumbs-float", _array("thumbs", lambda a: a.astype(np.float32)), "thumbs.npy"),
     ("aligned-fifo", _fifo("arrays/aligned.npy"), "not a regular file"),
@@ -276,6 +273,51 @@ def test_damaged_bundle_is_one_line_error(good, tmp_path, capsys, damage, words)
     out, errors = capsys.readouterr()
     assert status == 2 and out == ""
     assert errors.count("\n") == 1 and errors.startswith("semheat: error: ")
+
+
+# values inside the arrays: loading reads only their headers (O(1)); the full scan is
+# `semheat verify`, and a heatmap over damaged scores says so instead of drawing NaN
+VALUE_DAMAGE = [
+    ("scores-nan", _array("scores", _nan_first), "scores.npy: NaN"),
+    ("scores-inf", _array("scores", _inf_last), "scores.npy: NaN or inf"),
+    ("logits-nan", _array("logits", _nan_first), "logits.npy: NaN or inf"),
+    ("features-inf", _array("features", _inf_last), "features.npy: NaN or inf"),
+]
+
+
+@pytest.mark.parametrize("damage, words", [d[1:] for d in VALUE_DAMAGE],
+                         ids=[d[0] for d in VALUE_DAMAGE])
+def test_damaged_values_are_found_by_verify_not_by_load(good, tmp_path, capsys, damage, words):
+    path = _damaged(good, tmp_path, damage)
+    b = Bundle.load(path)  # headers only: the damage is not read
+    assert isinstance(b.arrays["features"], np.memmap)
+    with pytest.raises(SemheatError) as err:
+        b.verify()
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert cli.main(["verify", str(path), "--json"]) == 2
+    out, errors = capsys.readouterr()
+    assert out == "" and errors.count("\n") == 1 and words in errors
+    if "scores" in words:
+        with pytest.raises(SemheatError, match="semheat verify"):
+            b.heatmap("ground_truth", records=None)  # every record, the damaged one too
+
+
+def test_verify_passes_the_undamaged_bundle(good, capsys):
+    assert cli.main(["verify", str(good), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and set(report["arrays"]) >= {"scores", "logits", "features"}
+    assert report["bytes_checked"] == sum(
+        (good / "arrays" / f"{k}.npy").stat().st_size for k in report["arrays"]) - sum(
+        _header_bytes(good / "arrays" / f"{k}.npy") for k in report["arrays"])
+
+
+def _header_bytes(path) -> int:
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        read(f)
+        return f.tell()
 
 
 def test_the_undamaged_bundle_loads(good):

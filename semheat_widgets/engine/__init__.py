@@ -7,26 +7,42 @@ The names a notebook or a script needs are here::
     from semheat_widgets.engine import ModelSplit, VLM, ConceptBank, analyze, Bundle
 """
 
-from .aligner import LinearAligner
-from .attacks import Attack
-from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax
-from .bundle import Bundle, Selection
-from .classifier import ModelSplit
-from .concept_monitor import ConceptMonitor
-from .concepts import ConceptBank, default_class_prompts
-from .detectors import Detector, Evidence, detector_labels, register_detector
-from .device import resolve_device
-from .figures import (bundle_monitors, detector_scores, explain_record, localization_report,
-                      monitor_report)
-from .heatmaps import KINDS, Heatmap
-from .localize import FaultLocalizer
-from .metrics import auroc, detection_summary, roc_curve, threshold_at_fpr
-from .models import (ModelId, ModelIds, load_classifier, load_vlm, register_classifier,
-                     register_vlm)
-from .monitor import HeatmapMonitor, RuntimeMonitor, runtime_monitor
-from .pipeline import AnalysisConfig, analyze
-from .tasks import ADVERSARIAL, MISCLASSIFICATION, TASKS, Task
-from .vlm import VLM
+# Names load on first use (module ``__getattr__``, PEP 562): ``import semheat_widgets.engine``
+# and everything that only reads a bundle stay free of torch, torchvision and open_clip.
+_LAZY = {
+    "LinearAligner": "aligner", "Attack": "attacks", "Combination": "baselines",
+    "Energy": "baselines", "Mahalanobis": "baselines", "MaxSoftmax": "baselines",
+    "Bundle": "bundle", "Selection": "bundle", "ModelSplit": "classifier",
+    "ConceptMonitor": "concept_monitor", "ConceptBank": "concepts",
+    "default_class_prompts": "concepts", "Detector": "detectors", "Evidence": "detectors",
+    "detector_labels": "detectors", "register_detector": "detectors",
+    "resolve_device": "device", "bundle_monitors": "figures", "detector_scores": "figures",
+    "explain_record": "figures", "localization_report": "figures", "monitor_report": "figures",
+    "KINDS": "heatmaps", "Heatmap": "heatmaps", "FaultLocalizer": "localize",
+    "auroc": "metrics", "detection_summary": "metrics", "roc_curve": "metrics",
+    "threshold_at_fpr": "metrics", "ModelId": "models", "ModelIds": "models",
+    "load_classifier": "models", "load_vlm": "models", "register_classifier": "models",
+    "register_vlm": "models", "HeatmapMonitor": "monitor", "RuntimeMonitor": "monitor",
+    "runtime_monitor": "monitor", "AnalysisConfig": "pipeline", "analyze": "pipeline",
+    "ADVERSARIAL": "tasks", "MISCLASSIFICATION": "tasks", "TASKS": "tasks", "Task": "tasks",
+    "VLM": "vlm",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ADVERSARIAL", "AnalysisConfig", "Attack", "Bundle", "Combination", "ConceptBank",

@@ -9,7 +9,6 @@ regression. All follow :mod:`.detectors`: higher score = more likely a defect.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..errors import SemheatError
 from .detectors import Detector, Evidence, register_detector
@@ -20,7 +19,9 @@ from .vectors import EPS
 BASELINES = ("msp", "energy", "mahalanobis")
 
 
-def _tensor(x) -> torch.Tensor:
+def _tensor(x) -> "torch.Tensor":
+    import torch  # on use: reading a bundle's scores needs no torch
+
     return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
 
@@ -89,8 +90,7 @@ class Mahalanobis(Detector):
         # about as many features as inputs
         cov += self.ridge * np.trace(cov) / d * np.eye(d)
         det = Impl(None)
-        det.mu = torch.as_tensor(mu, dtype=torch.float32)
-        det.precision = torch.as_tensor(np.linalg.inv(cov), dtype=torch.float32)
+        det.mu, det.precision = _tensor(mu), _tensor(np.linalg.inv(cov))
         self.detector_ = det
         return self
 

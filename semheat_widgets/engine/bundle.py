@@ -26,7 +26,10 @@ turning records into Python objects.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,15 +41,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import SemheatError
-from ..safe_io import (atomic_write, check_regular, check_replaceable, publish_dir, read_json,
-                       recover, recover_for_reading, temp_dir_for, writer_lock)
+from ..safe_io import (_file_kind, atomic_write, check_replaceable, needs_recovery, parse_json,
+                       publish_dir, recover, recover_for_reading, temp_dir_for, writer_lock)
 from .aligner import LinearAligner
 from .detectors import Evidence, unpack
 from .models import ModelIds
 from .heatmaps import (KINDS, ConfusionSums, Heatmap,
                        Standardizer, heatmap, single_heatmap)
 from .store import array_chunks, release
-from .schema import FORMAT, SCHEMA_VERSION, SPLITS, check_manifest, validate_bundle
+from .schema import (FINITE_ARRAYS, FORMAT, SCHEMA_VERSION, SPLITS, check_manifest,
+                     validate_bundle, verify_bundle)
 from .tasks import TASKS, Task, task_named
 from .vectors import SCORE_CHUNK
 
@@ -62,21 +66,134 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _read(path: Path, reader):
-    """Open one file of a bundle with ``reader``: regular files only, one-line errors."""
-    check_regular(path, "bundle file")
-    try:
-        return reader(path)
-    except SemheatError:
-        raise
-    except Exception as exc:  # OSError, ValueError, Arrow and safetensors errors alike
-        raise SemheatError(f"{path}: cannot read: {_first_line(exc)}") from None
+_LOAD_ATTEMPTS = 5  # a load cut short by a concurrent save is retried on the new version
 
 
-def _load_state(path: Path) -> dict:
-    from safetensors.numpy import load_file
+class _Folder:
+    """A bundle directory resolved once: its files are opened relative to one directory
+    handle, so they all belong to the version that was at ``path`` when it was opened."""
 
-    return load_file(str(path))
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = None
+        if os.open in os.supports_dir_fd:
+            try:
+                self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except NotADirectoryError:
+                raise SemheatError(f"{path} is not a bundle directory") from None
+            except FileNotFoundError:
+                raise SemheatError(f"{path}: no such bundle directory") from None
+            except OSError as exc:
+                raise SemheatError(f"{path}: cannot open ({exc.strerror or exc})") from None
+            self.identity = _identity(os.fstat(self.fd))
+        elif not path.is_dir():  # (no directory handles here: plain paths)
+            raise SemheatError(f"{path}: no such bundle directory" if not path.exists()
+                               else f"{path} is not a bundle directory")
+
+    def open(self, name: str):
+        """A binary file object of ``name`` (a regular file; a FIFO cannot block this)."""
+        where = self.path / name
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = (os.open(name, flags, dir_fd=self.fd) if self.fd is not None
+                  else os.open(where, flags))
+        except FileNotFoundError:
+            if name == "manifest.json":
+                raise SemheatError(f"{self.path} is not a bundle (no manifest.json)") from None
+            raise SemheatError(f"{where}: no such bundle file") from None
+        except OSError as exc:
+            if isinstance(exc, PermissionError):
+                raise SemheatError(f"{where}: permission denied") from None
+            raise SemheatError(f"{where}: cannot read ({exc.strerror or exc})") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise SemheatError(f"{where} is not a regular file ({_file_kind(mode)}); "
+                               f"refusing to open it")
+        return os.fdopen(fd, "rb")
+
+    def read(self, name: str, reader):
+        """``reader(file, path)`` on one file, with one-line errors."""
+        where = self.path / name
+        with self.open(name) as f:
+            try:
+                return reader(f, where)
+            except SemheatError:
+                raise
+            except Exception as exc:  # OSError, ValueError, Arrow and safetensors errors
+                raise SemheatError(f"{where}: cannot read: {_first_line(exc)}") from None
+
+    def json(self, name: str, what: str):
+        data = self.read(name, lambda f, p: f.read())
+        return parse_json(data, self.path / name, what)
+
+    def replaced(self) -> bool:
+        """Whether ``path`` now names another directory than the one read (a save swapped a
+        new version in, or is between its two renames)."""
+        if self.fd is None:
+            return True  # cannot tell: let the caller retry
+        try:
+            return _identity(os.stat(self.path)) != self.identity
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _identity(st) -> tuple:
+    return st.st_dev, st.st_ino
+
+
+def _wait_for(path: Path) -> _Folder:
+    """Open ``path``; where a save is between its two renames (the old version moved aside,
+    the new one not yet in), wait a moment for the new one (then recover the old one)."""
+    for _ in range(200):
+        try:
+            return _Folder(path)
+        except SemheatError:
+            if path.exists() or not needs_recovery(path):
+                raise
+        time.sleep(0.01)
+    recover_for_reading(path)
+    return _Folder(path)
+
+
+def _read_parquet(f, where: Path) -> pa.Table:
+    return pq.ParquetFile(f).read()
+
+
+def _read_state(f, where: Path) -> dict:
+    from safetensors.numpy import load
+
+    return load(f.read())
+
+
+def _read_npy(f, where: Path, mmap: bool) -> np.ndarray:
+    """A ``.npy`` file: its header only, the data memory-mapped (``mmap``) or read. Object
+    arrays are refused (nothing is ever unpickled)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(f)
+    else:
+        raise SemheatError(f"{where}: unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise SemheatError(f"{where}: cannot read: holds Python objects (would need pickle; "
+                           f"refused)")
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    available = os.fstat(f.fileno()).st_size - f.tell()
+    if available < size:
+        raise SemheatError(f"{where}: truncated ({available} of {size} data bytes)")
+    order = "F" if fortran else "C"
+    if not mmap or size == 0:
+        return np.fromfile(f, dtype=dtype, count=size // max(dtype.itemsize, 1)).reshape(
+            shape, order=order)
+    return np.memmap(f, dtype=dtype, mode="r", shape=shape, order=order, offset=f.tell())
 
 
 def _json_default(o):
@@ -195,28 +312,48 @@ class Bundle:
     def load(cls, path, mmap: bool = True) -> "Bundle":
         """Open a bundle directory (arrays memory-mapped read-only by default).
 
-        Every file is checked against the declared format (:mod:`.schema`) before use; a
-        damaged bundle raises one :class:`SemheatError` line naming the file and the field.
+        Every file is checked against the declared format (:mod:`.schema`) before use — the
+        manifest, the records, the arrays' headers (dtype, shape, size; their values are
+        checked when written, and in full by :func:`verify_bundle` / ``semheat verify``) and
+        the fitted state; a damaged bundle raises one :class:`SemheatError` line naming the
+        file and the field.
+
+        Old or new, never a mix: the directory is opened once and every file is opened through
+        that handle, so a save that swaps a new version in meanwhile cannot hand this reader
+        parts of both; the memory-mapped arrays belong to the version loaded for as long as
+        the bundle lives. A read that the swap cut short (the old version deleted under it) is
+        started again on the new version.
         """
         path = Path(path)
-        recover_for_reading(path)
-        if not path.is_dir():
-            raise SemheatError(f"{path}: no such bundle directory" if not path.exists()
-                               else f"{path} is not a bundle directory")
+        for attempt in range(_LOAD_ATTEMPTS):
+            folder = _wait_for(path)
+            try:
+                return cls._load_from(folder, path, mmap)
+            except SemheatError:
+                if not folder.replaced() or attempt == _LOAD_ATTEMPTS - 1:
+                    raise
+            finally:
+                folder.close()
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _load_from(cls, folder: "_Folder", path: Path, mmap: bool) -> "Bundle":
         manifest_path = path / "manifest.json"
-        if not manifest_path.exists():
-            raise SemheatError(f"{path} is not a bundle (no manifest.json)")
-        manifest = read_json(manifest_path, "bundle manifest")
+        manifest = folder.json("manifest.json", "bundle manifest")
         check_manifest(manifest, manifest_path)
-        records = _read(path / "records.parquet",
-                        lambda p: pq.read_table(p, memory_map=True))
+        records = folder.read("records.parquet", _read_parquet)
         arrays = {}
         for key in manifest["arrays"]:
-            arrays[key] = _read(path / "arrays" / f"{key}.npy", lambda p: np.load(
-                p, mmap_mode="r" if mmap else None, allow_pickle=False))
-        state = _read(path / "state.safetensors", _load_state)
+            arrays[key] = folder.read(f"arrays/{key}.npy",
+                                      lambda f, p: _read_npy(f, p, mmap))
+        state = folder.read("state.safetensors", _read_state)
         validate_bundle(manifest, records, arrays, state, path)
         return cls(manifest, records, arrays, state, path)
+
+    def verify(self, progress: bool = False) -> dict:
+        """The full scan that loading skips: every value of every array (see
+        :func:`.schema.verify_bundle`; ``semheat verify BUNDLE``)."""
+        return verify_bundle(self, progress=progress)
 
     def _merged_for_save(self):
         """Arrays, concept list and state with runtime-added concepts folded in."""
@@ -563,20 +700,33 @@ class Bundle:
                 f"{len(self.concept_names)} concepts{where}>")
 
 
-def _write_npy(path: Path, arr: np.ndarray) -> None:
-    """Write ``arr`` (possibly a memory map) as .npy in row chunks (bounded memory); a
-    memory map of that very file (an array built in place) is only flushed."""
-    if isinstance(arr, np.memmap) and arr.filename and path.exists() and \
-            Path(arr.filename).resolve() == path.resolve():
+def _write_npy(path: Path, arr: np.ndarray, name: str = "") -> None:
+    """Write ``arr`` (possibly a memory map) as .npy in row chunks (bounded memory), checking
+    its values are finite as they pass (loading reads only the header); a memory map of that
+    very file (an array built in place) is only flushed (and checked if in FINITE_ARRAYS)."""
+    name = name or path.stem
+    in_place = isinstance(arr, np.memmap) and arr.filename and path.exists() and \
+        Path(arr.filename).resolve() == path.resolve()
+    if in_place:
         arr.flush()
+        if name in FINITE_ARRAYS:
+            for rows in array_chunks(arr):
+                _check_rows(name, arr, rows)
         return
     out = np.lib.format.open_memmap(path, mode="w+", dtype=arr.dtype, shape=arr.shape)
     for rows in array_chunks(arr):
+        _check_rows(name, arr, rows)
         out[rows] = arr[rows]
         release(out)
         release(arr)
     out.flush()
     del out
+
+
+def _check_rows(name: str, arr: np.ndarray, rows: slice) -> None:
+    if arr.dtype.kind == "f" and not np.isfinite(arr[rows]).all():
+        raise SemheatError(f"cannot save the bundle: array {name!r} holds NaN or inf values "
+                           f"(rows {rows.start}..{rows.stop - 1})")
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -117,7 +117,15 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
     return cls
 
 
+def _builtin() -> None:
+    """Register the built-in detectors (their modules register themselves on import; the
+    engine's namespace loads lazily, so a bundle reader may not have imported them yet)."""
+    from . import baselines, concept_monitor, monitor  # noqa: F401
+
+
 def detector_class(name: str) -> type[Detector]:
+    if name not in _registry:
+        _builtin()
     if name not in _registry:
         raise SemheatError(f"unknown detector {name!r}; choose from {list(_registry)}")
     return _registry[name]
@@ -125,6 +133,7 @@ def detector_class(name: str) -> type[Detector]:
 
 def detector_labels() -> dict[str, str]:
     """``{name: label}`` of every registered detector, in display order."""
+    _builtin()
     ranked = sorted(_registry.items(), key=lambda item: item[1].order)
     return {name: cls.label for name, cls in ranked}
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
 
 from ..errors import SemheatError
 from .vectors import EPS, SCORE_CHUNK
@@ -133,12 +132,20 @@ class ConfusionSums:
                 raise SemheatError(f"{name} must lie in 0..{n_classes - 1}")
         K, C = n_classes, scores.shape[1]
         group = labels.astype(np.int64) * K + predictions.astype(np.int64)
-        sums = torch.zeros(K * K, C, dtype=torch.float64)
+        sums = np.zeros(K * K * C)
+        cols = np.arange(C, dtype=np.int64)
         for s in range(0, n, chunk_size):
-            block = torch.from_numpy(np.ascontiguousarray(scores[s:s + chunk_size])).double()
-            sums.index_add_(0, torch.from_numpy(group[s:s + chunk_size]), block)
+            block = np.asarray(scores[s:s + chunk_size], dtype=np.float64)
+            # one weighted bincount over (group, concept) cells: a sequential float64 sum per
+            # cell, in record order (NumPy only: a bundle reader needs no torch)
+            cell = (group[s:s + chunk_size, None] * C + cols).ravel()
+            sums += np.bincount(cell, weights=block.ravel(), minlength=K * K * C)
+        if not np.isfinite(sums).all():  # free: the sums are there (a bundle's arrays are
+            # checked when written; a file damaged since is found here or by `semheat verify`)
+            raise SemheatError("the concept scores hold NaN or inf values (a damaged "
+                               "arrays/scores.npy? check it with: semheat verify BUNDLE)")
         counts = np.bincount(group, minlength=K * K).reshape(K, K)
-        return cls(sums.numpy().reshape(K, K, C), counts)
+        return cls(sums.reshape(K, K, C), counts)
 
     def group(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """``(sums K x C, counts K)`` of one group kind."""

@@ -15,8 +15,9 @@ small tensor operations on top of the classifier's own forward pass.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-import torch
 
 from ..errors import SemheatError
 from .detectors import Detector, Evidence, register_detector
@@ -161,63 +162,79 @@ class HeatmapMonitor(Detector):
         return self
 
 
-class RuntimeMonitor(torch.nn.Module):
-    """Classifier + monitor in one module: ``forward(images) -> (logits, defect_score, flag)``.
+@lru_cache(maxsize=None)
+def _runtime_monitor_class():
+    """:class:`RuntimeMonitor`, defined on first use: it is a ``torch.nn.Module``, and only
+    running a classifier needs torch (reading a bundle's monitor does not)."""
+    import torch
 
-    Everything after the classifier's own forward pass is a handful of small operations: for
-    the heatmap monitor, tensor ops on the classifier's device (``s = norm(z W + b) T^T``,
-    standardise, :func:`defect_score` against two reference rows); for the concept-space
-    monitor (:mod:`.concept_monitor`), its :meth:`score_features` on the features and logits.
-    """
+    class RuntimeMonitor(torch.nn.Module):
+        """Classifier + monitor in one module: ``forward(images) -> (logits, score, flag)``.
 
-    def __init__(self, classifier, aligner, concept_embeddings, monitor):
-        super().__init__()
-        self.classifier = classifier
-        self.monitor = monitor
-        if not isinstance(monitor, HeatmapMonitor):
-            if not hasattr(monitor, "score_features"):
-                raise SemheatError(f"{type(monitor).__name__} cannot run at runtime")
-            return
-        self.similarity = monitor.similarity
-        c = monitor.n_concepts  # the concepts the monitor was fitted with, no more
-        dev = classifier.device
+        Everything after the classifier's own forward pass is a handful of small operations: for
+        the heatmap monitor, tensor ops on the classifier's device (``s = norm(z W + b) T^T``,
+        standardise, :func:`defect_score` against two reference rows); for the concept-space
+        monitor (:mod:`.concept_monitor`), its :meth:`score_features` on the features and logits.
+        """
 
-        def buf(name, value):
-            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=torch.float32,
-                                                       device=dev))
+        def __init__(self, classifier, aligner, concept_embeddings, monitor):
+            super().__init__()
+            self.classifier = classifier
+            self.monitor = monitor
+            if not isinstance(monitor, HeatmapMonitor):
+                if not hasattr(monitor, "score_features"):
+                    raise SemheatError(f"{type(monitor).__name__} cannot run at runtime")
+                return
+            self.similarity = monitor.similarity
+            c = monitor.n_concepts  # the concepts the monitor was fitted with, no more
+            dev = classifier.device
 
-        buf("W", aligner.W_)
-        buf("b", aligner.b_)
-        buf("T", np.asarray(concept_embeddings)[:c])
-        buf("mu", monitor.mean)
-        buf("sigma", monitor.std)
-        buf("ok", monitor.correct_rows_)
-        buf("bad", monitor.incorrect_rows_)
-        buf("thr", monitor.thresholds_)
+            def buf(name, value):
+                self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=torch.float32,
+                                                           device=dev))
 
-    @torch.inference_mode()
-    def forward(self, images):
-        z, logits = self.classifier.features_and_logits(images)
-        return (logits,) + self.check(z, logits)
+            buf("W", aligner.W_)
+            buf("b", aligner.b_)
+            buf("T", np.asarray(concept_embeddings)[:c])
+            buf("mu", monitor.mean)
+            buf("sigma", monitor.std)
+            buf("ok", monitor.correct_rows_)
+            buf("bad", monitor.incorrect_rows_)
+            buf("thr", monitor.thresholds_)
 
-    def check(self, z: torch.Tensor, logits: torch.Tensor):
-        """Defect score and flag from features and logits already computed."""
-        k = logits.argmax(1)
-        if not isinstance(self.monitor, HeatmapMonitor):
-            score = torch.as_tensor(self.monitor.score_features(
-                z.float().flatten(1).cpu().numpy(), logits.float().cpu().numpy()),
-                device=logits.device)
-            thresholds = torch.as_tensor(self.monitor.thresholds_, device=logits.device)
-            return score, score > thresholds[k]
-        a = unit_rows(z.float() @ self.W + self.b)
-        s = (a @ self.T.T - self.mu) / self.sigma
-        score = defect_score(s, self.ok[k], self.bad[k], self.similarity)
-        return score, score > self.thr[k]
+        @torch.inference_mode()
+        def forward(self, images):
+            z, logits = self.classifier.features_and_logits(images)
+            return (logits,) + self.check(z, logits)
+
+        def check(self, z: torch.Tensor, logits: torch.Tensor):
+            """Defect score and flag from features and logits already computed."""
+            k = logits.argmax(1)
+            if not isinstance(self.monitor, HeatmapMonitor):
+                score = torch.as_tensor(self.monitor.score_features(
+                    z.float().flatten(1).cpu().numpy(), logits.float().cpu().numpy()),
+                    device=logits.device)
+                thresholds = torch.as_tensor(self.monitor.thresholds_, device=logits.device)
+                return score, score > thresholds[k]
+            a = unit_rows(z.float() @ self.W + self.b)
+            s = (a @ self.T.T - self.mu) / self.sigma
+            score = defect_score(s, self.ok[k], self.bad[k], self.similarity)
+            return score, score > self.thr[k]
+
+    RuntimeMonitor.__qualname__ = "RuntimeMonitor"
+    return RuntimeMonitor
+
+
+def __getattr__(name):
+    if name == "RuntimeMonitor":
+        return _runtime_monitor_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def runtime_monitor(bundle, classifier, task="misclassification", monitor=None
-                    ) -> RuntimeMonitor:
+                    ) -> "RuntimeMonitor":
     """A :class:`RuntimeMonitor` for ``classifier`` from a bundle's fitted ``task`` monitor
     (``monitor``: another fitted one by name, e.g. ``"heatmap"``, the paper's)."""
     fitted = bundle.monitor(task) if monitor is None else bundle.detector(monitor, task)
-    return RuntimeMonitor(classifier, bundle.aligner, bundle.concept_embeddings, fitted)
+    return _runtime_monitor_class()(classifier, bundle.aligner, bundle.concept_embeddings,
+                                    fitted)

@@ -1,7 +1,9 @@
 """The bundle format, declared once, and the one place that checks a bundle on load.
 
-:data:`MANIFEST_SCHEMA` (JSON Schema, checked with the maintained ``jsonschema`` library)
-declares ``manifest.json``; :func:`validate_bundle` then checks what a schema cannot see: that
+:data:`MANIFEST_SCHEMA` (a JSON Schema document, the one declaration of the format) declares
+``manifest.json``. It is checked by :func:`validate_json`, a small interpreter of the JSON Schema
+keywords the package's schemas use (no import of ``jsonschema``, whose format checkers take
+seconds to import; a test checks it agrees with ``jsonschema`` on damaged manifests); :func:`validate_bundle` then checks what a schema cannot see: that
 names are unique, that every array, record column and piece of fitted state agrees with the
 manifest in length, shape, dtype and range, and that every number is finite. Each problem is
 one :class:`~semheat_widgets.errors.SemheatError` line naming the file and the field, so a
@@ -14,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import SemheatError
 
@@ -73,15 +74,99 @@ MANIFEST_SCHEMA = {
 def validate_json(obj, schema: dict, file) -> None:
     """Check ``obj`` against ``schema``; the first problem becomes one line naming ``file``
     and the field (``classes[3]``, ``arrays.scores.shape``)."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
-    if error is None:
+    problem = _first_problem(obj, schema, ())
+    if problem is None:
         return
-    field = _field(error.absolute_path) or "(top level)"
-    message = error.message if len(error.message) <= 160 else error.message[:157] + "..."
+    path, message = problem
+    field = _field(path) or "(top level)"
+    message = message if len(message) <= 160 else message[:157] + "..."
     raise SemheatError(f"{file}: field {field}: {message}")
+
+
+# The JSON Schema (draft 2020-12) keywords validate_json knows, with their meaning below; a
+# schema using any other keyword is refused (so a new keyword cannot be silently ignored).
+_ANNOTATIONS = {"$schema", "title", "description"}
+_KEYWORDS = _ANNOTATIONS | {
+    "type", "const", "enum", "required", "properties", "additionalProperties", "propertyNames",
+    "items", "minItems", "uniqueItems", "minLength", "pattern", "minimum", "maximum"}
+_TYPES = {
+    "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and v.is_integer()),
+}
+
+
+def _same(a, b) -> bool:
+    """JSON equality: ``true`` is not ``1``, ``[1]`` equals ``[1.0]``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if _TYPES["number"](a) and _TYPES["number"](b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _first_problem(value, schema: dict, path: tuple):
+    """``(path, message)`` of the first place ``value`` breaks ``schema``; None if it fits."""
+    import re
+
+    unknown = set(schema) - _KEYWORDS
+    if unknown:
+        raise SemheatError(f"schema uses unsupported keyword(s) {sorted(unknown)}")
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_TYPES[t](value) for t in types):
+            return path, f"{value!r} is not of type {', '.join(repr(t) for t in types)}"
+    if "const" in schema and not _same(value, schema["const"]):
+        return path, f"{schema['const']!r} was expected"
+    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+        return path, f"{value!r} is not one of {schema['enum']!r}"
+    if _TYPES["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            return path, f"{value!r} is less than the minimum of {schema['minimum']!r}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return path, f"{value!r} is greater than the maximum of {schema['maximum']!r}"
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            return path, f"{value!r} is too short" if value else f"{value!r} should be non-empty"
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            return path, f"{value!r} does not match {schema['pattern']!r}"
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            return path, f"{value!r} is too short" if value else f"{value!r} should be non-empty"
+        if schema.get("uniqueItems") and any(_same(a, b) for i, a in enumerate(value)
+                                             for b in value[i + 1:]):
+            return path, f"{value!r} has non-unique elements"
+        if "items" in schema:
+            for i, item in enumerate(value):
+                found = _first_problem(item, schema["items"], path + (i,))
+                if found:
+                    return found
+    if isinstance(value, dict):
+        for name in schema.get("required", ()):
+            if name not in value:
+                return path, f"{name!r} is a required property"
+        if "propertyNames" in schema:
+            for name in value:
+                found = _first_problem(name, schema["propertyNames"], path)
+                if found:
+                    return found
+        props = schema.get("properties", {})
+        for name, item in value.items():
+            sub = props.get(name, schema.get("additionalProperties"))
+            if sub is False:
+                return path, f"additional property {name!r} is not allowed"
+            if isinstance(sub, dict):
+                found = _first_problem(item, sub, path + (name,))
+                if found:
+                    return found
+    return None
 
 
 def _field(path) -> str:
@@ -176,9 +261,19 @@ def check_records(table: pa.Table, manifest: dict, file) -> None:
 
 
 # -- arrays ----------------------------------------------------------------------------------
-# Arrays whose values are checked for NaN/inf on load; the large embedding arrays are checked
-# where they are used (a full pass over gigabytes on every load would be too slow).
-FINITE_ARRAYS = ("scores", "logits")
+# Loading reads the arrays' headers only (dtype, shape, size: O(1) per array). Their values are
+# checked for NaN/inf when they are written (:func:`check_finite`, by ``Bundle.write_files``)
+# and in full by :func:`verify_bundle` (``semheat verify``), never on every load.
+FINITE_ARRAYS = ("scores", "logits")  # checked when written even when built in place
+
+
+def check_finite(name: str, arr: np.ndarray, file, rows=None) -> None:
+    """One line naming the file if ``arr`` (or its ``rows``, a slice) holds NaN or inf."""
+    if arr.dtype.kind != "f":
+        return
+    block = arr if rows is None else arr[rows]
+    if not np.isfinite(block).all():
+        raise SemheatError(f"{file}: NaN or inf values")
 
 
 def check_array(name: str, arr: np.ndarray, manifest: dict, file) -> None:
@@ -198,12 +293,6 @@ def check_array(name: str, arr: np.ndarray, manifest: dict, file) -> None:
     if name == "thumbs" and (arr.ndim != 4 or shape[3] != 3 or arr.dtype != np.uint8):
         raise SemheatError(f"{file}: thumbnails must be uint8 N x H x W x 3, got "
                            f"{arr.dtype} {list(shape)}")
-    if name in FINITE_ARRAYS and arr.dtype.kind == "f" and not _all_finite(arr):
-        raise SemheatError(f"{file}: NaN or inf values")
-
-
-def _all_finite(arr: np.ndarray, chunk: int = 1 << 18) -> bool:
-    return all(np.isfinite(arr[s:s + chunk]).all() for s in range(0, len(arr), chunk))
 
 
 # -- fitted state ----------------------------------------------------------------------------
@@ -256,5 +345,25 @@ def validate_bundle(manifest: dict, records: pa.Table, arrays: dict, state: dict
 
 def category_values(table: pa.Table, name: str) -> list[str]:
     """The distinct values of a string column (cheap on dictionary-encoded columns)."""
+    import pyarrow.compute as pc
+
     col = table.column(name)
     return sorted(str(v) for v in pc.unique(col).to_pylist() if v is not None)
+
+
+def verify_bundle(bundle, progress: bool = False) -> dict:
+    """The full check of a loaded bundle: every value of every array (NaN/inf in the float
+    ones), read chunk by chunk in bounded memory. Returns what was checked; one
+    :class:`SemheatError` line naming the file otherwise. (Loading checks headers only.)"""
+    from .store import array_chunks, release
+
+    checked, n_bytes = [], 0
+    for name, arr in bundle.arrays.items():
+        file = bundle.path / "arrays" / f"{name}.npy" if bundle.path else f"array {name}"
+        if arr.dtype.kind == "f":
+            for rows in array_chunks(arr):
+                check_finite(name, arr, file, rows)
+                release(arr)
+        n_bytes += arr.nbytes
+        checked.append(name)
+    return {"arrays": checked, "bytes_checked": int(n_bytes)}

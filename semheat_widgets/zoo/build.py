@@ -31,16 +31,17 @@ from ..engine.pipeline import AnalysisConfig, analyze
 from ..engine.attacks import Attack
 from ..engine.bundle import Bundle
 from ..engine.concepts import ConceptBank
-from ..engine.schema import validate_json
 from ..engine.detection import check_monitor_name
 from ..errors import SemheatError
-from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, owned_kind, publish_dir,
-                       read_json, recover, temp_dir_for, writer_lock)
+from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, publish_dir, recover,
+                       temp_dir_for, writer_lock)
 from . import inputs as shared
 from .faults import (ENCODER_FAULT_CLASS, ENCODER_FAULT_CONCEPT, clean_train_world,
                      encoder_fault_train_world, shift_world)
 from .models import TOY_CLASSIFIERS, toy_classifier, toy_vlm
 from .quality import aligned_attribute_quality
+from .world_file import (WORLD_SCHEMA, is_world, missing_bundles, read_world,  # noqa: F401
+                         world_bundles)
 
 TOY_WORLD_SEED = 4242  # the test set
 REFERENCE_SEED = 4343  # held-out reference sets
@@ -83,62 +84,6 @@ def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
     elif name == "head_fault":
         gt_fault[wrong & was_right] = "head"
     return {"gt_fault": gt_fault.astype(str), "gt_concept": gt_concept.astype(str)}
-
-
-# -- the world's description -----------------------------------------------------------------
-WORLD_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "semheat toy world",
-    "type": "object",
-    "required": ["format", "bundles", "primary"],
-    "properties": {
-        "format": {"const": WORLD_FORMAT},
-        "bundles": {"type": "array", "minItems": 1, "uniqueItems": True,
-                    "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}},
-        "primary": {"type": "string"},
-        "n_reference": {"type": "integer", "minimum": 0},
-        "n_natural": {"type": "integer", "minimum": 0},
-        "n_shift": {"type": "integer", "minimum": 0},
-        "attack_limit": {"type": ["integer", "null"], "minimum": 0},
-        "similarity": {"enum": ["cosine", "euclidean"]},
-        "monitor": {"enum": ["concept", "heatmap"]},
-        "seed": {"type": "integer"},
-        "build_seconds": {"type": "object", "additionalProperties": {"type": "number"}},
-    },
-}
-
-
-def read_world(path) -> dict:
-    """A toy world's ``world.json``, checked against :data:`WORLD_SCHEMA` (one-line errors)."""
-    file = Path(path) / "world.json"
-    world = read_json(file, "toy world description")
-    if not isinstance(world, dict) or world.get("format") != WORLD_FORMAT:
-        found = world.get("format") if isinstance(world, dict) else type(world).__name__
-        raise SemheatError(f"{file}: field format: not a toy world ({found!r})")
-    validate_json(world, WORLD_SCHEMA, file)
-    if world["primary"] not in world["bundles"]:
-        raise SemheatError(f"{file}: field primary: {world['primary']!r} is not one of its "
-                           f"bundles {world['bundles']}")
-    return world
-
-
-def is_world(path) -> bool:
-    """Whether ``path`` claims to be a toy world (its ``world.json`` is checked on reading)."""
-    import os
-
-    return os.path.lexists(Path(path) / "world.json")
-
-
-def world_bundles(path) -> dict[str, Path]:
-    """``{name: bundle path}`` of the bundles of a toy world that are built."""
-    path = Path(path)
-    return {name: path / name for name in read_world(path)["bundles"]
-            if owned_kind(path / name) == "bundle"}
-
-
-def missing_bundles(path) -> list[str]:
-    path = Path(path)
-    return [n for n in read_world(path)["bundles"] if owned_kind(path / n) != "bundle"]
 
 
 def default_toy_dir() -> Path:

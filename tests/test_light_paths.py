@@ -1,0 +1,176 @@
+"""Light paths stay light: commands and calls that only read a bundle import neither torch,
+torchvision nor open_clip (nor jsonschema, whose format checkers take seconds to import), and
+loading a bundle reads the arrays' headers, not their values.
+
+Each check runs in a fresh interpreter, so what an earlier test imported cannot hide a
+regression; the property is ``sys.modules``, not a time."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from semheat_widgets.engine.schema import MANIFEST_SCHEMA, validate_json
+from semheat_widgets.errors import SemheatError
+
+from conftest import CLASSES
+
+HEAVY = ("torch", "torchvision", "open_clip", "jsonschema")
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_split, tiny_vlm, colour_dataset, tmp_path_factory):
+    from semheat_widgets.engine.attacks import Attack
+    from semheat_widgets.engine.concepts import ConceptBank
+    from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
+
+    cfg = AnalysisConfig(attacks=(Attack("fgsm", 8 / 255),), attack_limit=16, batch_size=48,
+                         thumb_size=8)
+    b = analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
+                concepts=ConceptBank(["red", "green", "blue", "dark"]), config=cfg,
+                name="light", progress=False)
+    return b.save(tmp_path_factory.mktemp("light") / "light")
+
+
+def _imports_of(code: str, cwd) -> tuple[int, list[str]]:
+    """Run ``code`` in a fresh interpreter; its exit status and the heavy modules it loaded."""
+    probe = (f"{code}\nimport sys, json\nprint('HEAVY=' + json.dumps([m for m in {HEAVY!r} "
+             f"if m in sys.modules]), file=sys.stderr)\nsys.exit(_rc)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("HEAVY=")]
+    assert lines, done.stderr[-2000:]
+    return done.returncode, json.loads(lines[-1][len("HEAVY="):])
+
+
+def _cli(*argv) -> str:
+    return f"from semheat_widgets import cli\n_rc = cli.main({list(map(str, argv))!r})"
+
+
+@pytest.mark.parametrize("command", [
+    ("info", "{b}", "--json"), ("localize", "{b}", "--json"), ("monitor", "{b}", "--json"),
+    ("monitor", "{b}", "--explain", "3", "--json"), ("compare", "{b}", "{b}", "--json"),
+    ("verify", "{b}", "--json")], ids=lambda c: "-".join(a for a in c if "{" not in a))
+def test_light_commands_import_nothing_heavy(bundle, tmp_path, command):
+    rc, heavy = _imports_of(_cli(*[a.format(b=bundle) for a in command]), tmp_path)
+    assert rc == 0
+    assert heavy == []
+
+
+@pytest.mark.parametrize("code", [
+    "from semheat_widgets.engine.bundle import Bundle\nb = Bundle.load({b!r})\n"
+    "b.heatmaps(); b.cell_query('differential', b.classes[0], b.concept_names[0]); _rc = 0",
+    "import semheat_widgets as sw\nb = sw.Bundle.load({b!r}); b.monitor('misclassification')\n"
+    "_rc = 0",
+    "import semheat_widgets.engine as e\nb = e.Bundle.load({b!r}); e.monitor_report(b)\n"
+    "e.localization_report(b); _rc = 0",
+], ids=["Bundle.load", "sw.Bundle", "engine-namespace"])
+def test_reading_a_bundle_imports_nothing_heavy(bundle, tmp_path, code):
+    rc, heavy = _imports_of(code.format(b=str(bundle)), tmp_path)
+    assert rc == 0 and heavy == []
+
+
+@pytest.mark.slow
+def test_report_without_maps_imports_no_model_code(bundle, tmp_path):
+    rc, heavy = _imports_of(_cli("report", bundle, "--html", tmp_path / "r.html", "--no-maps"),
+                            tmp_path)
+    assert rc == 0 and (tmp_path / "r.html").stat().st_size > 0
+    # Altair (the charts) validates its specs with jsonschema; no model code is loaded
+    assert set(heavy) <= {"jsonschema"}
+
+
+def test_public_names_still_resolve():
+    import semheat_widgets.engine as engine
+
+    for name in engine.__all__:
+        assert getattr(engine, name) is not None, name
+    from semheat_widgets.engine import RuntimeMonitor
+    from semheat_widgets.engine.monitor import RuntimeMonitor as again
+
+    assert RuntimeMonitor is again and RuntimeMonitor.__name__ == "RuntimeMonitor"
+    with pytest.raises(AttributeError):
+        engine.no_such_name  # noqa: B018
+
+
+# -- the one schema, checked without jsonschema: same verdicts as jsonschema ---------------------
+def _mutations(manifest: dict, rng: random.Random, n: int):
+    values = [None, True, False, 0, -1, 2.5, 1e9, "", "x", "../x", [], [""], {}, {"a": 1},
+              [1, 2], ["a", "a"], float(3)]
+
+    def paths(obj, prefix=()):
+        yield prefix
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from paths(v, prefix + (k,))
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                yield from paths(v, prefix + (i,))
+
+    fields = [p for p in paths(manifest) if p]
+    for _ in range(n):
+        m = json.loads(json.dumps(manifest))
+        where = rng.choice(fields)
+        parent = m
+        for part in where[:-1]:
+            parent = parent[part]
+        action = rng.random()
+        if action < 0.15 and isinstance(parent, dict):
+            del parent[where[-1]]
+        elif action < 0.25 and isinstance(parent, dict):
+            parent[rng.choice(["../../x", "ok_name", "bad name"])] = rng.choice(values)
+        else:
+            parent[where[-1]] = rng.choice(values)
+        yield m
+
+
+def test_the_schema_check_agrees_with_jsonschema(bundle):
+    jsonschema = pytest.importorskip("jsonschema")
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    validator = jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
+    rng = random.Random(29)
+    disagree, failures = [], 0
+    for m in [manifest, *_mutations(manifest, rng, 600)]:
+        expected = sorted(validator.iter_errors(m), key=lambda e: list(e.absolute_path).__str__())
+        try:
+            validate_json(m, MANIFEST_SCHEMA, "manifest.json")
+            ours = None
+        except SemheatError as exc:
+            ours = str(exc)
+            failures += 1
+        if (ours is None) != (not expected):
+            disagree.append((ours, [e.message for e in expected]))
+    assert disagree == []
+    assert failures > 100  # the mutations did break the schema, often
+
+
+def test_an_unknown_schema_keyword_is_refused():
+    with pytest.raises(SemheatError, match="unsupported keyword"):
+        validate_json({"a": 1}, {"type": "object", "dependentRequired": {"a": ["b"]}}, "x.json")
+
+
+def test_load_reads_array_headers_not_values(bundle, tmp_path):
+    """Every array's data after its header is overwritten with NaN: loading does not notice
+    (it reads the headers), the arrays are memory maps of the files, and the full scan does."""
+    import shutil
+
+    from semheat_widgets.engine.bundle import Bundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    for f in (copy / "arrays").glob("*.npy"):
+        arr = np.load(f, mmap_mode="r+")
+        if arr.dtype.kind == "f":
+            arr[...] = np.nan
+            arr.flush()
+        del arr
+    b = Bundle.load(copy)
+    assert all(isinstance(a, np.memmap) for a in b.arrays.values())
+    assert b.n == Bundle.load(bundle).n
+    with pytest.raises(SemheatError, match="NaN or inf"):
+        b.verify()
