@@ -29,6 +29,14 @@ def toy_bundle(name: str, directory=None, **build_kwargs):
     return _toy_bundle(name, directory, **build_kwargs)
 
 
+def analyze(model, data, classes=None, concepts=None, vlm="toy", **kwargs):
+    """Analyse your own classifier on your own data in one call (see
+    :func:`semheat_widgets.workflows.own_model.analyze` and docs/your_own_model.md)."""
+    from .workflows.own_model import analyze as _analyze
+
+    return _analyze(model, data, classes, concepts, vlm, **kwargs)
+
+
 def __getattr__(name):
     # Heavy parts load on first use, so `semheat --version` and worker processes stay light.
     if name == "Bundle":
@@ -42,4 +50,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'semheat_widgets' has no attribute {name!r}")
 
 
-__all__ = ["Bundle", "SemheatError", "Table", "__version__", "toy_bundle", "toy_world", *_WIDGETS]
+__all__ = ["Bundle", "SemheatError", "Table", "__version__", "analyze", "toy_bundle", "toy_world",
+           *_WIDGETS]

@@ -137,8 +137,10 @@ def test_split_with_sequential_classifier_and_explicit_callables():
 
 
 def test_split_without_a_linear_head_is_a_clear_error():
-    with pytest.raises(SemheatError, match="no final linear layer"):
-        ModelSplit(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)))
+    # a model with no nn.Linear at all: found out by tracing, one line with the fix
+    split = ModelSplit(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)))
+    with pytest.raises(SemheatError, match="no nn.Linear layer of Sequential gives its output"):
+        split.features_and_logits(torch.rand(2, 3, 4, 4))
 
     class Scaled(torch.nn.Module):
         def __init__(self):
@@ -146,10 +148,14 @@ def test_split_without_a_linear_head_is_a_clear_error():
             self.fc = torch.nn.Linear(3, 2)
 
         def forward(self, x):
-            return self.fc(x.mean((2, 3))) * 2  # something after the head
+            return self.fc(x.mean((2, 3))) * 2  # something after the head (a temperature)
 
-    with pytest.raises(SemheatError, match="changes the output"):
-        ModelSplit(Scaled()).features_and_logits(torch.rand(2, 3, 4, 4))
+    model = Scaled()
+    x = torch.rand(2, 3, 4, 4)
+    with pytest.warns(UserWarning, match="changes the output of fc"):
+        z, logits = ModelSplit(model, mean=(0, 0, 0), std=(1, 1, 1)).features_and_logits(x)
+    assert torch.allclose(logits, model(x))  # the model's own output stays the logits
+    assert torch.allclose(z, x.mean((2, 3)))
 
 
 def test_extraction_matches_direct_passes_in_order(tiny_split, tiny_vlm, colour_dataset,

@@ -115,3 +115,36 @@ CLASS_PROMPT = "a photo of a {}."  # CLIP's usual zero-shot prompt
 def default_class_prompts(classes) -> dict[str, list[str]]:
     """One zero-shot prompt per class name, for when a dataset brings none."""
     return {c: [CLASS_PROMPT.format(c)] for c in classes}
+
+
+def as_concept_bank(concepts) -> ConceptBank:
+    """A :class:`ConceptBank` from what a user has: a bank, a list of names (each its own
+    prompt), a dict ``name -> prompt(s)``, or a single name."""
+    if isinstance(concepts, ConceptBank):
+        return concepts
+    if concepts is None:
+        raise SemheatError("give concepts: a list of names, a dict name -> prompts, or a "
+                           "ConceptBank")
+    if isinstance(concepts, str):
+        concepts = [concepts]
+    if isinstance(concepts, dict):
+        return ConceptBank(concepts.items())
+    try:
+        return ConceptBank(list(concepts))
+    except TypeError:
+        raise SemheatError(f"concepts must be a list of names, a dict name -> prompts or a "
+                           f"ConceptBank, got {type(concepts).__name__}") from None
+
+
+def check_class_names(classes) -> list[str]:
+    """Class names as a list of unique, non-empty strings (one line naming a duplicate)."""
+    names = [str(c) for c in classes]
+    seen = set()
+    for c in names:
+        if not c.strip():
+            raise SemheatError("class names must be non-empty strings")
+        if c in seen:
+            raise SemheatError(f"class name {c!r} appears {names.count(c)} times; class names "
+                               f"must be unique")
+        seen.add(c)
+    return names

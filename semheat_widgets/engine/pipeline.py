@@ -29,7 +29,7 @@ from .aligner import Fidelity, LinearAligner, fit_best_alpha
 from .attacks import Attack
 from .bundle import Bundle
 from .classifier import ModelSplit
-from .concepts import ConceptBank, default_class_prompts
+from .concepts import ConceptBank, as_concept_bank, check_class_names, default_class_prompts
 from .detection import Detection, check_monitor_name, fit_detectors
 from .extract import extract
 from .heatmaps import ConfusionSums, Standardizer, heatmap
@@ -86,6 +86,15 @@ def assign_splits(n: int, fractions, seed: int, labels=None) -> np.ndarray:
         out[order[bounds[0]:bounds[1]]] = "calib"
         out[order[bounds[1]:]] = "eval"
     return out.astype(str)
+
+
+def check_labels(labels: np.ndarray, classes) -> None:
+    """Every label a class index ``0..K-1`` (one line naming the first bad one)."""
+    bad = np.flatnonzero((labels < 0) | (labels >= len(classes)))
+    if len(bad):
+        raise SemheatError(f"label {int(labels[bad[0]])} of input {int(bad[0])} is outside "
+                           f"0..{len(classes) - 1} ({len(classes)} classes; {len(bad)} bad "
+                           f"label(s)); labels must index the class names")
 
 
 def _attack_subset(n: int, limit: int | None, seed: int) -> np.ndarray:
@@ -169,6 +178,7 @@ def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
 
     into_store(dataset, 0, desc="classifier + VLM", **shared)
     labels = read_rows(store["labels"], slice(0, n))
+    check_labels(labels, classes)
     if n_reference:  # reference -> fit / calib, stratified; the dataset itself -> eval
         fit_share, calib_share, _ = cfg.split_fractions
         total = fit_share + calib_share
@@ -358,7 +368,8 @@ def _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config,
              extra_columns, progress, reference, extractor, image_embeddings, folder) -> Bundle:
     cfg = config or AnalysisConfig()
     check_monitor_name(cfg.monitor)  # before any forward pass
-    classes = list(classes)
+    classes = check_class_names(classes)
+    concepts = as_concept_bank(concepts)
     if len(concepts) == 0:
         raise SemheatError("the concept bank is empty: add at least one concept")
     if classifier.num_classes != len(classes):

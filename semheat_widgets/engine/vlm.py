@@ -8,9 +8,12 @@ without a second decode. Embeddings come out L2-normalised, ``float32``, on the 
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
+import os
+import socket
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +21,52 @@ import torch.nn.functional as F
 from ..errors import SemheatError
 from .device import resolve_device
 from .pixels import resize_center_crop, to_float01
+
+HUB_TIMEOUT = 3.0  # seconds to wait for the model hub's address before working offline
+
+
+def _looks_like_path(tag: str) -> bool:
+    return "/" in tag or "\\" in tag or tag.endswith((".safetensors", ".bin", ".pt", ".pth"))
+
+
+def _hub_cache() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:
+        return "~/.cache/huggingface/hub"
+
+
+def hub_offline() -> str | None:
+    """Why the model hub cannot be used (``HF_HUB_OFFLINE`` set, or its address unreachable
+    within :data:`HUB_TIMEOUT`), or None when it can: checked once, so an offline machine fails
+    in seconds instead of retrying each download."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((host.hostname, host.port or 443), timeout=HUB_TIMEOUT).close()
+    except OSError:
+        return f"{host.hostname} is unreachable"
+    return None
+
+
+@contextmanager
+def _hub_offline_mode(on: bool):
+    """huggingface_hub's offline mode (cache only, no retries) while ``on``."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield
+        return
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = saved or on
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -55,15 +104,40 @@ class VLM:
             raise SemheatError(f"unknown open_clip architecture {arch!r} "
                                f"(see open_clip.list_models())")
         tag = None if pretrained in (None, "", "none") else pretrained
+        if tag is not None and _looks_like_path(tag):
+            if not Path(tag).expanduser().is_file():
+                raise SemheatError(f"open_clip checkpoint not found: {tag} (open_clip:{arch}:PATH "
+                                   f"takes a local .safetensors, .bin or .pt file)")
+            tag = str(Path(tag).expanduser())
+        elif tag is not None and tag not in open_clip.list_pretrained_tags_by_model(arch):
+            known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+            raise SemheatError(f"open_clip {arch} has no pretrained tag {tag!r} (known: {known}); "
+                               f"or give a local checkpoint: open_clip:{arch}:PATH")
+        offline = hub_offline() if tag is not None and not Path(tag).is_file() else None
         try:
-            model = open_clip.create_model(arch, pretrained=tag, device="cpu")
+            with _hub_offline_mode(offline is not None):
+                if offline is not None:  # in the cache, or fail now (before building the model)
+                    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+                    if not download_pretrained(get_pretrained_cfg(arch, tag), cache_dir=cache_dir):
+                        raise FileNotFoundError(tag)
+                model = open_clip.create_model(arch, pretrained=tag, device="cpu",
+                                               cache_dir=cache_dir)
+                tokenizer = open_clip.get_tokenizer(arch)
         except Exception as exc:  # network failures, unknown tags, bad files
+            if offline is not None:
+                raise SemheatError(
+                    f"open_clip {arch} weights {pretrained!r} are not in the local cache and "
+                    f"the model hub cannot be reached ({offline}); fetch them once where there "
+                    f"is network (they go to {_hub_cache()}), or give a local checkpoint: "
+                    f"open_clip:{arch}:/path/to/weights.safetensors (or open_clip:{arch}:none "
+                    f"for random weights)") from None
             raise SemheatError(f"could not load open_clip {arch} weights {pretrained!r}: "
                                f"{str(exc).splitlines()[0]}") from None
         pp = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
         size = pp.get("size", getattr(model.visual, "image_size", 224))
         size = size[0] if isinstance(size, (tuple, list)) else size
-        return cls(model, open_clip.get_tokenizer(arch), image_size=size,
+        return cls(model, tokenizer, image_size=size,
                    mean=pp.get("mean", OPENAI_MEAN), std=pp.get("std", OPENAI_STD),
                    name=f"open_clip:{arch}:{pretrained or 'none'}", device=device)
 
