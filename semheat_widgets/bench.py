@@ -11,6 +11,10 @@
   ``_b64`` the same for the stacked concept-space monitor, the default (goal <= 0.05).
 - ``extraction``: throughput of :func:`extract` against bare classifier + VLM forward passes on
   the same batches (goal >= 0.8).
+- ``discover``: concept discovery (:meth:`Bundle.discover`) for the mistakes of one predicted
+  class of the N records against 10,000 cached phrase embeddings, against the one matmul it
+  cannot avoid, the selection's aligned embeddings times the phrase matrix (goal <= 2), and
+  ``discover_seconds`` absolute (goal <= 1 s).
 - ``cell_query_ms``: one heatmap-cell query on the N-record bundle (milliseconds).
 - ``concept_map_ms``: one concept activation map on click, toy classifier, CPU (goal <= 50),
   and its ratio to the bare forward pass it contains.
@@ -40,7 +44,7 @@ GOALS = {"heatmaps": ("<=", 3.0), "add_concept": ("<=", 2.0),
          "monitor_overhead_b1": ("<=", 0.05), "monitor_overhead_b64": ("<=", 0.05),
          "concept_monitor_overhead_b1": ("<=", 0.05),
          "concept_monitor_overhead_b64": ("<=", 0.05),
-         "extraction": (">=", 0.8), "ray_overhead_steady": ("<=", 1.3)}
+         "extraction": (">=", 0.8), "discover": ("<=", 2.0), "discover_seconds": ("<=", 1.0), "ray_overhead_steady": ("<=", 1.3)}
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -107,6 +111,23 @@ def bench_add_concept(bundle, repeats: int) -> dict:
     added = _median_time(add, repeats)
     return {"add_concept": added / one_pass, "add_concept_seconds": added,
             "one_pass_seconds": one_pass}
+
+
+def bench_discover(bundle, repeats: int, n_phrases: int = 10_000) -> dict:
+    from .engine.discover import PhraseEmbeddings, Vocabulary
+
+    aligned = bundle.arrays["aligned"]
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((n_phrases, aligned.shape[1]), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    names = tuple(f"phrase {j}" for j in range(n_phrases))
+    phrases = PhraseEmbeddings(Vocabulary(names, tuple((n,) for n in names)), vectors)
+    sel = bundle.query(prediction=3, correct=False, records=None).indices
+    matmul = _median_time(lambda: np.asarray(aligned[sel]) @ vectors.T, repeats)
+    found = _median_time(lambda: bundle.discover(sel, phrases, records=None), repeats)
+    return {"discover": found / matmul, "discover_seconds": found,
+            "discover_matmul_seconds": matmul, "discover_selection": int(len(sel)),
+            "discover_phrases": n_phrases}
 
 
 def bench_cell_query(bundle, repeats: int) -> dict:
@@ -345,6 +366,8 @@ def run_benchmarks(records: int = 1_000_000, quick: bool = False, progress: bool
     log("free-text concept ...")
     out.update(bench_add_concept(bundle, repeats))
     out.update(bench_cell_query(bundle, repeats))
+    log("concept discovery ...")
+    out.update(bench_discover(bundle, repeats))
     del bundle
     log("runtime monitor overhead (ResNet-18) ...")
     out.update(bench_monitor(repeats))

@@ -6,6 +6,8 @@
     semheat localize BUNDLE [--json]   fault localization counts (+ accuracy on toy bundles)
     semheat monitor BUNDLE [--json]    runtime-monitor AUROCs against the baselines
     semheat bench [--json]             performance figures, as ratios measured side by side
+    semheat discover BUNDLE --cell CLASS,CONCEPT [--json]   phrases behind a heatmap cell
+    semheat slices BUNDLE [--json]     the mistakes' error slices, named
     semheat report BUNDLE --html OUT   a standalone HTML report (opens offline)
     semheat analyze --data ... --vlm ... --classifier ... --out BUNDLE
     semheat data rival10 --dest DIR --accept-license
@@ -89,6 +91,62 @@ def cmd_toy_family(args) -> int:
     out = build_family(args.dir, ties, progress=not args.quiet)
     print(f"fault family built in {out}: {len(ties)} ties and two head faults")
     return 0
+
+
+def _one_bundle(path: str):
+    from .engine.bundle import Bundle
+
+    bundles, primary = _targets(path)
+    if len(bundles) != 1 and primary is None:
+        raise SemheatError(f"{path}: give one bundle")
+    return Bundle.load(bundles[primary] if primary else next(iter(bundles.values())))
+
+
+def cmd_discover(args) -> int:
+    bundle = _one_bundle(args.bundle)
+    parts = [p.strip() for p in (args.cell or "").split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise SemheatError(f"--cell is CLASS,CONCEPT (e.g. ship,wet), got {args.cell!r}")
+    row, concept = parts
+    if concept not in bundle.concept_names:
+        raise SemheatError(f"unknown concept {concept!r}; this bundle has "
+                           f"{', '.join(bundle.concept_names)}")
+    cell = bundle.cell_query("differential", row, concept)
+    found = bundle.discover(cell, k=args.k, reference=args.reference)
+    _emit({"bundle": bundle.name, "cell": {"class": row, "concept": concept,
+                                          "kind": "differential"}, **found.to_dict()},
+          args.json, _render_discovery)
+    return 0
+
+
+def _render_discovery(r: dict) -> str:
+    lines = [f"{r['n_selection']} inputs against {r['n_reference']} ({r['reference']} class, "
+             f"correct); {r['n_phrases']} phrases ranked by the {r['order_by']} space",
+             f"{'phrase':28s} {'image d':>9s} {'rank':>5s} {'aligned d':>10s} {'rank':>5s}"]
+    for p in r["phrases"]:
+        lines.append(f"{p['phrase'][:28]:28s} {p.get('effect_image', float('nan')):9.2f} "
+                     f"{p.get('rank_image', 0):5d} {p.get('effect_aligned', float('nan')):10.2f}"
+                     f" {p.get('rank_aligned', 0):5d}")
+    return "\n".join(lines)
+
+
+def cmd_slices(args) -> int:
+    bundle = _one_bundle(args.bundle)
+    found = bundle.slices()
+    _emit({"bundle": bundle.name, "n_mistakes": int((~bundle.column("correct")
+                                                    & bundle.mask(perturbation="natural")).sum()),
+           "slices": [s.to_dict() for s in found]}, args.json, _render_slices)
+    return 0
+
+
+def _render_slices(r: dict) -> str:
+    lines = [f"{len(r['slices'])} slices of {r['n_mistakes']} mistakes"]
+    for s in r["slices"]:
+        mark = "named" if s["confident"] else "unnamed (no phrase sets it apart)"
+        lines.append(f"- {s['size']:5d} predicted {s['predicted']}: {s['name']!r} "
+                     f"(d={s['effect']:.2f}, low {s['effect_low']:.2f}, q={s['q_value']:.2g}) "
+                     f"{mark}; accuracy {s['accuracy']:.2f}; verdict {s['verdict']}")
+    return "\n".join(lines)
 
 
 def cmd_info(args) -> int:
@@ -494,6 +552,21 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--timeout", type=_positive_float, default=30)
     rv.add_argument("--quiet", action="store_true")
     rv.set_defaults(func=cmd_data_rival10)
+
+    dis = sub.add_parser("discover", help="the vocabulary phrases behind a heatmap cell")
+    dis.add_argument("bundle")
+    dis.add_argument("--cell", required=True, help="CLASS,CONCEPT: the differential cell "
+                                                   "(the inputs wrongly predicted CLASS)")
+    dis.add_argument("--reference", choices=["predicted", "true"], default="predicted",
+                     help="compare with the correct inputs of the same predicted (default) "
+                          "or true class")
+    dis.add_argument("--k", type=POSITIVE, default=20, help="phrases listed (default 20)")
+    dis.add_argument("--json", action="store_true", help="print one JSON object")
+    dis.set_defaults(func=cmd_discover)
+    sl = sub.add_parser("slices", help="the mistakes grouped into named error slices")
+    sl.add_argument("bundle")
+    sl.add_argument("--json", action="store_true", help="print one JSON object")
+    sl.set_defaults(func=cmd_slices)
 
     bench = sub.add_parser("bench", help="performance benchmarks (ratios)")
     bench.add_argument("--json", action="store_true")

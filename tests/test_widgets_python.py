@@ -272,3 +272,29 @@ def test_tooltips_say_what_a_cell_means(bundle, tiny_vlm):
     counts = bundle.heatmap("differential").counts_other
     for c in cells:  # a class never predicted wrongly says so in its row
         assert c["row_label"].endswith("no mistakes") == (counts[CLASSES.index(c["row"])] == 0)
+
+
+def test_suggested_concepts_follow_the_cell_and_a_click_adds_a_column(bundle, tiny_vlm):
+    from semheat_widgets.engine.discover import Vocabulary
+    from semheat_widgets.engine.slices import Slice
+
+    voc = Vocabulary.from_phrases(["a red square", "green", "water", "a dog", XSS])
+    ex = Explorer(bundle, vlm=tiny_vlm, vocabulary=voc)
+    row = CLASSES[busiest_row(bundle)]
+    click(ex.heatmap.chart, row, "blue")
+    panel = ex.discovery
+    expect = bundle.discover(bundle.cell_query("incorrect", row), voc, vlm=tiny_vlm,
+                             k=panel.k).top()
+    assert [r["phrase"] for r in panel.rows] == [r["phrase"] for r in expect]
+    assert len(panel.suggestions.children) == len(expect) > 0
+    first = panel.suggestions.children[0]
+    assert first.children[0].description == expect[0]["phrase"]  # text, not HTML
+    assert f"{expect[0]['effect_image']:+.2f}" in first.children[1].value
+    first.children[0].click()
+    assert expect[0]["phrase"] in ex.heatmap.columns
+    # a slice's entry pulls its inputs into the grid
+    idx = np.flatnonzero(~bundle.column("correct") & bundle.mask(perturbation="natural"))[:5]
+    panel.found = [Slice(idx, row, {}, 0.0, 5, {}, "water", 1.0, 0.5, 0.01, True)]
+    panel.pull(0)
+    assert sorted(t["index"] for t in ex.grid.tiles) == sorted(idx.tolist())
+    assert ex.grid.total == 5

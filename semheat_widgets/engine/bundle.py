@@ -682,6 +682,53 @@ class Bundle:
                             "mean": ref.mean(), "std": ref.std()})
         return len(self.concept_names) - 1
 
+    def discover(self, selection, vocabulary=None, k: int = 20, *, reference="predicted",
+                 vlm=None, order_by: str = "image", records="natural", exclude_classes=True,
+                 cache_dir=None):
+        """Rank the phrases of ``vocabulary`` by how strongly they separate ``selection`` (a
+        mask, indices or a query :class:`Selection`) from ``reference`` (``"predicted"``: the
+        correct inputs of the same predicted class; ``"true"``: of the same true class; or a
+        mask), in the aligned and the image space side by side: a
+        :class:`~.discover.Discovery`. ``vocabulary``: a :class:`~.discover.Vocabulary`,
+        already embedded :class:`~.discover.PhraseEmbeddings`, or ``None`` for the default
+        vocabulary of the bundle's VLM; text embeddings are cached per VLM (user cache)."""
+        from .discover import PhraseEmbeddings, discover
+
+        phrases = self.phrase_embeddings(vocabulary, vlm=vlm, cache_dir=cache_dir)
+        if exclude_classes:
+            phrases = phrases.without(self.classes)
+        return discover(self, selection, phrases, k=k, reference=reference,
+                        order_by=order_by, records=records)
+
+    def slices(self, task: str = "misclassification", vocabulary=None, *, vlm=None,
+               cache_dir=None, **settings):
+        """Error slices of ``task`` (only ``misclassification``): the mistakes grouped in CLIP
+        space, error-aware (Domino's idea), each named by :meth:`discover`, largest first; a
+        list of :class:`~.slices.Slice`. ``settings``: see :func:`~.slices.find_slices`."""
+        from .slices import find_slices
+
+        if task != "misclassification":
+            raise SemheatError(f"slices are found for task 'misclassification', not {task!r}")
+        phrases = self.phrase_embeddings(vocabulary, vlm=vlm, cache_dir=cache_dir)
+        return find_slices(self, phrases.without(self.classes), **settings)
+
+    def phrase_embeddings(self, vocabulary=None, *, vlm=None, cache_dir=None):
+        """A vocabulary embedded by the bundle's VLM (remembered on the bundle)."""
+        from .discover import PhraseEmbeddings, phrase_embeddings, vocabulary_for
+        from .models import load_vlm
+
+        if isinstance(vocabulary, PhraseEmbeddings):
+            return vocabulary
+        key = id(vocabulary) if vocabulary is not None else None
+        memo = self.__dict__.setdefault("_phrases", {})
+        if key in memo and (vocabulary is None or memo[key][0] is vocabulary):
+            return memo[key][1]
+        voc = vocabulary if vocabulary is not None else vocabulary_for(self.models.vlm)
+        vlm = vlm if vlm is not None else load_vlm(self.models.vlm)
+        out = phrase_embeddings(vlm, voc, cache_dir=cache_dir, progress=True)
+        memo[key] = (vocabulary, out)
+        return out
+
     def _extra_standardizer(self):
         mean = np.r_[self.state["standardizer.mean"], [e["mean"] for e in self._extra]]
         std = np.r_[self.state["standardizer.std"], [e["std"] for e in self._extra]]

@@ -9,6 +9,8 @@ output to the next one's input::
     picker.visible ──> heatmap.columns, detail.columns
     heatmap.cell ────> grid.cell
     grid.selected ───> detail.index
+    heatmap.cell ────> discovery.cell  (suggested concepts; a click adds a column)
+    discovery.pulled ─> grid.cell      (an error slice's inputs)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import html
 import ipywidgets as widgets
 
 from .detail import DetailView
+from .discovery_panel import DiscoveryPanel
 from .grid import ImageGrid
 from .heatmap import HeatmapView
 from .picker import ConceptPicker
@@ -25,11 +28,13 @@ from .shared import as_bundle
 
 
 class Explorer(widgets.VBox):
-    """``Explorer(bundle_or_path, vlm=None, classifier=None)``; ``Explorer.toy()`` for the
+    """``Explorer(bundle_or_path, vlm=None, classifier=None, vocabulary=None)`` (the phrases
+    concept discovery suggests from; default: the VLM's); ``Explorer.toy()`` for the
     bundled toy world. The VLM (new concepts) and the classifier (activation maps) are re-opened
     from the bundle's model ids when not given."""
 
-    def __init__(self, bundle, *, vlm=None, classifier=None, kind: str = "differential"):
+    def __init__(self, bundle, *, vlm=None, classifier=None, kind: str = "differential",
+                 vocabulary=None):
         self.bundle = b = as_bundle(bundle)
         self.picker = ConceptPicker(b, vlm=vlm)
         self.heatmap = HeatmapView(b, kind=kind)
@@ -41,11 +46,15 @@ class Explorer(widgets.VBox):
         widgets.dlink((self.picker, "visible"), (self.detail, "columns"))
         widgets.dlink((self.heatmap, "cell"), (self.grid, "cell"))
         widgets.dlink((self.grid, "selected"), (self.detail, "index"))
+        self.discovery = DiscoveryPanel(b, self.picker, vocabulary=vocabulary)
+        widgets.dlink((self.heatmap, "cell"), (self.discovery, "cell"))
+        widgets.dlink((self.discovery, "pulled"), (self.grid, "cell"))
         m = b.models
         title = widgets.HTML(f"<b>semheat</b> · {html.escape(b.name)} · {b.n} records · "
                              f"classifier {html.escape(m.classifier or '?')} · "
                              f"VLM {html.escape(m.vlm or '?')}")
-        super().__init__([title, widgets.HBox([self.picker, self.heatmap]),
+        super().__init__([title, widgets.HBox([self.picker, self.heatmap,
+                                                    self.discovery]),
                           widgets.HBox([self.grid, self.detail])])
 
     @classmethod

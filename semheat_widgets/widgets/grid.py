@@ -81,6 +81,9 @@ class ImageGrid(anywidget.AnyWidget):
     def selection(self) -> Selection:
         """The full, sorted selection behind the current cell (all pages)."""
         c = self.cell
+        if "indices" in c:  # a set of inputs pulled in by name (an error slice)
+            return _given(self.bundle, c["indices"], self._sort_key(),
+                          self.sort_by not in ASCENDING)
         return self.bundle.cell_query(c["kind"], c["row"], self._sort_key(),
                                       records=c["records"],
                                       descending=self.sort_by not in ASCENDING)
@@ -118,6 +121,18 @@ class ImageGrid(anywidget.AnyWidget):
             if self._classifier is not None:
                 return map_pngs(b, self._classifier, idx, concept)
         return [b.thumbnail_png(int(i)) for i in idx]
+
+
+def _given(bundle, indices, key, descending: bool) -> Selection:
+    """A given set of records as a selection, sorted like a cell's."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if key is not None and len(idx):
+        values = (bundle.concept_column(key)[idx] if key in bundle.concept_names
+                  else np.asarray(bundle.column(key))[idx])
+        if values.dtype.kind not in "OUSb":
+            order = np.argsort(-values if descending else values, kind="stable")
+            idx = idx[order]
+    return Selection(idx, len(idx))
 
 
 def _num(x):

@@ -74,5 +74,10 @@ def _vlm_loader(parts, device):
 def register() -> None:
     """Make the toy models loadable as ``toy:tiny-clip`` and ``toy:<classifier>``."""
     register_vlm("toy", _vlm_loader)
+    from ..data.vocab import english_vocabulary, toy_vocabulary
+    from ..engine.discover import register_vocabulary
+
+    register_vocabulary("toy", lambda parts: toy_vocabulary())
+    register_vocabulary("open_clip", lambda parts: english_vocabulary())
     register_classifier("toy", lambda parts, device: toy_classifier(_one_part("classifier",
                                                                               parts), device))
