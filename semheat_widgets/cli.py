@@ -160,7 +160,8 @@ def cmd_info(args) -> int:
         out[name] = {"path": str(path), "n_records": b.n, "classes": b.classes,
                      "concepts": b.concept_names, "models": m.get("models"),
                      "splits": m.get("splits"), "accuracy": m.get("accuracy"),
-                     "aligner_fidelity": m.get("aligner", {}).get("fidelity"),
+                     "aligner_fidelity": (m.get("aligner") or {}).get("fidelity")
+                     if isinstance(m.get("aligner") or {}, dict) else None,
                      "schema_version": m.get("schema_version"), "created": m.get("created")}
     result = out if len(out) > 1 else next(iter(out.values()))
     _emit(result, args.json, lambda r: json.dumps(r, indent=2))
@@ -193,6 +194,10 @@ def cmd_localize(args) -> int:
 
     if args.family:
         from .zoo.family_build import family_report
+
+        if args.bundle:
+            raise SemheatError(f"give a bundle ({args.bundle}) or --family {args.family}, "
+                               f"not both")
 
         _emit(family_report(args.family), args.json, _render_family)
         return 0

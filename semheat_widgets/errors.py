@@ -7,3 +7,15 @@ class SemheatError(Exception):
 
 class SchemaVersionError(SemheatError):
     """A bundle written by an incompatible version of the format."""
+
+
+class SemheatTypeError(SemheatError, TypeError):
+    """An argument of the wrong type (also a :class:`TypeError`, as Python code expects)."""
+
+
+class SemheatValueError(SemheatError, ValueError):
+    """An argument of the right type but an unusable value (also a :class:`ValueError`)."""
+
+
+class SemheatIndexError(SemheatError, IndexError):
+    """A record index outside the bundle (also an :class:`IndexError`)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import unicodedata
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +26,15 @@ from .engine.figures import localization_report, monitor_report
 from .errors import SemheatError
 from .safe_io import REPORT_TAG, atomic_write, check_replaceable, recover, writer_lock
 
-e = html.escape
+_INVISIBLE = ("Cf", "Cc")
+
+
+def e(text, quote: bool = True) -> str:
+    """``text`` as HTML text: escaped, and without invisible format characters (no bidi
+    override from a bundle written elsewhere can reorder the page)."""
+    text = "".join(ch for ch in str(text) if ch in "\t\n"
+                   or unicodedata.category(ch) not in _INVISIBLE)
+    return html.escape(text, quote)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; }
@@ -193,11 +202,14 @@ def render_report(bundles, *, cells: int = 6, per_cell: int = 8, compare_with=No
 
     bundles = [bundles] if isinstance(bundles, Bundle) else list(bundles)
     charts: dict[str, dict] = {}
+    comparison = None
+    if compare_with is not None:  # checked first: a mismatch must not wait for the report
+        after = compare_with if isinstance(compare_with, Bundle) else Bundle.load(compare_with)
+        comparison = bundles[0].compare(after)
     sections = [bundle_section(b, f"b{n}", charts, cells=cells, per_cell=per_cell, maps=maps)
                 for n, b in enumerate(bundles)]
-    if compare_with is not None:
-        after = compare_with if isinstance(compare_with, Bundle) else Bundle.load(compare_with)
-        sections.insert(0, comparison_section(bundles[0].compare(after), charts))
+    if comparison is not None:
+        sections.insert(0, comparison_section(comparison, charts))
     title = " · ".join(b.name for b in bundles)
     embeds = "\n".join(
         f"vegaEmbed('#chart-{name}', {_script_json(spec)}, {{actions: false, renderer: 'svg'}});"

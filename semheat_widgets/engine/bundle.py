@@ -40,9 +40,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import SemheatError
-from ..safe_io import (_file_kind, atomic_write, check_replaceable, needs_recovery, parse_json,
-                       publish_dir, recover, recover_for_reading, temp_dir_for, writer_lock)
+from ..arguments import as_index, as_indices, as_int, as_path, choice
+from ..errors import SemheatError, SemheatTypeError
+from ..safe_io import (_file_kind, atomic_write, check_replaceable, needs_recovery,
+                       parse_json, publish_dir, recover, recover_for_reading,
+                       temp_dir_for, writer_lock)
 from .aligner import LinearAligner
 from .detectors import Evidence, unpack
 from .models import ModelIds
@@ -324,7 +326,7 @@ class Bundle:
         the bundle lives. A read that the swap cut short (the old version deleted under it) is
         started again on the new version.
         """
-        path = Path(path)
+        path = Path(as_path(path, "Bundle.load path"))
         for attempt in range(_LOAD_ATTEMPTS):
             folder = _wait_for(path)
             try:
@@ -460,20 +462,22 @@ class Bundle:
 
     def monitor_info(self, task: Task | str) -> dict:
         """What the manifest records of a task's monitor (availability, calibration ...)."""
-        task = task_named(task) if isinstance(task, str) else task
+        task = _task(task)
         return dict(self.manifest.get("monitor", {}).get(task.name, {}))
 
     def detector(self, name: str, task: Task | str | None = None):
         """A fitted detector (``concept``, ``heatmap``, ``mahalanobis``, ``combined`` ...) of a
         task."""
-        task = task_named(task) if isinstance(task, str) else task
+        if not isinstance(name, str):
+            raise SemheatTypeError(f"detector name must be a string, got {name!r}")
+        task = _task(task) if task is not None else None
         info = self.monitor_info(task) if task else {}
         info = {**info, **info.get("detectors", {}).get(name, {})}  # what it chose, if recorded
         return unpack(name, self.state, task, info)
 
     def monitor(self, task: Task | str = "misclassification"):
         """The fitted runtime monitor of ``task`` (standardisation and concepts included)."""
-        task = task_named(task) if isinstance(task, str) else task
+        task = _task(task)
         info = self.monitor_info(task)
         if not info.get("available", False):
             raise SemheatError(f"the bundle has no fitted {task.name} monitor")
@@ -537,6 +541,7 @@ class Bundle:
     def heatmap(self, kind: str = "differential", *, records="natural", split=None,
                 standardized: bool = True) -> Heatmap:
         """One heatmap of ``kind`` over the chosen records (e.g. ``records="pgd"``)."""
+        choice(kind, KINDS, "heatmap kind")
         stats = self.confusion(records=records, split=split)
         hm = heatmap(kind, stats, self.classes, self.concept_names,
                      self.standardizer if standardized else None)
@@ -551,6 +556,7 @@ class Bundle:
 
     def single(self, i: int, standardized: bool = True) -> Heatmap:
         """The single-input heatmap of record ``i``."""
+        i = as_index(i, self.n, "record")
         label = self.classes[int(self.column("label")[i])]
         return single_heatmap(self.scores([i])[0], self.concept_names, label,
                               self.standardizer if standardized else None)
@@ -561,6 +567,13 @@ class Bundle:
               sort_by: str | None = None, descending: bool = True, standardized: bool = True,
               offset: int = 0, limit: int | None = None, **filters) -> Selection:
         """Record indices matching the filters, sorted by a concept or a numeric column."""
+        offset = as_int(offset, "offset", minimum=0)
+        limit = None if limit is None else as_int(limit, "limit", minimum=0)
+        for key, value in (("prediction", prediction), ("label", label)):
+            if value is not None:
+                as_int(value, key, minimum=0, maximum=len(self.classes) - 1)
+        if sort_by is not None and not isinstance(sort_by, str):
+            raise SemheatTypeError(f"sort_by must be a concept or column name, got {sort_by!r}")
         m = self.mask(perturbation=records, split=split, **filters)
         if prediction is not None:
             m &= self.column("prediction") == prediction
@@ -598,12 +611,13 @@ class Bundle:
         For ``differential`` and ``incorrect`` cells these are the offending inputs: predicted
         ``row`` and wrong. For ``gt_minus_output`` the inputs wrongly predicted as ``row``.
         """
-        k = self.classes.index(row) if row in self.classes else None
-        if k is None:
-            raise SemheatError(f"unknown class {row!r}")
+        if not isinstance(heatmap_kind, str):
+            raise SemheatTypeError(f"heatmap_kind must be a string, got {heatmap_kind!r}")
+        choice(heatmap_kind.removeprefix("binarized_"), KINDS, "heatmap kind")
+        k = self.classes.index(choice(row, self.classes, "class (row)"))
         kind = heatmap_kind.removeprefix("binarized_")
-        if kind not in KINDS:
-            raise SemheatError(f"unknown heatmap kind {heatmap_kind!r}")
+        if concept is not None and not isinstance(concept, str):
+            raise SemheatTypeError(f"concept must be a concept name, got {concept!r}")
         where = {
             "ground_truth": dict(label=k), "output": dict(prediction=k),
             "correct": dict(prediction=k, correct=True),
@@ -616,7 +630,7 @@ class Bundle:
 
     def rows(self, indices, columns: Sequence[str] | None = None) -> list[dict]:
         """Records at ``indices`` as dicts (only for the few shown on screen)."""
-        table = self.records.take(pa.array(np.asarray(indices, dtype=np.int64)))
+        table = self.records.take(pa.array(as_indices(indices, self.n, "rows indices")))
         if columns is not None:
             table = table.select([c for c in columns if c in table.column_names])
         return table.to_pylist()
@@ -634,6 +648,9 @@ class Bundle:
             self._categories.pop(key, None)
 
     def thumbnail(self, i: int) -> np.ndarray:
+        i = as_index(i, self.n, "record")
+        if "thumbs" not in self.arrays:
+            raise SemheatError(f"bundle {self.name!r} has no thumbnails (arrays/thumbs.npy)")
         return np.asarray(self.arrays["thumbs"][i])
 
     def thumbnail_png(self, i: int) -> bytes:
@@ -658,7 +675,13 @@ class Bundle:
             if vlm is None:
                 raise SemheatError("add_concept needs vlm= (to embed the prompts) or vector=")
             vector = bank.embed(vlm)[0]
-        vector = np.asarray(vector, dtype=np.float32).ravel()
+        try:
+            vector = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise SemheatTypeError(f"vector= of concept {concept.name!r} must be numbers") from None
+        if vector.ndim != 1:
+            raise SemheatError(f"vector= of concept {concept.name!r} must be 1-D, got shape "
+                               f"{vector.shape}")
         if not np.isfinite(vector).all() or not np.any(vector):
             raise SemheatError(f"the vector of concept {concept.name!r} is zero or holds NaN/inf")
         aligned = self.arrays["aligned"]
@@ -739,12 +762,24 @@ class Bundle:
         :class:`~.compare.Comparison` (accuracy, flipped inputs, heatmap deltas)."""
         from .compare import compare
 
+        if not isinstance(other, Bundle):
+            raise SemheatTypeError(f"compare needs another Bundle (use Bundle.load(path) for a "
+                                   f"folder), got {type(other).__name__}")
         return compare(self, other)
 
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""
         return (f"<Bundle {self.name!r}: {self.n} records, {len(self.classes)} classes, "
                 f"{len(self.concept_names)} concepts{where}>")
+
+
+def _task(task) -> Task:
+    """A task given as a :class:`Task` or its name."""
+    if isinstance(task, Task):
+        return task
+    if not isinstance(task, str):
+        raise SemheatTypeError(f"task must be a task name {list(TASKS)}, got {task!r}")
+    return task_named(task)
 
 
 def _write_npy(path: Path, arr: np.ndarray, name: str = "") -> None:

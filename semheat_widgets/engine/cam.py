@@ -145,7 +145,7 @@ def input_images(bundle, indices) -> "torch.Tensor":
 
     out = []
     paths = bundle.column("path") if bundle.has_column("path") else None
-    size = bundle.arrays["thumbs"].shape[1]
+    size = bundle.arrays["thumbs"].shape[1] if "thumbs" in bundle.arrays else None
     for i in np.asarray(indices, dtype=np.int64):
         image = None
         if paths is not None and paths[i]:
@@ -160,8 +160,10 @@ def input_images(bundle, indices) -> "torch.Tensor":
     if len(shapes) > 1:  # files and thumbnails mixed: bring all to the thumbnails' size
         from .pixels import resize_center_crop, to_float01, to_uint8
 
-        out = [to_uint8(resize_center_crop(to_float01(x), size)) for x in out]
-    return torch.stack(out) if out else torch.zeros(0, 3, size, size, dtype=torch.uint8)
+        out = [to_uint8(resize_center_crop(to_float01(x), size or out[0].shape[-1]))
+               for x in out]
+    return torch.stack(out) if out else torch.zeros(0, 3, size or 1, size or 1,
+                                                     dtype=torch.uint8)
 
 
 # -- overlays ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..arguments import clean_name
 from ..errors import SemheatError
 from .vectors import unit_rows
 
@@ -23,9 +24,8 @@ class Concept:
 
 
 def _clean(text, what: str) -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise SemheatError(f"{what} must be a non-empty string, got {text!r}")
-    return text.strip()
+    """A name or prompt normalised (NFC, no zero-width or bidi controls), never empty."""
+    return clean_name(text, what)
 
 
 class ConceptBank:

@@ -15,6 +15,8 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
+from ..arguments import as_index
+
 from ..charts import heatmap_chart
 from ..engine.bundle import Bundle
 from ..engine.figures import explain_record
@@ -109,12 +111,13 @@ class DetailView(widgets.VBox):
                                             layout=widgets.Layout(width="260px"))
         self.map_note = widgets.HTML()
         self.facts_html = widgets.HTML()
+        self.status = widgets.HTML()  # one line when an index was refused
         self.chart = empty_chart()
         self.facts: dict = {}  # what the view says about the input shown (detail_facts)
         pictures = widgets.HBox([image_box, map_box, cam_box],
                                 layout=widgets.Layout(flex_flow="row wrap", grid_gap="6px"))
         super().__init__([widgets.HTML("<b>Input details</b> — click a tile"), pictures,
-                          widgets.HBox([self.concept_box, self.map_note]), self.facts_html,
+                          widgets.HBox([self.concept_box, self.map_note]), self.status, self.facts_html,
                           self.chart])
         self.layout.display = "none"
         self.columns = list(columns or self.bundle.concept_names)
@@ -127,6 +130,21 @@ class DetailView(widgets.VBox):
         if self._classifier is None:
             self._classifier = open_classifier(self.bundle, self._given)
         return self._classifier
+
+    @traitlets.validate("index")
+    def _valid_index(self, proposal):
+        """-1 (nothing shown) or a record of the bundle; anything else keeps the input shown
+        and says why in one line."""
+        value = proposal["value"]
+        if value == -1 or not hasattr(self, "bundle"):
+            return value
+        try:
+            value = as_index(value, self.bundle.n, "index")
+        except SemheatError as exc:
+            self.status.value = f"<small>{html.escape(str(exc))}</small>"
+            return self.index
+        self.status.value = ""
+        return value
 
     def _on_concept_box(self, change) -> None:
         if change["new"]:

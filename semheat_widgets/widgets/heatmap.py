@@ -20,6 +20,7 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
+from ..arguments import choice
 from ..charts import PICKED, heatmap_chart
 from ..engine.attacks import METHODS
 from ..engine.heatmaps import KINDS, Heatmap
@@ -65,6 +66,11 @@ class HeatmapView(widgets.VBox):
                  columns: list[str] | None = None):
         self.bundle = as_bundle(bundle)
         present = set(self.bundle.codes("perturbation")[1])
+        choice(kind, KINDS, "heatmap kind")
+        choice(records, [k for k in (NATURAL, *METHODS) if k in present], "records")
+        if columns is not None:
+            for c in columns:
+                choice(c, self.bundle.concept_names, "concept (columns)")
         self.kind_box = widgets.Dropdown(options=[(v, k) for k, v in KIND_LABELS.items()],
                                          value=kind, description="heatmap")
         self.records_box = widgets.Dropdown(

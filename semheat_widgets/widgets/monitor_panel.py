@@ -15,6 +15,7 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
+from ..arguments import as_index, choice
 from ..charts import roc_chart
 from ..data.images import open_rgb
 from ..engine.figures import bundle_monitors, detector_scores, explain_record, monitor_report
@@ -46,6 +47,7 @@ class MonitorPanel(widgets.VBox):
         available = [t.name for t in self.bundle.tasks if "heatmap" in self.report[t.name]]
         if not available:
             raise SemheatError("this bundle has no fitted runtime monitor")
+        choice(task, available, "task (this bundle's monitors)")
         self.task_box = widgets.ToggleButtons(options=available,
                                               value=task if task in available else available[0])
         self.monitor_box = widgets.ToggleButtons(description="monitor")
@@ -120,8 +122,7 @@ class MonitorPanel(widgets.VBox):
     def check_index(self, i: int) -> dict:
         """Verdict of the shown monitor on dataset record ``i`` at the slider's threshold, and
         what raised its score (:func:`~semheat_widgets.engine.figures.explain_record`)."""
-        if not 0 <= i < self.bundle.n:
-            raise SemheatError(f"no input {i}")
+        i = as_index(i, self.bundle.n, "input")
         if task_named(self.task) not in self.bundle.tasks:
             raise SemheatError(f"no {self.task} monitor")
         out = explain_record(self.bundle, i, monitor=self.shown)

@@ -11,6 +11,7 @@ import anywidget
 import traitlets
 
 from ..engine.models import load_vlm
+from ..arguments import clean_name
 from ..errors import SemheatError
 from .shared import JS, as_bundle
 
@@ -57,8 +58,12 @@ class ConceptPicker(anywidget.AnyWidget):
 
     def add(self, name: str) -> bool:
         """Add a free-text concept to the bundle and the list; returns whether it worked."""
-        name = name.strip()
-        if not name:
+        if not isinstance(name, str):
+            self.message = f"a concept name must be text, got {type(name).__name__}"
+            return False
+        try:
+            name = clean_name(name, "concept name")
+        except SemheatError:
             self.message = "type a concept name first"
             return False
         if name in self.concepts:

@@ -3,11 +3,13 @@ Altair renders offline."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import altair as alt
 
 from ..engine.bundle import Bundle
+from ..errors import SemheatTypeError
 
 JS = Path(__file__).resolve().parent / "js"  # the anywidget ES modules and their CSS
 # SVG keeps every cell a DOM element (with an aria-label), which tests and screen readers use.
@@ -17,8 +19,13 @@ _offline_enabled = False
 
 
 def as_bundle(bundle) -> Bundle:
-    """A :class:`Bundle`, given one or the path of one."""
-    return bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    """A :class:`Bundle`, given one or the path of one (anything else: one line)."""
+    if isinstance(bundle, Bundle):
+        return bundle
+    if not isinstance(bundle, (str, os.PathLike)):
+        raise SemheatTypeError(f"a widget needs a Bundle or the path of one, got "
+                               f"{type(bundle).__name__}")
+    return Bundle.load(bundle)
 
 
 def enable_offline() -> None:
