@@ -25,6 +25,14 @@
 - with ``--ray``: ``ray_overhead_steady`` — Ray extraction time per image against the local
   path on the same images, start-up cancelled (goal <= 1.3); also end to end.
 
+- ``info_s`` / ``info_vs_import_numpy_pyarrow``: ``semheat info --json`` on a saved bundle of
+  toy size, a whole fresh process, against ``python -c "import numpy, pyarrow"`` run in turn
+  with it (goal <= 0.5 s and <= 3); ``localize_s`` / ``monitor_s``: ``semheat localize`` /
+  ``monitor --json`` on the toy world when it is built (``$SEMHEAT_TOY_DIR`` or the user
+  cache; goal <= 1.5 s each); ``load_s``: ``Bundle.load`` of the N-record bundle saved to disk
+  (headers only; goal <= 1 s at 1M records), with the same process's ``verify_s`` (the full
+  scan loading skips) beside it.
+
 Timings are medians over repeats; nothing here asserts, the numbers are reported.
 """
 
@@ -44,7 +52,10 @@ GOALS = {"heatmaps": ("<=", 3.0), "add_concept": ("<=", 2.0),
          "monitor_overhead_b1": ("<=", 0.05), "monitor_overhead_b64": ("<=", 0.05),
          "concept_monitor_overhead_b1": ("<=", 0.05),
          "concept_monitor_overhead_b64": ("<=", 0.05),
-         "extraction": (">=", 0.8), "discover": ("<=", 2.0), "discover_seconds": ("<=", 1.0), "ray_overhead_steady": ("<=", 1.3)}
+         "extraction": (">=", 0.8), "discover": ("<=", 2.0), "discover_seconds": ("<=", 1.0),
+         "ray_overhead_steady": ("<=", 1.3),
+         "info_s": ("<=", 0.5), "info_vs_import_numpy_pyarrow": ("<=", 3.0),
+         "localize_s": ("<=", 1.5), "monitor_s": ("<=", 1.5), "load_s": ("<=", 1.0)}
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -348,6 +359,43 @@ def bench_first_run(work: Path) -> dict:
             "toy_build_peak_pss_mb": build["peak_pss_mb"]}
 
 
+def _process_seconds(argv: list[str]) -> float:
+    import subprocess
+    import sys
+
+    t = time.perf_counter()
+    subprocess.run([sys.executable, *argv], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def bench_light_commands(repeats: int, saved: Path) -> dict:
+    """Whole-process latencies of the commands that only read bundles (see the docstring)."""
+    from .zoo.build import default_toy_dir, is_world, missing_bundles
+
+    cli = ["-m", "semheat_widgets.cli"]
+    pairs = [(_process_seconds(cli + ["info", str(saved), "--json"]),
+              _process_seconds(["-c", "import numpy, pyarrow"])) for _ in range(repeats)]
+    out = {"info_s": float(np.median([a for a, _ in pairs])),
+           "import_numpy_pyarrow_s": float(np.median([b for _, b in pairs])),
+           "info_vs_import_numpy_pyarrow": float(np.median([a / b for a, b in pairs]))}
+    toy = default_toy_dir()
+    if is_world(toy) and not missing_bundles(toy):
+        for command in ("localize", "monitor"):
+            out[f"{command}_s"] = float(np.median([_process_seconds(
+                cli + [command, str(toy), "--json"]) for _ in range(repeats)]))
+    return out
+
+
+def bench_load(bundle, folder: Path, repeats: int) -> dict:
+    from .engine.bundle import Bundle
+
+    path = bundle.save(folder / "bundle")
+    load = _median_time(lambda: Bundle.load(path), repeats)
+    verify = _median_time(lambda: Bundle.load(path).verify(), 1)
+    return {"load_s": load, "verify_s": verify}
+
+
 def run_benchmarks(records: int = 1_000_000, quick: bool = False, progress: bool = True,
                    ray: bool = False, first_run: bool = False) -> dict:
     repeats = 2 if quick else 5
@@ -368,6 +416,13 @@ def run_benchmarks(records: int = 1_000_000, quick: bool = False, progress: bool
     out.update(bench_cell_query(bundle, repeats))
     log("concept discovery ...")
     out.update(bench_discover(bundle, repeats))
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="semheat-bench-") as work:
+        log("Bundle.load from disk, and the light commands ...")
+        out.update(bench_load(bundle, Path(work), repeats))
+        small = synthetic_bundle(5000).save(Path(work) / "small")
+        out.update(bench_light_commands(repeats, small))
     del bundle
     log("runtime monitor overhead (ResNet-18) ...")
     out.update(bench_monitor(repeats))

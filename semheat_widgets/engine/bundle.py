@@ -52,7 +52,7 @@ from .heatmaps import (KINDS, ConfusionSums, Heatmap,
                        Standardizer, heatmap, single_heatmap)
 from .store import array_chunks, release
 from .schema import (FINITE_ARRAYS, FORMAT, SCHEMA_VERSION, SPLITS, check_manifest,
-                     validate_bundle, verify_bundle)
+                     column_values, validate_bundle, verify_bundle)
 from .tasks import TASKS, Task, task_named
 from .vectors import SCORE_CHUNK
 
@@ -395,10 +395,7 @@ class Bundle:
         if name not in self._columns:
             if name not in self.records.column_names:
                 raise SemheatError(f"bundle has no record column {name!r}")
-            col = self.records.column(name)
-            if pa.types.is_dictionary(col.type):
-                col = col.cast(col.type.value_type)
-            self._columns[name] = col.to_numpy(zero_copy_only=False)
+            self._columns[name] = column_values(self.records.column(name))
         return self._columns[name]
 
     def has_column(self, name: str) -> bool:

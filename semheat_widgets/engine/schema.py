@@ -204,6 +204,33 @@ def _unique(names, file, field) -> None:
 
 
 # -- records ---------------------------------------------------------------------------------
+def column_values(col) -> np.ndarray:
+    """An Arrow column as a NumPy array (strings as objects), read from its buffers: pyarrow's
+    own ``to_numpy`` imports pandas (seconds), which a bundle reader does not need."""
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks == 1:
+            return column_values(col.chunk(0))
+        if col.num_chunks == 0 or col.null_count:
+            return col.to_numpy(zero_copy_only=False)
+        return np.concatenate([column_values(c) for c in col.chunks])
+    typ = col.type
+    if col.null_count:
+        return col.to_numpy(zero_copy_only=False)
+    if pa.types.is_dictionary(typ):
+        return column_values(col.dictionary)[column_values(col.indices)]
+    if pa.types.is_boolean(typ):
+        bits = np.frombuffer(col.buffers()[1], np.uint8)
+        return np.unpackbits(bits, bitorder="little")[col.offset:col.offset + len(col)].astype(
+            bool)
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        dtype = np.dtype(typ.to_pandas_dtype())
+        return np.frombuffer(col.buffers()[1], dtype, count=len(col),
+                             offset=col.offset * dtype.itemsize)
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return np.array(col.to_pylist(), dtype=object)
+    return col.to_numpy(zero_copy_only=False)
+
+
 def _column(table: pa.Table, name: str, file, kind: str) -> np.ndarray:
     col = table.column(name)
     if col.null_count:
@@ -214,9 +241,7 @@ def _column(table: pa.Table, name: str, file, kind: str) -> np.ndarray:
           "float": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t)}[kind](typ)
     if not ok:
         raise SemheatError(f"{file}: column {name}: type {typ}, expected {kind}")
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(typ)
-    return col.to_numpy(zero_copy_only=False)
+    return column_values(col)
 
 
 FLOAT_COLUMNS = ("confidence", "msp", "energy", "mahalanobis")
