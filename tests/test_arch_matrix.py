@@ -201,6 +201,8 @@ def _analysis(name, build, tiny_vlm):
     items = [(image, j % K) for j, image in enumerate(
         image for i in range(5) for _, image, _ in input_kinds(i))]  # every class in every split
     kwargs = {"features": "features"} if name.startswith("squeezenet") else {}
+    if name in SIDE:  # a model that needs a given input size (maxvit_t: 224)
+        kwargs["input_size"] = SIDE[name]
     with pytest.warns(UserWarning, match="normalised"):
         bundle = sw.analyze(build().eval(), DataLoader(items, batch_size=16), concepts=["a", "b"],
                             vlm=tiny_vlm, attack_limit=0, progress=False, **kwargs)
