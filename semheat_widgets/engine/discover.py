@@ -12,9 +12,9 @@ embedding ``t_p``, gets a class-matched standardised mean difference in each spa
 where ``mu_{c,p}`` is the mean score of the reference inputs of record ``i``'s class ``c``
 (predicted or true, as the reference says) and ``sigma_p`` the pooled spread of the
 selection's residuals and the reference's within-class scores. Because a mean of scores is the
-score of the mean embedding, ``mu`` costs one pass of column sums over the reference's
-embeddings and one small matmul, whatever the reference's size; the spreads come from the
-selection's scores and a bounded sample of the reference (:data:`REFERENCE_SAMPLE` rows). The
+score of the mean embedding, the mean difference is exact at the cost of one pass of column
+sums over the embeddings and one small matmul, whatever the sizes; the spreads come from at
+most :data:`REFERENCE_SAMPLE` rows of the selection and of the reference. The
 uncertainty is the analytic standard error of Cohen's d,
 ``sqrt(1/n_S + 1/n_R + d^2 / (2 (n_S + n_R)))`` (Hedges and Olkin 1985).
 
@@ -268,19 +268,27 @@ def _class_means(emb, rows: np.ndarray, cls: np.ndarray, n_classes: int) -> np.n
 def effect_sizes(emb, sel: np.ndarray, sel_cls: np.ndarray, ref: np.ndarray,
                  ref_cls: np.ndarray, vectors: np.ndarray, n_classes: int,
                  sample: int = REFERENCE_SAMPLE, seed: int = 0):
-    """Class-matched Cohen's d of every phrase (columns of ``vectors.T``), and its SE."""
-    means, counts = _class_means(emb, ref, ref_cls, n_classes)
-    mu = means @ vectors.T  # K x P: mean reference score per class (mean of scores = score of mean)
-    scores = np.asarray(emb[sel], dtype=np.float32) @ vectors.T  # the selection: n_S x P
-    resid = scores - mu[sel_cls]
-    diff = resid.mean(0, dtype=np.float64)
-    var_sel = resid.var(0, dtype=np.float64)
+    """Class-matched Cohen's d of every phrase (columns of ``vectors.T``), and its SE.
+
+    The mean difference is exact and costs no ``n x P`` product: the mean of the scores is the
+    score of the mean embedding. The two spreads are estimated from at most ``sample`` rows of
+    the selection and of the reference."""
+    means, _ = _class_means(emb, ref, ref_cls, n_classes)
+    sel_mean, _ = _class_means(emb, sel, np.zeros(len(sel), np.int64), 1)
+    weights = np.bincount(sel_cls, minlength=n_classes) / len(sel)
+    diff = (sel_mean[0] - weights @ means) @ vectors.T  # P: mean_i (s_ip - mu_{c(i),p})
+    mu = means @ vectors.T  # K x P: mean reference score per class
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(ref), size=min(sample, len(ref)), replace=False))
-    rs = np.asarray(emb[ref[pick]], dtype=np.float32) @ vectors.T - mu[ref_cls[pick]]
-    var_ref = (rs.astype(np.float64) ** 2).mean(0)
-    sd = np.sqrt(np.maximum((var_sel + var_ref) / 2, 1e-12))
-    d = diff / sd
+
+    def residuals(rows, cls):
+        pick = np.sort(rng.choice(len(rows), size=min(sample, len(rows)), replace=False))
+        return (np.asarray(emb[rows[pick]], dtype=np.float32) @ vectors.T
+                - mu[cls[pick]]).astype(np.float64)
+
+    var_sel = residuals(sel, sel_cls).var(0)  # about the selection's own mean
+    var_ref = (residuals(ref, ref_cls) ** 2).mean(0)  # about each class's reference mean
+    var = (var_sel + var_ref) / 2
+    d = diff / np.sqrt(np.maximum(var, 1e-12))
     n1, n2 = len(sel), len(ref)
     se = np.sqrt(1 / n1 + 1 / n2 + d ** 2 / (2 * (n1 + n2)))
     return d, se

@@ -15,6 +15,8 @@ project's own version of it:
 - a diagonal Gaussian mixture (scikit-learn) is fit with 1..``max_components`` components, the
   number chosen by BIC; a component whose inputs are mostly wrong, with at least ``min_size``
   mistakes, is a slice: its mistakes, its accuracy (share right among the component's inputs);
+- confident slices of one predicted class that share their explanation (the name of one is
+  among the other's top phrases) are merged into one;
 - each slice is named by :func:`~.discover.discover` against the correct inputs of the slice's
   true classes (``reference="true"``), in the image space; a slice named with confidence
   (below) keeps the component's mistakes that show its name (``show`` reference SDs above their
@@ -24,7 +26,7 @@ project's own version of it:
 **False discoveries.** A slice is *named with confidence* only when its top phrase passes two
 tests: a Benjamini-Hochberg correction at level ``fdr`` over every (slice, phrase) pair's
 one-sided z-test of ``d > 0`` (``z = d / se``), and a minimal effect, the lower end of the
-phrase's 95 % interval above ``min_effect`` (a "large" Cohen's d by default). Mistakes always
+phrase's 95 % interval above ``min_effect`` (2.5 by default). Mistakes always
 differ somewhat from correct inputs, so the significance test alone would name nearly every
 slice; the minimal effect asks for a concept that sets the slice clearly apart. Both levels
 were chosen on the development bundles of the fault family (see docs/discovery.md).
@@ -44,7 +46,7 @@ MAX_COMPONENTS = 5
 MIN_SIZE = 10
 PCA_DIMS = 16
 FDR = 0.05
-MIN_EFFECT = 0.8
+MIN_EFFECT = 2.5  # chosen on the development tie wet-ship (docs/discovery.md)
 SHOW = 1.0  # a named slice keeps the mistakes that show its name by this many reference SDs
 
 
@@ -201,5 +203,48 @@ def find_slices(bundle, phrases: PhraseEmbeddings, *, gamma: float = GAMMA,
         out.append(Slice(idx, bundle.classes[f["k"]], f["classes"], f["accuracy"],
                          f["n_component"], f["verdict"], d.phrases[top], eff, low,
                          float(q[top]), confident, d.top(top_phrases, "image")))
+    out = _merge_same_name(bundle, out, phrases, labels, natural & correct, emb, records,
+                           top_phrases, show, min_size)
     out.sort(key=lambda s: -len(s.indices))
     return out
+
+
+def _merge_same_name(bundle, slices, phrases, labels, reference, emb, records, top_phrases,
+                     show, min_size):
+    """Confident slices of one predicted class that share their explanation (the name of one
+    is among the other's top phrases) are one slice: merged, and named again."""
+    done = False
+    while not done:
+        done = True
+        for a in range(len(slices)):
+            for b in range(a + 1, len(slices)):
+                x, y = slices[a], slices[b]
+                if not (x.confident and y.confident and x.predicted == y.predicted):
+                    continue
+                if x.name not in {p["phrase"] for p in y.phrases} and \
+                        y.name not in {p["phrase"] for p in x.phrases}:
+                    continue
+                idx = np.union1d(x.indices, y.indices)
+                d = discover(bundle, idx, phrases, reference="true", order_by="image",
+                             records=records)
+                top = int(np.argmin(d.rank["image"]))
+                eff, se = float(d.effect["image"][top]), float(d.se["image"][top])
+                classes: dict = {}
+                for c in labels[idx]:
+                    classes[bundle.classes[c]] = classes.get(bundle.classes[c], 0) + 1
+                n_comp = x.n_component + y.n_component
+                right = x.accuracy * x.n_component + y.accuracy * y.n_component
+                verdict = {k: round((x.verdict.get(k, 0) * len(x.indices)
+                                     + y.verdict.get(k, 0) * len(y.indices)) / len(idx), 4)
+                           for k in set(x.verdict) | set(y.verdict)}
+                slices[a] = Slice(idx, x.predicted, dict(sorted(classes.items(),
+                                                                key=lambda kv: -kv[1])),
+                                  right / n_comp, n_comp, verdict, d.phrases[top], eff,
+                                  eff - 1.96 * se, max(x.q_value, y.q_value), True,
+                                  d.top(top_phrases, "image"))
+                del slices[b]
+                done = False
+                break
+            if not done:
+                break
+    return slices
