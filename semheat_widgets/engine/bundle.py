@@ -40,7 +40,8 @@ import pyarrow.parquet as pq
 from ..arguments import as_index, as_indices, as_int, as_path, choice
 from ..errors import SemheatError, SemheatTypeError
 from ..safe_io import (atomic_write, check_regular, check_replaceable, publish_dir, read_json,
-                       recover, recover_for_reading, temp_dir_for, writer_lock)
+                       open_npy_memmap, recover, recover_for_reading, space_errors,
+                       temp_dir_for, writer_lock)
 from .aligner import LinearAligner
 from .detectors import Evidence, unpack
 from .models import ModelIds
@@ -166,10 +167,13 @@ class Bundle:
             kind = check_replaceable(path, ("bundle",), "a bundle")
             if kind == "bundle" and not overwrite:
                 raise SemheatError(f"{path} exists; pass overwrite=True to replace it")
-            tmp = temp_dir_for(path)
+            with space_errors(path):
+                tmp = temp_dir_for(path)
             try:
-                yield tmp
-                publish_dir(tmp, path, ("bundle",), "a bundle", _between=_SAVE_HOOK.get("between"))
+                with space_errors(path):
+                    yield tmp
+                    publish_dir(tmp, path, ("bundle",), "a bundle",
+                                _between=_SAVE_HOOK.get("between"))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -604,7 +608,7 @@ def _write_npy(path: Path, arr: np.ndarray) -> None:
             Path(arr.filename).resolve() == path.resolve():
         arr.flush()
         return
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=arr.dtype, shape=arr.shape)
+    out = open_npy_memmap(path, arr.dtype, arr.shape)  # reserved: a full disk cannot fault
     for rows in array_chunks(arr):
         out[rows] = arr[rows]
         release(out)
