@@ -602,6 +602,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("semheat: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full disk anywhere: one line, never a traceback
+        from .safe_io import disk_full, is_space_error
+
+        if not is_space_error(exc):
+            raise
+        where = getattr(exc, "filename", None) or getattr(args, "out", None) or "the output"
+        print(f"semheat: error: {str(disk_full(where)).splitlines()[0]}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # e.g. `semheat info B --json | head -1`: the reader left early
         import os
 

@@ -214,6 +214,121 @@ def make_work_dir(path) -> Path:
     return path
 
 
+# -- a full disk -------------------------------------------------------------------------------
+def is_space_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full, whatever raised it (an
+    ``OSError``, Arrow, or safetensors, which only says so in words)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def _size(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "an unknown amount"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def _mount_of(path: Path) -> tuple[str, str]:
+    """(device, mount point) of the file system holding ``path`` (from /proc/mounts)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    best = ("?", "/")
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 2:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                if (str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")) and \
+                        len(mount) >= len(best[1]):
+                    best = (parts[0], mount)
+    except OSError:
+        pass
+    return best
+
+
+def disk_full(path, needed: int | None = None) -> SemheatError:
+    """One line for a full disk: the device, what is free, and roughly what is needed."""
+    path = Path(path)
+    probe = Path(os.path.abspath(path))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        free = None
+    device, mount = _mount_of(probe)
+    need = f"; this file needs about {_size(needed)}" if needed else ""
+    return SemheatError(f"no space left on {device} (mounted at {mount}) while writing {path}: "
+                        f"{_size(free)} free{need}; free some space or write elsewhere")
+
+
+@contextmanager
+def space_errors(path, needed: int | None = None):
+    """Turn a full disk inside the block into :func:`disk_full`'s one line about ``path``."""
+    try:
+        yield
+    except SemheatError:
+        raise
+    except Exception as exc:
+        if is_space_error(exc):
+            raise disk_full(path, needed) from None
+        raise
+
+
+def preallocate(path, nbytes: int) -> None:
+    """Reserve ``nbytes`` for the file ``path`` now (``posix_fallocate``), so that writing it
+    through a memory map can never fault on a full disk (a SIGBUS kills the process without a
+    word); a full disk raises :func:`disk_full`'s line instead. File systems that cannot
+    preallocate are left as they are."""
+    import errno
+
+    if nbytes <= 0 or not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as exc:
+        if is_space_error(exc):
+            raise disk_full(path, nbytes) from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
+
+
+def open_npy_memmap(path, dtype, shape):
+    """A new ``.npy`` file at ``path`` opened as a writable memory map, its whole size
+    reserved on disk first (:func:`preallocate`); on a full disk the file is removed and one
+    line raised."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with space_errors(path):
+            array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    try:
+        preallocate(path, os.path.getsize(path))
+    except BaseException:
+        del array
+        path.unlink(missing_ok=True)
+        raise
+    return array
+
+
 # -- atomic writes -----------------------------------------------------------------------------
 def _sibling(path: Path, tag: str) -> Path:
     return path.parent / f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}"
@@ -225,7 +340,7 @@ def atomic_write(path, data: bytes | str) -> Path:
     tmp = _sibling(path, "tmp")
     raw = data.encode("utf-8") if isinstance(data, str) else data
     try:
-        with open(tmp, "xb") as f:
+        with space_errors(path, len(raw)), open(tmp, "xb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())

@@ -43,7 +43,8 @@ import pyarrow.parquet as pq
 from ..arguments import as_index, as_indices, as_int, as_path, choice
 from ..errors import SemheatError, SemheatTypeError
 from ..safe_io import (_file_kind, atomic_write, check_replaceable, needs_recovery,
-                       parse_json, publish_dir, recover, recover_for_reading,
+                       open_npy_memmap, parse_json, publish_dir, recover, recover_for_reading,
+                       space_errors,
                        temp_dir_for, writer_lock)
 from .aligner import LinearAligner
 from .detectors import Evidence, unpack
@@ -284,10 +285,13 @@ class Bundle:
             kind = check_replaceable(path, ("bundle",), "a bundle")
             if kind == "bundle" and not overwrite:
                 raise SemheatError(f"{path} exists; pass overwrite=True to replace it")
-            tmp = temp_dir_for(path)
+            with space_errors(path):
+                tmp = temp_dir_for(path)
             try:
-                yield tmp
-                publish_dir(tmp, path, ("bundle",), "a bundle", _between=_SAVE_HOOK.get("between"))
+                with space_errors(path):
+                    yield tmp
+                    publish_dir(tmp, path, ("bundle",), "a bundle",
+                                _between=_SAVE_HOOK.get("between"))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -792,7 +796,7 @@ def _write_npy(path: Path, arr: np.ndarray, name: str = "") -> None:
             for rows in array_chunks(arr):
                 _check_rows(name, arr, rows)
         return
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=arr.dtype, shape=arr.shape)
+    out = open_npy_memmap(path, arr.dtype, arr.shape)  # reserved: a full disk cannot fault
     for rows in array_chunks(arr):
         _check_rows(name, arr, rows)
         out[rows] = arr[rows]

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import SemheatError
+from ..safe_io import open_npy_memmap
 from .classifier import ModelSplit
 from .pixels import thumbnails
 from .store import ArrayStore
@@ -39,7 +40,7 @@ class Extracted:
 def _allocate(out_dir: Path | None, name: str, shape, dtype):
     if out_dir is None:
         return np.zeros(shape, dtype)
-    return np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+    return open_npy_memmap(out_dir / f"{name}.npy", dtype, shape)
 
 
 def _unwrap_worker_error(exc: Exception) -> Exception:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SemheatError
+from ..safe_io import open_npy_memmap
 from .vectors import CHUNK_BYTES, ROW_CHUNK
 
 
@@ -86,8 +87,7 @@ class ArrayStore:
         if self.folder is None:
             array = np.zeros(shape, dtype)
         else:
-            array = np.lib.format.open_memmap(self.folder / f"{key}.npy", mode="w+",
-                                              dtype=dtype, shape=shape)
+            array = open_npy_memmap(self.folder / f"{key}.npy", dtype, shape)
         self.arrays[key] = array
         return array
 

@@ -30,15 +30,26 @@ def _imagenet_resnet18():
 
 
 def load_checkpoint_state(path: Path) -> dict:
+    """A checkpoint's state dict: safetensors, or a ``.pt`` state dict of plain tensors read
+    with ``weights_only=True``. Anything else is one line — never torch's advice to retry with
+    ``weights_only=False``, which would run whatever code the file holds."""
+    path = Path(path)
+    check_regular(path, "checkpoint")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise SemheatError(f"{path} is not a readable safetensors checkpoint "
+                               f"({str(exc).splitlines()[0][:120] if str(exc) else 'empty'})") \
+                from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SemheatError(f"cannot load checkpoint {path} safely: {str(exc).splitlines()[0]}") \
-            from None
+    except Exception:
+        raise SemheatError(f"cannot load checkpoint {path} safely: it is not a state dict of "
+                           f"plain tensors (give a .safetensors file, or a state dict saved "
+                           f"with torch.save(model.state_dict(), ...))") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 

@@ -28,7 +28,9 @@ these get wrong are head faults (the features are the clean ones).
 from __future__ import annotations
 
 import json
+import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,8 +124,15 @@ def tie_classifier(tie: Tie, cache: Path | None = None, device=None, progress: b
     cfg = classifier_config()
     model = ToyResNet(widths=tuple(cfg["widths"]))
     if path.is_file():
-        model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
-    else:
+        try:
+            model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+        except Exception as exc:  # a damaged entry: moved aside and rebuilt
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            os.replace(path, aside)
+            warnings.warn(f"tie cache {path} was damaged ({str(exc).splitlines()[0][:80]}); "
+                          f"moved it to {aside.name} and retraining", stacklevel=2)
+            model = ToyResNet(widths=tuple(cfg["widths"]))
+    if not path.is_file():
         started = time.time()
         model, info = train_classifier(tie.world(CLASSIFIER_TRAIN_SEED + 7), progress=progress,
                                        **settings)

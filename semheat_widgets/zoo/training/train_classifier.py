@@ -90,10 +90,14 @@ def train_classifier(world: ToyWorld, *, n_train: int = 24000, epochs: int = 8,
 
 
 def save_fp16(model, path: Path) -> None:
-    from safetensors.torch import save_file
+    """The weights in fp16 as safetensors, written atomically (temporary sibling + rename): a
+    kill or a full disk never leaves a truncated cache file."""
+    from safetensors.torch import save
 
-    save_file({k: v.detach().half().contiguous() if v.is_floating_point() else v.contiguous()
-               for k, v in model.state_dict().items()}, str(path))
+    from ...safe_io import atomic_write
+
+    atomic_write(path, save({k: v.detach().half().contiguous() if v.is_floating_point()
+                             else v.contiguous() for k, v in model.state_dict().items()}))
 
 
 def measure_zoo(out_dir: Path = CLASSIFIER_DIR, n_eval: int = 2000) -> dict:
