@@ -29,6 +29,13 @@ def toy_bundle(name: str, directory=None, **build_kwargs):
     return _toy_bundle(name, directory, **build_kwargs)
 
 
+def load_ipython_extension(ipython):
+    """``%load_ext semheat_widgets``: adds the ``%semheat [PATH]`` line magic."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
 def __getattr__(name):
     # Heavy parts load on first use, so `semheat --version` and worker processes stay light.
     if name == "Bundle":
