@@ -37,6 +37,13 @@ def analyze(model, data, classes=None, concepts=None, vlm="toy", **kwargs):
     return _analyze(model, data, classes, concepts, vlm, **kwargs)
 
 
+def load_ipython_extension(ipython):
+    """``%load_ext semheat_widgets``: adds the ``%semheat [PATH]`` line magic."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
 def __getattr__(name):
     # Heavy parts load on first use, so `semheat --version` and worker processes stay light.
     if name == "Bundle":
