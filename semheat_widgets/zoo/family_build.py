@@ -26,12 +26,13 @@ from ..safe_io import atomic_write, check_replaceable, writer_lock
 from . import inputs as shared
 from .build import REFERENCE_SEED, TOY_WORLD_SEED, toy_concepts
 from .faults import clean_train_world
-from .family import (DEVELOPMENT, FAMILY, Tie, biased_head, fit_probe, probe_truth,
-                     tie_classifier)
+from .family import (DEVELOPMENT, FAMILY, Tie, biased_head, damped_head, fit_probe,
+                     noisy_head, probe_truth, tie_classifier)
 from .models import load_toy_resnet, toy_classifier, toy_split, toy_vlm
 
 FAMILY_FORMAT = "semheat-fault-family"
 SIZES = {"n_reference": 2000, "n_natural": 1500, "n_shift": 900}
+HEADS = ("head-mix", "head-bias", "head-noise", "head-damp")  # the head faults, on the clean encoder
 
 
 def _config(name: str) -> AnalysisConfig:
@@ -75,13 +76,16 @@ def tie_bundle(tie: Tie, vlm, clean, test_natural, progress: bool, sizes: dict,
 
 
 def head_bundles(vlm, clean, test_natural, progress: bool, sizes: dict):
-    """The two head faults on the clean encoder: mixed rows (the zoo's) and a biased bias."""
+    """The head faults on the clean encoder: mixed rows (the zoo's), a biased bias, noisy
+    weights and a damped row."""
     ref = shared.render([("reference", clean_train_world().with_overrides(seed=REFERENCE_SEED),
                           sizes["n_reference"])], vlm, clean)
     heads = {"head-mix": toy_classifier("head_fault")}
-    biased = load_toy_resnet("clean")
-    biased.fc = biased_head(biased.fc)
-    heads["head-bias"] = toy_split(biased, "toy-head:bias")
+    for name, make in (("head-bias", biased_head), ("head-noise", noisy_head),
+                       ("head-damp", damped_head)):
+        faulty = load_toy_resnet("clean")
+        faulty.fc = make(faulty.fc)
+        heads[name] = toy_split(faulty, f"toy-head:{name[5:]}")
     for name, classifier in heads.items():
         bundle, both = _analyze(classifier, name, ref, test_natural, vlm, progress)
         src = bundle.column("source_id")
@@ -120,12 +124,12 @@ def build_family(directory, ties=FAMILY, *, progress: bool = True, cache=None,
                 "role": "development" if tie.name in DEVELOPMENT else "held out",
                 "seconds": round(time.time() - started, 1)}
             atomic_write(info_path, json.dumps(info, indent=1))
-        if not all((directory / h).is_dir() for h in ("head-mix", "head-bias")):
+        if not all((directory / h).is_dir() for h in HEADS):
             for name, bundle in head_bundles(vlm, clean, test, progress, sizes):
                 bundle.save(directory / name, overwrite=True)
                 # the zoo's mixed head is what the method was first checked on: development
                 info["bundles"][name] = {"fault": "head", "role": "development"
-                                         if name == "head-mix" else "held out"}
+                                         if name in DEVELOPMENT else "held out"}
                 atomic_write(info_path, json.dumps(info, indent=1))
     return directory
 
