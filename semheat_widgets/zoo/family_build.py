@@ -32,6 +32,7 @@ from .models import load_toy_resnet, toy_classifier, toy_split, toy_vlm
 
 FAMILY_FORMAT = "semheat-fault-family"
 SIZES = {"n_reference": 2000, "n_natural": 1500, "n_shift": 900}
+MIN_TIED = 30  # known faults a bundle needs to count for or against a goal (issue 24)
 HEADS = ("head-mix", "head-bias", "head-noise", "head-damp")  # the head faults, on the clean encoder
 
 
@@ -156,19 +157,30 @@ def family_report(directory) -> dict:
         entry = rep.get("ground_truth", {}).get(meta["fault"], {})
         per[name] = {**meta, **{k: entry.get(k) for k in (
             "n", "accuracy", "paper_accuracy", "probe_accuracy", "probe_paper_accuracy",
-            "probe_agrees_with_construction", "n_probe", "responsible_concept_rank")}}
-        groups.setdefault((meta["fault"], meta["role"]), []).append(per[name])
+            "probe_agrees_with_construction", "n_probe", "responsible_concept_rank",
+            "responsible_concept_rank_aligned", "coverage", "decided_accuracy",
+            "mean_confidence", "confidence_ece")}}
+        # a tie that barely takes counts neither for nor against a goal: reported apart
+        role = meta["role"] if (per[name]["n"] or 0) >= MIN_TIED else "barely takes"
+        per[name]["counted"] = role != "barely takes"
+        groups.setdefault((meta["fault"], role), []).append(per[name])
     means = {}
     for (fault, role), entries in sorted(groups.items()):
         key = f"{fault}_{role.replace(' ', '_')}"
         means[key] = {k: round(float(np.mean([e[k] for e in entries if e.get(k) is not None])),
                                4)
                       for k in ("accuracy", "paper_accuracy", "probe_accuracy",
-                                "probe_paper_accuracy")
+                                "probe_paper_accuracy", "coverage", "decided_accuracy",
+                                "confidence_ece")
                       if any(e.get(k) is not None for e in entries)}
         means[key]["bundles"] = len(entries)
         ranks = [e["responsible_concept_rank"] for e in entries
                  if e.get("responsible_concept_rank") is not None]
         if ranks:
             means[key]["ties_with_rank_1"] = sum(r == 1 for r in ranks)
+            means[key]["ties_in_top_3"] = sum(r <= 3 for r in ranks)
+        aligned = [e["responsible_concept_rank_aligned"] for e in entries
+                   if e.get("responsible_concept_rank_aligned") is not None]
+        if aligned:
+            means[key]["ties_with_rank_1_aligned"] = sum(r == 1 for r in aligned)
     return {"family": str(directory), "rule": "consensus", "bundles": per, "means": means}
