@@ -21,6 +21,7 @@ from .concept_monitor import top_reasons
 from .detection import MONITORS
 from .detectors import detector_labels, score_column
 from .heatmaps import ConfusionSums, Standardizer, heatmap
+from .localize import VERDICTS as VERDICT_KINDS
 from .localize import concept_ranking, image_concept_scores, responsibility, verdict_counts
 from .metrics import auroc, detection_summary, roc_curve, threshold_at_fpr
 from .tasks import TASKS, Task, task_named, task_of
@@ -107,6 +108,11 @@ def localization_report(bundle: Bundle) -> dict:
            "rule": bundle.manifest.get("localization", {}).get("rule", "paper"),
            "counts": verdict_counts(fault[wrong]), "paper_counts": verdict_counts(paper[wrong]),
            "oracle_counts": verdict_counts(oracle[wrong])}
+    if bundle.has_column("fault_decided"):
+        conf, decided = verdict_confidence(bundle)
+        out["decided_counts"] = verdict_counts(decided[wrong])
+        out["decided_confidence"] = {v: _r(float(conf[wrong & (decided == v)].mean()))
+                                     for v in VERDICT_KINDS if (wrong & (decided == v)).any()}
     if not bundle.has_column("gt_fault"):
         return out
     gt = bundle.column("gt_fault").astype(str)
