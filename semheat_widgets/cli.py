@@ -89,7 +89,7 @@ def cmd_toy_family(args) -> int:
     ties = FAMILY if not args.ties else tuple(tie_named(t.strip()) for t in
                                               args.ties.split(",") if t.strip())
     out = build_family(args.dir, ties, progress=not args.quiet)
-    print(f"fault family built in {out}: {len(ties)} ties and two head faults")
+    print(f"fault family built in {out}: {len(ties)} ties and the head faults")
     return 0
 
 

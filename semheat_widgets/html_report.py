@@ -128,11 +128,22 @@ def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
     parts.append("<h2>Fault localization</h2>")
     parts.append(_table(["verdict", "misclassified natural inputs"],
                         [[k, v] for k, v in loc["counts"].items()]))
+    if loc.get("decided_counts"):
+        parts.append("<p>With its confidence: a verdict weaker than the threshold is "
+                     "<i>undecided</i> rather than a confident guess.</p>")
+        parts.append(_table(["verdict (with confidence)", "misclassified natural inputs",
+                             "mean confidence"],
+                            [[k, v, loc["decided_confidence"].get(k)]
+                             for k, v in loc["decided_counts"].items()]))
     for kind, g in loc.get("ground_truth", {}).items():
         extra = ""
         if "responsible_concept" in g:
             extra = (f"; known responsible concept {e(g['responsible_concept'])} ranked "
                      f"{g['responsible_concept_rank']}")
+        if g.get("coverage") is not None:
+            extra += (f"; decided (confidence ≥ the bundle's threshold) for "
+                      f"{g['coverage']:.0%}, of which {g['decided_accuracy']:.3f} right; mean "
+                      f"confidence {g['mean_confidence']:.2f}")
         parts.append(f"<p>Known {e(kind)} faults (eval split): {g['n']}, localized correctly "
                      f"{g['accuracy']:.3f}{extra}.</p>")
     parts.append("<h2>Runtime monitor</h2>")

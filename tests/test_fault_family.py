@@ -66,7 +66,7 @@ def test_family_bundles_carry_both_truths_and_both_rules(family):
 
     root, _ = family
     info = json.loads((root / "family.json").read_text())
-    assert set(info["bundles"]) == {"wet-ship", "head-mix", "head-bias"}
+    assert set(info["bundles"]) == {"wet-ship", "head-mix", "head-bias", "head-noise", "head-damp"}
     b = Bundle.load(root / "wet-ship")
     gt, probe = b.column("gt_fault"), b.column("probe_fault")
     assert (gt == "encoder").sum() > 0
@@ -98,7 +98,7 @@ def test_family_report_and_its_command(family, capsys):
     assert tie["responsible_concept_rank"] >= 1
     assert rep["means"]["encoder_development"]["bundles"] == 1
     assert rep["means"]["head_development"]["bundles"] == 1  # the zoo's mixed head
-    assert rep["means"]["head_held_out"]["bundles"] == 1  # the bias shift
+    assert rep["means"]["head_held_out"]["bundles"] == 3  # bias shift, noisy weights, damped row
     assert cli.main(["localize", "--family", str(root)]) == 0
     assert "wet-ship" in capsys.readouterr().out
     assert cli.main(["localize"]) == 2 and "--family" in capsys.readouterr().err

@@ -20,7 +20,9 @@ from .bundle import Bundle
 from .concept_monitor import top_reasons
 from .detection import MONITORS
 from .detectors import detector_labels, score_column
-from .localize import concept_ranking, responsibility, verdict_counts
+from .heatmaps import ConfusionSums, Standardizer, heatmap
+from .localize import VERDICTS as VERDICT_KINDS
+from .localize import concept_ranking, image_concept_scores, responsibility, verdict_counts
 from .metrics import auroc, detection_summary, roc_curve, threshold_at_fpr
 from .tasks import TASKS, Task, task_named, task_of
 
@@ -106,6 +108,11 @@ def localization_report(bundle: Bundle) -> dict:
            "rule": bundle.manifest.get("localization", {}).get("rule", "paper"),
            "counts": verdict_counts(fault[wrong]), "paper_counts": verdict_counts(paper[wrong]),
            "oracle_counts": verdict_counts(oracle[wrong])}
+    if bundle.has_column("fault_decided"):
+        conf, decided = verdict_confidence(bundle)
+        out["decided_counts"] = verdict_counts(decided[wrong])
+        out["decided_confidence"] = {v: _r(float(conf[wrong & (decided == v)].mean()))
+                                     for v in VERDICT_KINDS if (wrong & (decided == v)).any()}
     if not bundle.has_column("gt_fault"):
         return out
     gt = bundle.column("gt_fault").astype(str)
@@ -118,6 +125,7 @@ def localization_report(bundle: Bundle) -> dict:
         if not m.any():
             continue
         entry = {"n": int(m.sum()), "accuracy": _share(fault[m] == kind),
+                 **_confidence_figures(bundle, m, probe, kind),
                  "paper_accuracy": _share(paper[m] == kind),
                  "oracle_accuracy": _share(oracle[m] == kind), "verdicts": verdict_counts(fault[m])}
         if probe is not None:
@@ -134,22 +142,93 @@ def localization_report(bundle: Bundle) -> dict:
             entry["responsible_concept_rank"] = names.index(concept) + 1 if concept in names \
                 else None
             entry["top_concepts"] = names[:5]
+            # the paper's reading (what the aligned features show), kept beside
+            aligned = [c for c, _ in concept_ranking(_responsibility(bundle, m, shown=False),
+                                                     bundle.concept_names)]
+            entry["responsible_concept_rank_aligned"] = aligned.index(concept) + 1 \
+                if concept in aligned else None
         truth[kind] = entry
     out["ground_truth"] = truth
     return out
+
+
+def verdict_confidence(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+    """``(confidence, decided)`` of every record: the bundle's columns, or — for a bundle
+    written before they existed — recomputed exactly as the pipeline does (concept probe fit
+    on the ``fit`` split, oracle temperature on ``calib``; see :mod:`.localize`)."""
+    if bundle.has_column("fault_decided"):
+        return (bundle.column("fault_confidence").astype(np.float64),
+                bundle.column("fault_decided").astype(str))
+    from .localize import FaultLocalizer
+
+    fit, cal = bundle.mask(split="fit"), bundle.mask(split="calib")
+    z = bundle.standardizer(bundle.scores().astype(np.float64))
+    labels = bundle.column("label").astype(int)
+    gt = bundle.heatmap("ground_truth", records="natural", split="fit").values
+    loc = FaultLocalizer(bundle.class_embeddings, gt).fit_probe(z[fit], labels[fit], z[cal],
+                                                                labels[cal])
+    aligned = np.asarray(bundle.arrays["aligned"])
+    loc.fit_oracle_scale(aligned[cal], labels[cal])
+    out = loc.localize(aligned, z, labels, bundle.column("prediction").astype(int))
+    return out.confidence.astype(np.float64), out.decided.astype(str)
+
+
+def _confidence_figures(bundle: Bundle, m: np.ndarray, probe, kind: str) -> dict:
+    """How the verdict's confidence holds on known faults: the share decided (coverage), the
+    accuracy of the decided ones, and the calibration error (ECE, 5 bins of confidence) —
+    against the probe truth where there is one, the construction otherwise."""
+    conf, decided = verdict_confidence(bundle)
+    truth = np.where(np.isin(probe, ("encoder", "head")), probe, "") if probe is not None \
+        else np.full(bundle.n, kind, dtype=object)
+    known = m & (truth != "")
+    if not known.any():
+        return {}
+    fault = bundle.column("fault").astype(str)
+    hit = fault[known] == truth[known]
+    c = conf[known]
+    edges = np.linspace(0.5, 1.0, 6)
+    ece = sum(float(np.mean(b)) * abs(float(hit[b].mean()) - float(c[b].mean()))
+              for b in ((c >= lo) & ((c < hi) | (hi == 1.0)) for lo, hi in
+                        zip(edges[:-1], edges[1:])) if b.any())
+    d = decided[known] != "undecided"
+    return {"coverage": _r(float(d.mean())),
+            "decided_accuracy": _share(decided[known][d] == truth[known][d]),
+            "mean_confidence": _r(float(c.mean())), "confidence_ece": _r(ece)}
 
 
 def _share(hits: np.ndarray):
     return _r(float(np.mean(hits))) if len(hits) else None
 
 
-def _responsibility(bundle: Bundle, mask: np.ndarray) -> np.ndarray:
-    """Responsibility rows (see :mod:`.localize`) of the masked misclassified records."""
+def _responsibility(bundle: Bundle, mask: np.ndarray, shown: bool = True) -> np.ndarray:
+    """Responsibility rows (see :mod:`.localize`) of the masked misclassified records; what the
+    inputs show is read by the VLM from their images where the bundle keeps the image
+    embeddings (``shown``), from the aligned features otherwise."""
     idx = np.flatnonzero(mask)
     s = bundle.standardizer(bundle.scores(idx).astype(np.float64))
     gt = bundle.heatmap("ground_truth", records="natural", split="fit").values
-    return responsibility(s, gt, bundle.column("label")[idx].astype(int),
-                          bundle.column("prediction")[idx].astype(int))
+    labels = bundle.column("label")[idx].astype(int)
+    preds = bundle.column("prediction")[idx].astype(int)
+    if not shown or "image_emb" not in bundle.arrays:
+        return responsibility(s, gt, labels, preds)
+    shown_std, shown_truth = shown_scores(bundle, idx)
+    return responsibility(s, gt, labels, preds, shown_std, shown_truth)
+
+
+def shown_scores(bundle: Bundle, rows) -> tuple[np.ndarray, np.ndarray]:
+    """What the images of ``rows`` show, read by the VLM from their pixels: standardised
+    concept scores of their image embeddings, and the ground-truth heatmap of those scores
+    over the natural ``fit`` inputs (the reference the bundle's heatmaps use)."""
+    T = bundle.concept_embeddings
+    emb = bundle.arrays["image_emb"]
+    fit = np.flatnonzero(bundle.mask(perturbation="natural", split="fit"))
+    p_fit = image_concept_scores(np.asarray(emb[fit]), T).astype(np.float64)
+    st = Standardizer.fit(p_fit, bundle.concept_names)
+    stats = ConfusionSums.from_scores(p_fit, bundle.column("label")[fit],
+                                      bundle.column("prediction")[fit], len(bundle.classes))
+    truth = heatmap("ground_truth", stats, bundle.classes, bundle.concept_names, st).values
+    return st(image_concept_scores(np.asarray(emb[np.asarray(rows)]), T).astype(np.float64)), \
+        truth
 
 
 def _r(x: float, nd: int = DIGITS):

@@ -33,7 +33,7 @@ from .concepts import ConceptBank, as_concept_bank, check_class_names, default_c
 from .detection import Detection, check_monitor_name, fit_detectors
 from .extract import extract
 from .heatmaps import ConfusionSums, Standardizer, heatmap
-from .localize import FaultLocalizer, Localization
+from .localize import DECIDE_AT, FaultLocalizer, Localization, image_concept_scores
 from .schema import SPLITS
 from .store import ArrayStore, array_chunks, read_rows, row_chunks
 from .tasks import NATURAL
@@ -265,10 +265,25 @@ def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, clas
                                       len(classes))
     gt_rows = heatmap("ground_truth", stats, classes, concept_names, cs.standardizer).values
     z = cs.standardizer(cs.scores)
-    localizer = FaultLocalizer(class_emb, gt_rows, rule).fit_probe(z[fit], rec.labels[fit],
-                                                                   z[cal], rec.labels[cal])
+    # what the images show, read by the VLM from their pixels (responsibility's witness)
+    fit_rows = np.flatnonzero(fit)
+    wrong_rows = np.flatnonzero(rec.labels != rec.predictions)
+    shown_fit = image_concept_scores(read_rows(rec.image_emb, fit_rows), cs.concept_emb)
+    shown_st = Standardizer.fit(shown_fit, concept_names)
+    shown_stats = ConfusionSums.from_scores(shown_fit, rec.labels[fit], rec.predictions[fit],
+                                            len(classes))
+    shown_truth = heatmap("ground_truth", shown_stats, classes, concept_names, shown_st).values
+    shown = shown_st(image_concept_scores(read_rows(rec.image_emb, wrong_rows),
+                                          cs.concept_emb))  # the misclassified rows
+    localizer = FaultLocalizer(class_emb, gt_rows, rule, shown_truth).fit_probe(
+        z[fit], rec.labels[fit], z[cal], rec.labels[cal])
+    cal_rows = np.flatnonzero(cal)
+    localizer.fit_oracle_scale(read_rows(rec.store["aligned"], cal_rows), rec.labels[cal_rows])
+    oracle_cos = read_rows(rec.store["aligned"], wrong_rows).astype(np.float64) @ unit_rows(
+        np.asarray(class_emb, np.float64)).T
     return localizer.localize(None, z, rec.labels, rec.predictions,
-                              oracle_pred=cs.oracle_pred), localizer
+                              oracle_pred=cs.oracle_pred, shown_std=shown,
+                              oracle_cos=oracle_cos), localizer
 
 
 # -- stage 4: detectors: see .detection -------------------------------------------------------
@@ -291,6 +306,10 @@ def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det:
         "oracle_pred": loc.oracle_pred.astype(np.int16), "fault": loc.verdict,
         "fault_paper": loc.paper_verdict, "probe_verdict": loc.probe_verdict,
         "oracle_verdict": loc.oracle_verdict, "heatmap_verdict": loc.heatmap_verdict,
+        # the verdict's confidence (0 for correct inputs) and the verdict with "undecided"
+        # where it is weak (see .localize: DECIDE_AT)
+        "fault_confidence": loc.confidence.astype(np.float32),
+        "fault_decided": loc.decided,
         "top_concepts": loc.top_concepts(concepts.names, TOP_CONCEPTS), **det.columns,
     }
     for key, values in (extra_columns or {}).items():
@@ -310,7 +329,8 @@ def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det:
     info = {
         "models": models, "class_prompts": class_prompts,
         "aligner": {"method": "ridge", **cs.choice, "fidelity": cs.fidelity},
-        "localization": {"rule": localizer.rule, "probe_strength": localizer.probe_strength_},
+        "localization": {"rule": localizer.rule, "probe_strength": localizer.probe_strength_,
+                         "oracle_scale": localizer.oracle_scale_, "decide_at": DECIDE_AT},
         "monitor": det.info, "attacks": [a.describe() for a in cfg.attacks],
         "splits": {s: int(rec.where(s).sum()) for s in SPLITS},
         "accuracy": float(correct[rec.natural].mean()), **cfg.extra_info,

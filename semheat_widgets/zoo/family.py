@@ -20,8 +20,9 @@ The verdict is meant to match the probe: "encoder" in the paper's sense means th
 classifier's representation already looks like the wrong class, which is what the probe tests
 with the classifier's own data, and what the construction only presumes.
 
-**Head faults of two kinds**: the zoo's ``head_fault`` (rows of the last layer mixed), and a
-bias shift toward one class (:func:`biased_head`). Inputs the clean classifier gets right and
+**Head faults of four kinds**: the zoo's ``head_fault`` (rows of the last layer mixed), a
+bias shift toward one class (:func:`biased_head`), noise on every weight (:func:`noisy_head`)
+and one class's row damped (:func:`damped_head`). Inputs the clean classifier gets right and
 these get wrong are head faults (the features are the clean ones).
 """
 
@@ -45,7 +46,7 @@ from .faults import CLASSIFIER_TRAIN_SEED, clean_train_world
 from .models import toy_split
 from .toy_resnet import ToyResNet, classifier_config
 
-FAMILY_TRAIN = {"n_train": 8000, "epochs": 5}  # a few minutes on 2 cores; the fault still takes
+FAMILY_TRAIN = {"n_train": 4000, "epochs": 3}  # about a minute on 2 cores; the ties still take
 PROBE_SEED, PROBE_SIZE = 6161, 3000  # the probe's sample of each tie's own training world
 SHIFT_SEED = 4545
 
@@ -79,18 +80,31 @@ class Tie:
                         attribute_probs={c: {self.concept: 1.0} for c in others})
 
 
-# Concepts of every sort, tied to classes they do not define. The first two are the
-# development ties: verdict settings are chosen on them and reported on the others.
+# Concepts of every sort the toy world has (its background ``wet``; textures; parts; shapes and
+# sizes; ``colored-eyes``, its one colour), tied to classes they do not define, over all ten
+# classes. Declared before any method of issue 24 was changed: the DEVELOPMENT ties (a quarter)
+# are where settings may be chosen, every other bundle is held out and only reported. The first
+# two were the development ties of issue 18; ``metallic-plane`` and ``horns-dog`` were held out
+# there, and their failures were published in issue 24, so they are studied here, not reported.
 FAMILY = (
     Tie("wet", "ship", "background"),
     Tie("text", "truck", "part"),
-    Tie("patterned", "frog", "texture"),
     Tie("metallic", "plane", "texture"),
     Tie("horns", "dog", "part"),
+    Tie("patterned", "frog", "texture"),
     Tie("tall", "equine", "shape"),
     Tie("rectangular", "car", "shape"),
+    Tie("wet", "deer", "background"),
+    Tie("hairy", "bird", "texture"),
+    Tie("metallic", "dog", "texture"),
+    Tie("wings", "deer", "part"),
+    Tie("beak", "cat", "part"),
+    Tie("wheels", "bird", "part"),
+    Tie("mane", "frog", "part"),
+    Tie("long", "cat", "size"),
+    Tie("colored-eyes", "truck", "colour"),
 )
-DEVELOPMENT = ("wet-ship", "text-truck")
+DEVELOPMENT = ("wet-ship", "text-truck", "metallic-plane", "horns-dog", "head-mix")
 
 
 def tie_named(name: str) -> Tie:
@@ -151,6 +165,27 @@ def biased_head(fc: torch.nn.Linear, cls: str = "bird", shift: float = 4.0) -> t
     out = torch.nn.Linear(fc.in_features, fc.out_features)
     out.load_state_dict(fc.state_dict())
     out.bias[CLASSES.index(cls)] += shift
+    return out
+
+
+@torch.no_grad()
+def noisy_head(fc: torch.nn.Linear, scale: float = 1.5, seed: int = 2424) -> torch.nn.Linear:
+    """A head fault of a third kind: a copy of ``fc`` with seeded Gaussian noise on every weight
+    (``scale`` times the weights' standard deviation), so mistakes spread over many classes."""
+    out = torch.nn.Linear(fc.in_features, fc.out_features)
+    out.load_state_dict(fc.state_dict())
+    gen = torch.Generator().manual_seed(seed)
+    out.weight += scale * float(fc.weight.std()) * torch.randn(fc.weight.shape, generator=gen)
+    return out
+
+
+@torch.no_grad()
+def damped_head(fc: torch.nn.Linear, cls: str = "plane", factor: float = 0.1) -> torch.nn.Linear:
+    """A head fault of a fourth kind: a copy of ``fc`` whose row of ``cls`` is scaled down by
+    ``factor``, so that inputs of ``cls`` go to whichever class comes next."""
+    out = torch.nn.Linear(fc.in_features, fc.out_features)
+    out.load_state_dict(fc.state_dict())
+    out.weight[CLASSES.index(cls)] *= factor
     return out
 
 

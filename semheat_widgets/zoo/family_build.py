@@ -26,12 +26,14 @@ from ..safe_io import atomic_write, check_replaceable, writer_lock
 from . import inputs as shared
 from .build import REFERENCE_SEED, TOY_WORLD_SEED, toy_concepts
 from .faults import clean_train_world
-from .family import (DEVELOPMENT, FAMILY, Tie, biased_head, fit_probe, probe_truth,
-                     tie_classifier)
+from .family import (DEVELOPMENT, FAMILY, Tie, biased_head, damped_head, fit_probe,
+                     noisy_head, probe_truth, tie_classifier)
 from .models import load_toy_resnet, toy_classifier, toy_split, toy_vlm
 
 FAMILY_FORMAT = "semheat-fault-family"
 SIZES = {"n_reference": 2000, "n_natural": 1500, "n_shift": 900}
+MIN_TIED = 30  # known faults a bundle needs to count for or against a goal (issue 24)
+HEADS = ("head-mix", "head-bias", "head-noise", "head-damp")  # the head faults, on the clean encoder
 
 
 def _config(name: str) -> AnalysisConfig:
@@ -75,13 +77,16 @@ def tie_bundle(tie: Tie, vlm, clean, test_natural, progress: bool, sizes: dict,
 
 
 def head_bundles(vlm, clean, test_natural, progress: bool, sizes: dict):
-    """The two head faults on the clean encoder: mixed rows (the zoo's) and a biased bias."""
+    """The head faults on the clean encoder: mixed rows (the zoo's), a biased bias, noisy
+    weights and a damped row."""
     ref = shared.render([("reference", clean_train_world().with_overrides(seed=REFERENCE_SEED),
                           sizes["n_reference"])], vlm, clean)
     heads = {"head-mix": toy_classifier("head_fault")}
-    biased = load_toy_resnet("clean")
-    biased.fc = biased_head(biased.fc)
-    heads["head-bias"] = toy_split(biased, "toy-head:bias")
+    for name, make in (("head-bias", biased_head), ("head-noise", noisy_head),
+                       ("head-damp", damped_head)):
+        faulty = load_toy_resnet("clean")
+        faulty.fc = make(faulty.fc)
+        heads[name] = toy_split(faulty, f"toy-head:{name[5:]}")
     for name, classifier in heads.items():
         bundle, both = _analyze(classifier, name, ref, test_natural, vlm, progress)
         src = bundle.column("source_id")
@@ -120,12 +125,12 @@ def build_family(directory, ties=FAMILY, *, progress: bool = True, cache=None,
                 "role": "development" if tie.name in DEVELOPMENT else "held out",
                 "seconds": round(time.time() - started, 1)}
             atomic_write(info_path, json.dumps(info, indent=1))
-        if not all((directory / h).is_dir() for h in ("head-mix", "head-bias")):
+        if not all((directory / h).is_dir() for h in HEADS):
             for name, bundle in head_bundles(vlm, clean, test, progress, sizes):
                 bundle.save(directory / name, overwrite=True)
                 # the zoo's mixed head is what the method was first checked on: development
                 info["bundles"][name] = {"fault": "head", "role": "development"
-                                         if name == "head-mix" else "held out"}
+                                         if name in DEVELOPMENT else "held out"}
                 atomic_write(info_path, json.dumps(info, indent=1))
     return directory
 
@@ -152,19 +157,30 @@ def family_report(directory) -> dict:
         entry = rep.get("ground_truth", {}).get(meta["fault"], {})
         per[name] = {**meta, **{k: entry.get(k) for k in (
             "n", "accuracy", "paper_accuracy", "probe_accuracy", "probe_paper_accuracy",
-            "probe_agrees_with_construction", "n_probe", "responsible_concept_rank")}}
-        groups.setdefault((meta["fault"], meta["role"]), []).append(per[name])
+            "probe_agrees_with_construction", "n_probe", "responsible_concept_rank",
+            "responsible_concept_rank_aligned", "coverage", "decided_accuracy",
+            "mean_confidence", "confidence_ece")}}
+        # a tie that barely takes counts neither for nor against a goal: reported apart
+        role = meta["role"] if (per[name]["n"] or 0) >= MIN_TIED else "barely takes"
+        per[name]["counted"] = role != "barely takes"
+        groups.setdefault((meta["fault"], role), []).append(per[name])
     means = {}
     for (fault, role), entries in sorted(groups.items()):
         key = f"{fault}_{role.replace(' ', '_')}"
         means[key] = {k: round(float(np.mean([e[k] for e in entries if e.get(k) is not None])),
                                4)
                       for k in ("accuracy", "paper_accuracy", "probe_accuracy",
-                                "probe_paper_accuracy")
+                                "probe_paper_accuracy", "coverage", "decided_accuracy",
+                                "confidence_ece")
                       if any(e.get(k) is not None for e in entries)}
         means[key]["bundles"] = len(entries)
         ranks = [e["responsible_concept_rank"] for e in entries
                  if e.get("responsible_concept_rank") is not None]
         if ranks:
             means[key]["ties_with_rank_1"] = sum(r == 1 for r in ranks)
+            means[key]["ties_in_top_3"] = sum(r <= 3 for r in ranks)
+        aligned = [e["responsible_concept_rank_aligned"] for e in entries
+                   if e.get("responsible_concept_rank_aligned") is not None]
+        if aligned:
+            means[key]["ties_with_rank_1_aligned"] = sum(r == 1 for r in aligned)
     return {"family": str(directory), "rule": "consensus", "bundles": per, "means": means}
