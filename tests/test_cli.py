@@ -81,8 +81,12 @@ def test_bench_json_quick(capsys):
     for key in {"heatmaps", "add_concept", "extraction", "cell_query_ms", "concept_map_ms",
                 *overheads}:
         assert isinstance(out[key], float) and out[key] > 0
+    light = {"info_s", "info_vs_import_numpy_pyarrow", "load_s"}
+    for key in light | {"verify_s", "import_numpy_pyarrow_s"}:
+        assert isinstance(out[key], float) and out[key] > 0
+    toy = {k for k in ("localize_s", "monitor_s") if k in out}  # when the toy world is built
     assert set(out["goals_met"]) == {"heatmaps", "add_concept", "extraction", "concept_map_ms",
-                                     *overheads}
+                                     *overheads, *light, *toy}
 
 
 def test_monitor_explains_one_record(bundle_path, capsys):
