@@ -91,7 +91,7 @@ def test_discover_rejects_bad_selections():
 
 def test_slices_recover_the_planted_slice_and_name_it():
     bundle, phrases, truth = planted()
-    slices = bundle.slices(vocabulary=phrases)
+    slices = bundle.slices(vocabulary=phrases, min_effect=1.0)
     best = max(slices, key=lambda s: np.isin(s.indices, np.flatnonzero(truth)).sum())
     hit = np.isin(best.indices, np.flatnonzero(truth)).sum()
     assert hit / len(best.indices) >= 0.8 and hit / truth.sum() >= 0.8
@@ -102,7 +102,8 @@ def test_slices_recover_the_planted_slice_and_name_it():
 
 def test_no_slice_named_with_confidence_where_nothing_was_planted():
     bundle, phrases, truth = planted(plant=False)
-    assert not [s.to_dict() for s in bundle.slices(vocabulary=phrases) if s.confident]
+    assert not [s.to_dict() for s in bundle.slices(vocabulary=phrases, min_effect=1.0)
+                if s.confident]
 
 
 def test_text_embeddings_are_cached_per_weights(tmp_path, tiny_vlm):
