@@ -19,7 +19,7 @@ from .vectors import EPS
 BASELINES = ("msp", "energy", "mahalanobis")
 
 
-def _tensor(x) -> "torch.Tensor":
+def _tensor(x) -> "torch.Tensor":  # noqa: F821 (torch imported on use)
     import torch  # on use: reading a bundle's scores needs no torch
 
     return torch.as_tensor(np.asarray(x), dtype=torch.float32)

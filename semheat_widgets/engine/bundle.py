@@ -716,7 +716,7 @@ class Bundle:
         :class:`~.discover.Discovery`. ``vocabulary``: a :class:`~.discover.Vocabulary`,
         already embedded :class:`~.discover.PhraseEmbeddings`, or ``None`` for the default
         vocabulary of the bundle's VLM; text embeddings are cached per VLM (user cache)."""
-        from .discover import PhraseEmbeddings, discover
+        from .discover import discover
 
         phrases = self.phrase_embeddings(vocabulary, vlm=vlm, cache_dir=cache_dir)
         if exclude_classes:

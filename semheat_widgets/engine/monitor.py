@@ -232,7 +232,7 @@ def __getattr__(name):
 
 
 def runtime_monitor(bundle, classifier, task="misclassification", monitor=None
-                    ) -> "RuntimeMonitor":
+                    ) -> "RuntimeMonitor":  # noqa: F821 (built on first use)
     """A :class:`RuntimeMonitor` for ``classifier`` from a bundle's fitted ``task`` monitor
     (``monitor``: another fitted one by name, e.g. ``"heatmap"``, the paper's)."""
     fitted = bundle.monitor(task) if monitor is None else bundle.detector(monitor, task)

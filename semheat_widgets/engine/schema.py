@@ -3,7 +3,8 @@
 :data:`MANIFEST_SCHEMA` (a JSON Schema document, the one declaration of the format) declares
 ``manifest.json``. It is checked by :func:`validate_json`, a small interpreter of the JSON Schema
 keywords the package's schemas use (no import of ``jsonschema``, whose format checkers take
-seconds to import; a test checks it agrees with ``jsonschema`` on damaged manifests); :func:`validate_bundle` then checks what a schema cannot see: that
+seconds to import; a test checks it agrees with ``jsonschema`` on damaged manifests);
+:func:`validate_bundle` then checks what a schema cannot see: that
 names are unique, that every array, record column and piece of fitted state agrees with the
 manifest in length, shape, dtype and range, and that every number is finite. Each problem is
 one :class:`~semheat_widgets.errors.SemheatError` line naming the file and the field, so a
