@@ -38,6 +38,7 @@ TEMP_MARKER = ".semheat-temp"  # inside a temporary directory this package is bu
 REPORT_TAG = '<meta name="generator" content="semheat_widgets report">'
 BUNDLE_FORMAT = "semheat-bundle"
 WORLD_FORMAT = "semheat-toy-world"
+FAMILY_FORMAT = "semheat-fault-family"  # the value of zoo.family_build.FAMILY_FORMAT
 _SNIFF_BYTES = 4096
 
 
@@ -154,6 +155,8 @@ def owned_kind(path) -> str | None:
             return "toy-world"
         if (path / WORK_MARKER).is_file():
             return "work"
+        if _json_format(path / "family.json") == FAMILY_FORMAT:
+            return "family"
         return None
     if stat.S_ISREG(st.st_mode) and path.suffix.lower() in (".html", ".htm"):
         try:
@@ -176,7 +179,8 @@ def _json_format(path: Path):
 
 
 KIND_WORDS = {"bundle": "a semheat bundle", "toy-world": "a semheat toy world",
-              "report": "a semheat HTML report", "work": "a semheat work folder"}
+              "report": "a semheat HTML report", "work": "a semheat work folder",
+              "family": "a semheat fault family"}
 
 
 def check_replaceable(path, allowed: tuple[str, ...], what: str) -> str:

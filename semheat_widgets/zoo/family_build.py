@@ -104,13 +104,14 @@ def build_family(directory, ties=FAMILY, *, progress: bool = True, cache=None,
     directory = Path(directory)
     sizes = {**SIZES, **(sizes or {})}
     with writer_lock(directory):
-        kind = check_replaceable(directory, (), "a fault family")
-        if kind not in ("missing", "empty") and not (directory / "family.json").is_file():
-            raise SemheatError(f"{directory} is not a fault family")
+        kind = check_replaceable(directory, ("family",), "a fault family")
         directory.mkdir(parents=True, exist_ok=True)
         info_path = directory / "family.json"
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {
-            "format": FAMILY_FORMAT, "sizes": sizes, "bundles": {}}
+        if kind == "family":  # an earlier (perhaps interrupted) build: completed
+            info = read_family(directory)
+        else:  # written first, so an interrupted build leaves a folder recognised as ours
+            info = {"format": FAMILY_FORMAT, "sizes": sizes, "bundles": {}}
+            atomic_write(info_path, json.dumps(info, indent=1))
         vlm, clean = toy_vlm(), toy_classifier("clean")
         test = shared.render([("natural", ToyWorld(seed=TOY_WORLD_SEED), sizes["n_natural"])],
                              vlm, clean)
@@ -138,10 +139,34 @@ def build_family(directory, ties=FAMILY, *, progress: bool = True, cache=None,
 def read_family(directory) -> dict:
     from ..safe_io import read_json
 
-    info = read_json(Path(directory) / "family.json", "fault family description")
+    path = Path(directory) / "family.json"
+    info = read_json(path, "fault family description")
     if not isinstance(info, dict) or info.get("format") != FAMILY_FORMAT:
         raise SemheatError(f"{directory} is not a fault family (no family.json)")
+    check_family(info, path)
     return info
+
+
+def check_family(info: dict, path) -> None:
+    """``family.json``'s fields, one line naming the first bad one: ``bundles`` a mapping of
+    plain folder names (confined to the family folder) to entries with a known ``fault`` and
+    ``role``."""
+    bundles = info.get("bundles")
+    if not isinstance(bundles, dict):
+        raise SemheatError(f"{path}: field bundles must be a mapping of bundle names, got "
+                           f"{type(bundles).__name__}")
+    for name, meta in bundles.items():
+        if (not name or name in (".", "..") or name.startswith(".") or "/" in name
+                or "\\" in name or "\0" in name):
+            raise SemheatError(f"{path}: bundle name {name!r} is not a folder inside the family")
+        if not isinstance(meta, dict):
+            raise SemheatError(f"{path}: field bundles.{name} must be a mapping")
+        if meta.get("fault") not in ("encoder", "head"):
+            raise SemheatError(f"{path}: field bundles.{name}.fault must be 'encoder' or "
+                               f"'head', got {meta.get('fault')!r}")
+        if meta.get("role") not in ("development", "held out"):
+            raise SemheatError(f"{path}: field bundles.{name}.role must be 'development' or "
+                               f"'held out', got {meta.get('role')!r}")
 
 
 def family_report(directory) -> dict:
