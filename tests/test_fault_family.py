@@ -96,7 +96,10 @@ def test_family_report_and_its_command(family, capsys):
     for key in ("accuracy", "paper_accuracy", "probe_accuracy", "probe_paper_accuracy"):
         assert 0.0 <= tie[key] <= 1.0
     assert tie["responsible_concept_rank"] >= 1
-    assert rep["means"]["encoder_development"]["bundles"] == 1
+    # a miniature tie may barely take (< 30 known faults): then it is reported apart
+    key = "encoder_development" if tie["n"] >= 30 else "encoder_barely_takes"
+    assert tie["counted"] == (tie["n"] >= 30)
+    assert rep["means"][key]["bundles"] == 1
     assert rep["means"]["head_development"]["bundles"] == 1  # the zoo's mixed head
     assert rep["means"]["head_held_out"]["bundles"] == 3  # bias shift, noisy weights, damped row
     assert cli.main(["localize", "--family", str(root)]) == 0
