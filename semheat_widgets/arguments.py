@@ -75,7 +75,10 @@ def as_path(value, name: str = "path") -> str:
     if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value):
         raise SemheatTypeError(f"{name} must be a path (str or os.PathLike), got "
                                f"{_short(value)}")
-    return os.fspath(value)
+    path = os.fspath(value)
+    if "\x00" in (path if isinstance(path, str) else path.decode(errors="replace")):
+        raise SemheatValueError(f"{name} must not contain a NUL character, got {_short(value)}")
+    return path
 
 
 def choice(value, options, name: str):
