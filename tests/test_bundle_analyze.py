@@ -241,7 +241,7 @@ def test_add_concept_adds_a_column_and_persists(saved, tiny_vlm, tmp_path):
     assert np.allclose(b.concept_column("stripes"), z, atol=1e-4)
     with pytest.raises(SemheatError, match="already exists"):
         b.add_concept("stripes", vlm=tiny_vlm)
-    with pytest.raises(SemheatError, match="non-empty"):
+    with pytest.raises(SemheatError, match="visible characters"):
         b.add_concept("   ", vlm=tiny_vlm)
     assert len(b.concept_names) == 6  # the failed additions lost nothing
     b.save(tmp_path / "more")

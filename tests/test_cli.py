@@ -85,8 +85,11 @@ def test_bench_json_quick(capsys):
     for key in light | {"verify_s", "import_numpy_pyarrow_s"}:
         assert isinstance(out[key], float) and out[key] > 0
     toy = {k for k in ("localize_s", "monitor_s") if k in out}  # when the toy world is built
+    discover = {"discover", "discover_seconds"}
+    for key in discover:
+        assert isinstance(out[key], float) and out[key] > 0
     assert set(out["goals_met"]) == {"heatmaps", "add_concept", "extraction", "concept_map_ms",
-                                     *overheads, *light, *toy}
+                                     *overheads, *light, *toy, *discover}
 
 
 def test_monitor_explains_one_record(bundle_path, capsys):

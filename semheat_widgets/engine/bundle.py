@@ -157,7 +157,11 @@ def _wait_for(path: Path) -> _Folder:
         try:
             return _Folder(path)
         except SemheatError:
-            if path.exists() or not needs_recovery(path):
+            if path.exists():
+                if not path.is_dir():
+                    raise
+                continue  # the new version came in meanwhile: open that one
+            if not needs_recovery(path):
                 raise
         time.sleep(0.01)
     recover_for_reading(path)
