@@ -1,8 +1,11 @@
 """Probe the Python API with the bad arguments of issue 28 (finding 8); prints each outcome (clean line / traceback / silent wrong / worked) and the counts. Run from the repository root: PYTHONPATH=$PWD python benchmarks/probe_arguments.py"""
-import sys, os, tempfile
+import sys
+import os
+import tempfile
 sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
 os.environ.setdefault("TQDM_DISABLE", "1")
-import numpy as np, torch
+import numpy as np
+import torch
 from conftest import CLASSES, TINY_CLIP_CFG, make_resnet, colour_images
 import open_clip
 from open_clip.model import CLIP

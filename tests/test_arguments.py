@@ -2,7 +2,6 @@
 (issue 28, finding 8); names are normalised before they are compared or stored."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest

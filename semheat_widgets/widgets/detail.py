@@ -117,8 +117,8 @@ class DetailView(widgets.VBox):
         pictures = widgets.HBox([image_box, map_box, cam_box],
                                 layout=widgets.Layout(flex_flow="row wrap", grid_gap="6px"))
         super().__init__([widgets.HTML("<b>Input details</b> — click a tile"), pictures,
-                          widgets.HBox([self.concept_box, self.map_note]), self.status, self.facts_html,
-                          self.chart])
+                          widgets.HBox([self.concept_box, self.map_note]), self.status,
+                          self.facts_html, self.chart])
         self.layout.display = "none"
         self.columns = list(columns or self.bundle.concept_names)
         self.concept_box.observe(self._on_concept_box, names=["value"])

@@ -33,7 +33,8 @@ from .models import load_toy_resnet, toy_classifier, toy_split, toy_vlm
 FAMILY_FORMAT = "semheat-fault-family"
 SIZES = {"n_reference": 2000, "n_natural": 1500, "n_shift": 900}
 MIN_TIED = 30  # known faults a bundle needs to count for or against a goal (issue 24)
-HEADS = ("head-mix", "head-bias", "head-noise", "head-damp")  # the head faults, on the clean encoder
+# The head faults, each on the clean encoder.
+HEADS = ("head-mix", "head-bias", "head-noise", "head-damp")
 
 
 def _config(name: str) -> AnalysisConfig:
