@@ -100,8 +100,13 @@ def test_family_report_and_its_command(family, capsys):
     key = "encoder_development" if tie["n"] >= 30 else "encoder_barely_takes"
     assert tie["counted"] == (tie["n"] >= 30)
     assert rep["means"][key]["bundles"] == 1
-    assert rep["means"]["head_development"]["bundles"] == 1  # the zoo's mixed head
-    assert rep["means"]["head_held_out"]["bundles"] == 3  # bias shift, noisy weights, damped row
+    # the four head faults (the zoo's mixed head in development; bias shift, noisy weights and a
+    # damped row held out), each counted in its role or reported apart when it barely takes
+    heads = ("head-mix", "head-bias", "head-noise", "head-damp")
+    for name in heads:
+        assert rep["bundles"][name]["counted"] == (rep["bundles"][name]["n"] >= 30)
+    assert [rep["bundles"][n]["role"] for n in heads] == ["development"] + ["held out"] * 3
+    assert sum(m["bundles"] for k, m in rep["means"].items() if k.startswith("head_")) == 4
     assert cli.main(["localize", "--family", str(root)]) == 0
     assert "wet-ship" in capsys.readouterr().out
     assert cli.main(["localize"]) == 2 and "--family" in capsys.readouterr().err
