@@ -93,3 +93,19 @@ def no_hang(seconds: int = 20):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tiny_split, tiny_vlm, colour_dataset, tmp_path_factory):
+    """The path of one small saved bundle (FGSM on 16 inputs, four concepts), analysed once per
+    session and shared by the tests that only read it or copy it before damaging it."""
+    from semheat_widgets.engine.attacks import Attack
+    from semheat_widgets.engine.concepts import ConceptBank
+    from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
+
+    cfg = AnalysisConfig(attacks=(Attack("fgsm", 8 / 255),), attack_limit=16, batch_size=48,
+                         thumb_size=8)
+    b = analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
+                concepts=ConceptBank(["red", "green", "blue", "dark"]), config=cfg,
+                name="small", progress=False)
+    return b.save(tmp_path_factory.mktemp("small") / "small")

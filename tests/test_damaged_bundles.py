@@ -17,25 +17,17 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from conftest import CLASSES, no_hang
+from conftest import no_hang
 from semheat_widgets import cli
-from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
-from semheat_widgets.engine.concepts import ConceptBank
 from semheat_widgets.errors import SemheatError
 
 SECONDS = 20  # a generous bound for one load on a loaded CI machine; a hang fails, not waits
 
 
 @pytest.fixture(scope="module")
-def good(tiny_split, tiny_vlm, colour_dataset, tmp_path_factory):
-    cfg = AnalysisConfig(attacks=(Attack("fgsm", 8 / 255),), attack_limit=16, batch_size=48,
-                         thumb_size=8)
-    b = analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
-                concepts=ConceptBank(["red", "green", "blue", "dark"]), config=cfg,
-                name="good", progress=False)
-    return b.save(tmp_path_factory.mktemp("good") / "good")
+def good(small_bundle):
+    return small_bundle
 
 
 # -- the damage ------------------------------------------------------------------------------

@@ -18,23 +18,13 @@ import pytest
 from semheat_widgets.engine.schema import MANIFEST_SCHEMA, validate_json
 from semheat_widgets.errors import SemheatError
 
-from conftest import CLASSES
 
 HEAVY = ("torch", "torchvision", "open_clip", "jsonschema")
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_split, tiny_vlm, colour_dataset, tmp_path_factory):
-    from semheat_widgets.engine.attacks import Attack
-    from semheat_widgets.engine.concepts import ConceptBank
-    from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-
-    cfg = AnalysisConfig(attacks=(Attack("fgsm", 8 / 255),), attack_limit=16, batch_size=48,
-                         thumb_size=8)
-    b = analyze(tiny_split, tiny_vlm, colour_dataset, classes=CLASSES,
-                concepts=ConceptBank(["red", "green", "blue", "dark"]), config=cfg,
-                name="light", progress=False)
-    return b.save(tmp_path_factory.mktemp("light") / "light")
+def bundle(small_bundle):
+    return small_bundle
 
 
 def _imports_of(code: str, cwd) -> tuple[int, list[str]]:

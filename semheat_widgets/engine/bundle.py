@@ -157,12 +157,11 @@ def _wait_for(path: Path) -> _Folder:
         try:
             return _Folder(path)
         except SemheatError:
-            if path.exists():
-                if not path.is_dir():
-                    raise
-                continue  # the new version came in meanwhile: open that one
-            if not needs_recovery(path):
+            if path.exists() and not path.is_dir():
                 raise
+            if not path.exists() and not needs_recovery(path):
+                raise  # nothing there and no save under way
+            # else a save is swapping versions in: open again in a moment
         time.sleep(0.01)
     recover_for_reading(path)
     return _Folder(path)
