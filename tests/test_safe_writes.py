@@ -244,31 +244,35 @@ def test_sigkill_during_saves_leaves_a_loadable_bundle(small, tmp_path):
 
 
 # -- 4. resume state -------------------------------------------------------------------------
-@pytest.mark.parametrize("damage", ["truncated-state", "garbage-checkpoint", "state-null"])
+@pytest.mark.parametrize("damage", ["truncated", "zeros", "empty", "foreign"])
 def test_damaged_resume_state_restarts_with_a_warning(tmp_path, damage):
     import torch
+    from safetensors.torch import save_file
     from torch.utils.data import TensorDataset
 
     from conftest import colour_images, make_resnet
-    from semheat_widgets.workflows.fine_tune import fine_tune
+    from semheat_widgets.workflows.fine_tune import TRAIN_STATE, fine_tune
 
     images, labels = colour_images(32)
     data = TensorDataset(images, torch.from_numpy(labels))
     fine_tune(make_resnet(), data, epochs=1, work=tmp_path, batch_size=16,
-                     progress=False, job="j")
-    info = tmp_path / "train_state.json"
-    assert json.loads(info.read_text())["epochs_done"] == 1
-    if damage == "truncated-state":
-        info.write_text(info.read_text()[:9])
-    elif damage == "garbage-checkpoint":
-        (tmp_path / "classifier.safetensors").write_bytes(b"\x00" * 10)
-    else:
-        info.write_text("null")
+              progress=False, job="j")
+    state = tmp_path / TRAIN_STATE
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[:200])
+    elif damage == "zeros":
+        state.write_bytes(b"\x00" * 10)
+    elif damage == "empty":
+        state.write_bytes(b"")
+    else:  # a safetensors file that is not ours
+        save_file({"w": torch.zeros(2)}, str(state), metadata={"job": "j", "epochs_done": "1"})
     with pytest.warns(UserWarning, match="training starts again from epoch 1"):
         out = fine_tune(make_resnet(), data, epochs=2, work=tmp_path, batch_size=16,
-                               progress=False, job="j")
+                        progress=False, job="j")
     assert out["resumed_from_epoch"] == 0
-    assert json.loads(info.read_text())["epochs_done"] == 2
+    again = fine_tune(make_resnet(), data, epochs=2, work=tmp_path, batch_size=16,
+                      progress=False, job="j")
+    assert again["resumed_from_epoch"] == 2  # the rewritten state is whole again
 
 
 # -- command-line arguments ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from ..engine.classifier import ModelSplit
 from ..engine.device import resolve_device
 from ..errors import SemheatError
-from ..safe_io import atomic_write, check_regular, read_json
+from ..safe_io import check_regular, space_errors
 
 
 def _imagenet_resnet18():
@@ -71,17 +71,26 @@ def build_resnet18(num_classes: int, checkpoint: Path | None = None):
     return model, origin
 
 
+TRAIN_STATE = "train_state.safetensors"  # the one resume record: weights, momentum, progress
+CHECKPOINT = "classifier.safetensors"  # the trained weights alone, for users and the manifest
+
+
 def fine_tune(model, dataset, *, epochs: int, work: Path, batch_size: int = 64,
               lr: float = 0.01, device=None, num_workers: int = 0,
-              progress: bool = True, job: str = "") -> dict:
+              progress: bool = True, job: str = "", seed: int = 0) -> dict:
     """Fine-tune ``model`` (inputs: uint8 images) with SGD; resumes from ``work``.
 
     ``model`` is a torch module (ImageNet normalisation) or a :class:`ModelSplit`, whose own
     preprocessing is then used. ``job`` names what is being trained (data, starting point,
     epochs): a saved state is only resumed when it was written for the same job; otherwise
     training starts afresh.
+
+    A resumed run trains the same model as an uninterrupted one: after every epoch one file
+    (:data:`TRAIN_STATE`, written temp + rename) records the weights, the optimizer's momentum
+    and the epochs done together, and every epoch's shuffle and random draws come from
+    ``(seed, epoch)`` alone, never from how many epochs ran before in this process. The order
+    is drawn here, not by the loader, so ``num_workers`` changes the speed, not the model.
     """
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
@@ -89,60 +98,110 @@ def fine_tune(model, dataset, *, epochs: int, work: Path, batch_size: int = 64,
     model = split.model
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    state_path, info_path = work / "classifier.safetensors", work / "train_state.json"
     job = job or f"{len(dataset)} inputs, {epochs} epochs, lr {lr}, batch {batch_size}"
-    done = _resume_state(model, state_path, info_path, job, device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    gen = torch.Generator().manual_seed(0)
+    done = _resume(model, opt, scaler, work / TRAIN_STATE, job, device)
+    devices = [device] if device.type == "cuda" else []
     for epoch in range(done, epochs):
-        for group in opt.param_groups:  # cosine schedule over epochs (resumes exactly)
+        for group in opt.param_groups:  # cosine schedule over epochs
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
         model.train()
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen,
+        order = torch.randperm(len(dataset),
+                               generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(),
                             num_workers=num_workers, drop_last=len(dataset) > batch_size)
-        for images, labels in tqdm(loader, desc=f"fine-tune epoch {epoch + 1}/{epochs}",
-                                   disable=not progress):
-            images, labels = images.to(device), labels.to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-                loss = torch.nn.functional.cross_entropy(split(images), labels)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        # both atomic, the state last: it names the checkpoint that is complete on disk
-        tmp = state_path.with_name(f".{state_path.name}.tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(tmp))
-        os.replace(tmp, state_path)
-        atomic_write(info_path, json.dumps({"epochs_done": epoch + 1, "job": job,
-                                            "checkpoint": state_path.name}))
+        with torch.random.fork_rng(devices=devices):  # dropout and the like: per epoch too
+            torch.manual_seed(seed * 100003 + epoch)
+            for images, labels in tqdm(loader, desc=f"fine-tune epoch {epoch + 1}/{epochs}",
+                                       disable=not progress):
+                images, labels = images.to(device), labels.to(device)
+                with torch.autocast(device.type, dtype=torch.float16,
+                                    enabled=device.type == "cuda"):
+                    loss = torch.nn.functional.cross_entropy(split(images), labels)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+        _save_state(model, opt, scaler, work / TRAIN_STATE, job, epoch + 1)
+    _save_weights(model, work / CHECKPOINT)  # also after a resume that found all epochs done
     model.eval()
     return {"epochs": epochs, "resumed_from_epoch": done}
 
 
-def _resume_state(model, state_path: Path, info_path: Path, job: str, device) -> int:
-    """Epochs already done by an earlier run of the same ``job`` (weights loaded into
-    ``model``); 0 when there is nothing to resume. An unreadable resume state is not fatal:
-    training starts again from the first epoch, with a warning."""
-    from safetensors.torch import load_file
+def _atomic_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file
 
-    if not (state_path.exists() and info_path.exists()):
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with space_errors(path):
+            save_file(tensors, str(tmp), metadata=metadata)
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _save_weights(model, path: Path) -> None:
+    _atomic_safetensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                        path)
+
+
+def _save_state(model, opt, scaler, path: Path, job: str, epochs_done: int) -> None:
+    """Weights (``model.*``), momentum buffers (``momentum.<param index>``), progress and the
+    mixed-precision loss scale (the file's metadata) in one file, so no kill can leave one
+    without the others."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous()
+               for k, v in model.state_dict().items()}
+    for i, param in enumerate(p for g in opt.param_groups for p in g["params"]):
+        buf = opt.state.get(param, {}).get("momentum_buffer")
+        if buf is not None:
+            tensors[f"momentum.{i}"] = buf.detach().cpu().contiguous()
+    meta = {"job": job, "epochs_done": str(epochs_done), "format": "semheat-train-state-1"}
+    if scaler.is_enabled():
+        meta["scaler"] = json.dumps(scaler.state_dict())
+    _atomic_safetensors(tensors, path, meta)
+
+
+def _resume(model, opt, scaler, path: Path, job: str, device) -> int:
+    """Epochs already done by an earlier run of the same ``job`` (weights and momentum loaded
+    into ``model`` and ``opt``); 0 when there is nothing to resume. An unreadable resume
+    state is not fatal: training starts again from the first epoch, with a warning."""
+    from safetensors import safe_open
+
+    if not path.exists():
         return 0
     try:
-        info = read_json(info_path, "resume state")
-        if not isinstance(info, dict):
-            raise SemheatError(f"{info_path} is not a JSON object")
-        if info.get("job") != job:
-            return 0  # another job's state: start afresh
-        done = info["epochs_done"]
-        if not isinstance(done, int) or done < 0:
-            raise SemheatError(f"{info_path}: field epochs_done: {done!r} is not an epoch count")
-        check_regular(state_path, "checkpoint")
-        model.load_state_dict(load_file(str(state_path), device=str(device)))
+        check_regular(path, "resume state")
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != "semheat-train-state-1":
+                raise SemheatError("not a semheat training state")
+            if meta.get("job") != job:
+                return 0  # another job's state: start afresh
+            done = int(meta.get("epochs_done", ""))
+            if done < 0:
+                raise SemheatError(f"epochs_done {done} is not an epoch count")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        own = model.state_dict()
+        if set(weights) != set(own) or any(weights[k].shape != v.shape for k, v in own.items()):
+            raise SemheatError("its weights do not fit this model")  # checked before any load
+        params = [p for g in opt.param_groups for p in g["params"]]
+        momentum = {i: tensors[f"momentum.{i}"] for i in range(len(params))
+                    if f"momentum.{i}" in tensors}
+        if any(buf.shape != params[i].shape for i, buf in momentum.items()):
+            raise SemheatError("its momentum does not fit this model")
+        scale = json.loads(meta["scaler"]) if scaler.is_enabled() and "scaler" in meta else None
+        model.load_state_dict(weights)
+        if scale is not None:
+            scaler.load_state_dict(scale)
+        for i, buf in momentum.items():
+            opt.state[params[i]]["momentum_buffer"] = buf.to(device=params[i].device,
+                                                             dtype=params[i].dtype)
         return done
-    except Exception as exc:  # safetensors, torch and JSON errors alike: all mean "damaged"
+    except Exception as exc:  # safetensors, torch and format errors alike: all mean "damaged"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        warnings.warn(f"the resume state in {info_path.parent} is unreadable ({reason}); "
+        warnings.warn(f"the resume state {path} is unreadable ({reason}); "
                       f"training starts again from epoch 1", stacklevel=3)
+        opt.state.clear()
         return 0
