@@ -38,7 +38,7 @@ TEMP_MARKER = ".semheat-temp"  # inside a temporary directory this package is bu
 REPORT_TAG = '<meta name="generator" content="semheat_widgets report">'
 BUNDLE_FORMAT = "semheat-bundle"
 WORLD_FORMAT = "semheat-toy-world"
-FAMILY_FORMAT = "semheat-fault-family"  # the value of zoo.family_build.FAMILY_FORMAT
+FAMILY_FORMAT = "semheat-fault-family"  # a fault family's family.json (zoo.family_file)
 _SNIFF_BYTES = 4096
 
 

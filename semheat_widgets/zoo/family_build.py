@@ -21,16 +21,15 @@ from ..data.toy.captions import class_prompts
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
 from ..engine.bundle import Bundle
 from ..engine.pipeline import AnalysisConfig, analyze
-from ..errors import SemheatError
-from ..safe_io import atomic_write, check_replaceable, writer_lock
+from ..safe_io import FAMILY_FORMAT, atomic_write, check_replaceable, writer_lock
 from . import inputs as shared
 from .build import REFERENCE_SEED, TOY_WORLD_SEED, toy_concepts
 from .faults import clean_train_world
 from .family import (DEVELOPMENT, FAMILY, Tie, biased_head, damped_head, fit_probe,
                      noisy_head, probe_truth, tie_classifier)
+from .family_file import check_family, read_family  # noqa: F401  (re-exported)
 from .models import load_toy_resnet, toy_classifier, toy_split, toy_vlm
 
-FAMILY_FORMAT = "semheat-fault-family"
 SIZES = {"n_reference": 2000, "n_natural": 1500, "n_shift": 900}
 MIN_TIED = 30  # known faults a bundle needs to count for or against a goal (issue 24)
 # The head faults, each on the clean encoder.
@@ -135,39 +134,6 @@ def build_family(directory, ties=FAMILY, *, progress: bool = True, cache=None,
                                          if name in DEVELOPMENT else "held out"}
                 atomic_write(info_path, json.dumps(info, indent=1))
     return directory
-
-
-def read_family(directory) -> dict:
-    from ..safe_io import read_json
-
-    path = Path(directory) / "family.json"
-    info = read_json(path, "fault family description")
-    if not isinstance(info, dict) or info.get("format") != FAMILY_FORMAT:
-        raise SemheatError(f"{directory} is not a fault family (no family.json)")
-    check_family(info, path)
-    return info
-
-
-def check_family(info: dict, path) -> None:
-    """``family.json``'s fields, one line naming the first bad one: ``bundles`` a mapping of
-    plain folder names (confined to the family folder) to entries with a known ``fault`` and
-    ``role``."""
-    bundles = info.get("bundles")
-    if not isinstance(bundles, dict):
-        raise SemheatError(f"{path}: field bundles must be a mapping of bundle names, got "
-                           f"{type(bundles).__name__}")
-    for name, meta in bundles.items():
-        if (not name or name in (".", "..") or name.startswith(".") or "/" in name
-                or "\\" in name or "\0" in name):
-            raise SemheatError(f"{path}: bundle name {name!r} is not a folder inside the family")
-        if not isinstance(meta, dict):
-            raise SemheatError(f"{path}: field bundles.{name} must be a mapping")
-        if meta.get("fault") not in ("encoder", "head"):
-            raise SemheatError(f"{path}: field bundles.{name}.fault must be 'encoder' or "
-                               f"'head', got {meta.get('fault')!r}")
-        if meta.get("role") not in ("development", "held out"):
-            raise SemheatError(f"{path}: field bundles.{name}.role must be 'development' or "
-                               f"'held out', got {meta.get('role')!r}")
 
 
 def family_report(directory) -> dict:
