@@ -595,13 +595,21 @@ def main(argv=None) -> int:
             from .engine.vlm import resolve_device
 
             resolve_device(args.device)  # an unknown or absent device: one line, before work
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside the handlers, not at exit
+        return status
     except SemheatError as exc:
         print(f"semheat: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("semheat: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `semheat info B --json | head -1`: the reader left early
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141
     except Exception as exc:  # a full disk anywhere: one line, never a traceback
         from .safe_io import disk_full, is_space_error
 
@@ -610,12 +618,6 @@ def main(argv=None) -> int:
         where = getattr(exc, "filename", None) or getattr(args, "out", None) or "the output"
         print(f"semheat: error: {str(disk_full(where)).splitlines()[0]}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `semheat info B --json | head -1`: the reader left early
-        import os
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
-        return 141
 
 
 if __name__ == "__main__":

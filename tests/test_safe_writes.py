@@ -329,6 +329,24 @@ def test_json_piped_into_head_has_no_traceback(small, tmp_path):
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
+def test_output_into_a_closed_pipe_is_quiet(small, tmp_path):
+    """The reader gone before the first byte (the race `| head -1` only sometimes loses): no
+    traceback, no 'Exception ignored' at exit, exit status 141 as a shell reports SIGPIPE."""
+    import os
+
+    b = small.save(tmp_path / "b")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "semheat_widgets.cli", "info", str(b),
+                               "--json"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
 def test_json_output_is_strict(small, tmp_path, capsys):
     """NaN figures (e.g. an AUROC with no positives) come out as null, never as NaN."""
     b = small.save(tmp_path / "b")
