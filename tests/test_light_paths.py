@@ -1,6 +1,7 @@
 """Light paths stay light: commands and calls that only read a bundle import neither torch,
-torchvision nor open_clip (nor jsonschema, whose format checkers take seconds to import), and
-loading a bundle reads the arrays' headers, not their values.
+torchvision nor open_clip (nor jsonschema, whose format checkers take seconds to import), nor
+scikit-learn, SciPy or pandas (AUROC and ROC curves are NumPy), and loading a bundle reads the
+arrays' headers, not their values.
 
 Each check runs in a fresh interpreter, so what an earlier test imported cannot hide a
 regression; the property is ``sys.modules``, not a time."""
@@ -20,6 +21,8 @@ from semheat_widgets.errors import SemheatError
 
 
 HEAVY = ("torch", "torchvision", "open_clip", "jsonschema")
+# what fitting a monitor, a probe or a slice finder needs; reading a bundle's figures does not
+SCIENTIFIC = ("sklearn", "scipy", "pandas")
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +30,11 @@ def bundle(small_bundle):
     return small_bundle
 
 
-def _imports_of(code: str, cwd) -> tuple[int, list[str]]:
-    """Run ``code`` in a fresh interpreter; its exit status and the heavy modules it loaded."""
-    probe = (f"{code}\nimport sys, json\nprint('HEAVY=' + json.dumps([m for m in {HEAVY!r} "
-             f"if m in sys.modules]), file=sys.stderr)\nsys.exit(_rc)\n")
+def _imports_of(code: str, cwd, modules=HEAVY) -> tuple[int, list[str]]:
+    """Run ``code`` in a fresh interpreter; its exit status and which of ``modules`` it
+    loaded."""
+    probe = (f"{code}\nimport sys, json\nprint('HEAVY=' + json.dumps([m for m in "
+             f"{tuple(modules)!r} if m in sys.modules]), file=sys.stderr)\nsys.exit(_rc)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=300, cwd=cwd)
     lines = [ln for ln in done.stderr.splitlines() if ln.startswith("HEAVY=")]
@@ -47,7 +51,8 @@ def _cli(*argv) -> str:
     ("monitor", "{b}", "--explain", "3", "--json"), ("compare", "{b}", "{b}", "--json"),
     ("verify", "{b}", "--json")], ids=lambda c: "-".join(a for a in c if "{" not in a))
 def test_light_commands_import_nothing_heavy(bundle, tmp_path, command):
-    rc, heavy = _imports_of(_cli(*[a.format(b=bundle) for a in command]), tmp_path)
+    rc, heavy = _imports_of(_cli(*[a.format(b=bundle) for a in command]), tmp_path,
+                            HEAVY + SCIENTIFIC)
     assert rc == 0
     assert heavy == []
 
@@ -61,7 +66,7 @@ def test_light_commands_import_nothing_heavy(bundle, tmp_path, command):
     "e.localization_report(b); _rc = 0",
 ], ids=["Bundle.load", "sw.Bundle", "engine-namespace"])
 def test_reading_a_bundle_imports_nothing_heavy(bundle, tmp_path, code):
-    rc, heavy = _imports_of(code.format(b=str(bundle)), tmp_path)
+    rc, heavy = _imports_of(code.format(b=str(bundle)), tmp_path, HEAVY + SCIENTIFIC)
     assert rc == 0 and heavy == []
 
 

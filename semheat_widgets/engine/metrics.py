@@ -21,29 +21,49 @@ def _check(scores, positives):
     return scores, positives
 
 
-def auroc(scores, positives) -> float:
-    """Area under the ROC curve (scikit-learn's, ties counted as half); NaN when one of the
-    two classes is empty."""
-    from sklearn.metrics import roc_auc_score
+def _counts_by_score(scores, positives):
+    """The distinct scores, ascending, with how many positives and negatives hold each."""
+    distinct, which = np.unique(scores, return_inverse=True)
+    total = np.bincount(which, minlength=distinct.size)
+    pos = np.bincount(which[positives], minlength=distinct.size)
+    return distinct, pos, total - pos
 
+
+def auroc(scores, positives) -> float:
+    """Area under the ROC curve (the same as scikit-learn's, ties counted as half); NaN when
+    one of the two classes is empty.
+
+    Computed in NumPy as the Mann-Whitney statistic (the rank-sum with tied scores given
+    their average rank): the share of (positive, negative) pairs the score orders correctly,
+    a tied pair counting one half. The pairs are counted per distinct score in exact integer
+    arithmetic and divided once at the end."""
     scores, positives = _check(scores, positives)
     if positives.all() or not positives.any():
         return float("nan")
-    return float(roc_auc_score(positives, scores))
+    _, pos, neg = _counts_by_score(scores, positives)
+    pos, neg = pos.astype(np.int64), neg.astype(np.int64)
+    below = np.cumsum(neg) - neg  # negatives strictly below each distinct score
+    twice_pairs = int(np.dot(pos, 2 * below + neg))  # 2 x (ordered pairs + half the ties)
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
+    return float(twice_pairs / (2 * n_pos * n_neg))
 
 
 ROC_POINTS = 256  # the most points a plotted ROC curve keeps
 
 
 def roc_curve(scores, positives, max_points: int = ROC_POINTS):
-    """``(fpr, tpr, thresholds)`` from scikit-learn (flag a defect when ``score >=
-    threshold``), thinned to at most ``max_points`` points for plotting (both ends kept)."""
-    from sklearn.metrics import roc_curve as sk_roc_curve
-
+    """``(fpr, tpr, thresholds)`` as scikit-learn's ``roc_curve(..., drop_intermediate=False)``
+    gives them (flag a defect when ``score >= threshold``; one threshold per distinct score,
+    descending, after a first ``+inf``), thinned to at most ``max_points`` points for plotting
+    (both ends kept)."""
     scores, positives = _check(scores, positives)
     if positives.all() or not positives.any():
         return np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([np.inf, -np.inf])
-    fpr, tpr, thr = sk_roc_curve(positives, scores, drop_intermediate=False)
+    distinct, pos, neg = _counts_by_score(scores, positives)
+    tps = np.r_[0, np.cumsum(pos[::-1])].astype(np.float64)
+    fps = np.r_[0, np.cumsum(neg[::-1])].astype(np.float64)
+    thr = np.r_[np.inf, distinct[::-1]]
+    fpr, tpr = fps / fps[-1], tps / tps[-1]
     if tpr.size > max_points:
         keep = np.unique(np.r_[0, np.linspace(0, tpr.size - 1, max_points - 1).astype(int)])
         tpr, fpr, thr = tpr[keep], fpr[keep], thr[keep]
