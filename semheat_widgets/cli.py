@@ -280,7 +280,8 @@ def cmd_analyze(args) -> int:
                        device=args.device, num_workers=args.workers, overwrite=args.force,
                        progress=not args.quiet, engine=args.engine,
                        ray_address=args.ray_address, ray_actors=args.ray_actors,
-                       ray_shard_size=args.ray_shard_size, monitor=args.monitor)
+                       ray_shard_size=args.ray_shard_size, monitor=args.monitor,
+                       image_size=args.image_size)
     print(f"bundle written to {out}")
     return 0
 
@@ -528,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of the train split held out as reference (default 0.2)")
     an.add_argument("--attack-limit", type=NON_NEGATIVE, default=500,
                     help="inputs attacked with FGSM and PGD (default 500; 0: no attacks)")
+    an.add_argument("--image-size", type=POSITIVE, default=None, metavar="N",
+                    help="the side images are decoded at for the classifier (shorter side, "
+                         "centre crop; default 224)")
     an.add_argument("--batch-size", type=POSITIVE, default=64)
     an.add_argument("--workers", type=NON_NEGATIVE, default=2,
                     help="DataLoader workers (default 2)")

@@ -138,3 +138,106 @@ def test_download_command_needs_the_licence_and_fails_fast_offline(tmp_path, cap
     assert time.time() - started < 20  # fails at once, not after a long hang
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "network unreachable" in err[0]
+
+
+def _spy_on(monkeypatch, stop_after_fine_tune_job: bool = False):
+    """Record the sizes ``semheat analyze`` decodes images at (and its fine-tune job); with
+    ``stop_after_fine_tune_job`` the run stops there, in one line, before any training."""
+    from semheat_widgets.workflows import job
+
+    seen = {}
+    real_load, real_tune = job.load_data, job.fine_tune
+
+    def load_data_spy(spec, *args, **kwargs):
+        seen["spec"] = data = real_load(spec, *args, **kwargs)
+        seen["size"] = kwargs.get("size")
+        return data
+
+    def fine_tune_spy(*args, **kwargs):
+        seen["job"] = kwargs["job"]
+        if stop_after_fine_tune_job:
+            raise SemheatError("stopped by the test")
+        return real_tune(*args, **kwargs)
+
+    monkeypatch.setattr(job, "load_data", load_data_spy)
+    monkeypatch.setattr(job, "fine_tune", fine_tune_spy)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def random_resnet(tmp_path_factory):
+    """A 10-class ResNet-18 checkpoint with random weights: no ImageNet download tried."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "resnet18.pt"
+    torch.save(resnet18(num_classes=10).state_dict(), path)
+    return path
+
+
+def test_image_size_reaches_the_data_loader_and_the_manifest(fake, random_resnet, tmp_path,
+                                                             monkeypatch, capsys):
+    seen = _spy_on(monkeypatch)
+    out = tmp_path / "bundle"
+    code = main(["analyze", "--data", f"rival10:{fake.root}", "--vlm", "toy", "--classifier",
+                 f"resnet18:{random_resnet}", "--image-size", "48", "--out", str(out),
+                 "--attack-limit", "0", "--batch-size", "16", "--workers", "0", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert seen["size"] == 48
+    for split in (seen["spec"].train, seen["spec"].test):
+        image, _ = split[0]
+        assert tuple(image.shape) == (3, 48, 48)  # the fake images are 40 x 30: resized
+    assert Bundle.load(out).manifest["image_size"] == 48
+
+
+@pytest.mark.parametrize("flag, size, suffix", [
+    ([], 224, ""),  # no flag: the defaults, and the job name earlier versions wrote
+    (["--image-size", "224"], 224, ""),
+    (["--image-size", "48"], 48, " | 48 px"),  # a state trained at 224 is not resumed
+])
+def test_image_size_is_part_of_the_fine_tune_job(fake, random_resnet, tmp_path, monkeypatch,
+                                                 capsys, flag, size, suffix):
+    seen = _spy_on(monkeypatch, stop_after_fine_tune_job=True)
+    code = main(["analyze", "--data", f"rival10:{fake.root}", "--vlm", "toy", "--classifier",
+                 f"resnet18:{random_resnet}", "--train-epochs", "1", *flag,
+                 "--out", str(tmp_path / "b"), "--workers", "0", "--quiet"])
+    assert code == 2 and "stopped by the test" in capsys.readouterr().err
+    assert seen["size"] == size
+    assert tuple(seen["spec"].test[0][0].shape) == (3, size, size)
+    assert seen["job"].endswith(f"inputs{suffix}")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "must be at least 1, got 0"),
+    ("-3", "must be at least 1, got -3"),
+    ("abc", "'abc' is not a whole number"),
+    ("5000", "--image-size must be at most 4096, got 5000"),
+])
+def test_a_bad_image_size_is_one_line(fake, tmp_path, value, message):
+    proc = subprocess.run([sys.executable, "-m", "semheat_widgets.cli", "analyze", "--data",
+                           f"rival10:{fake.root}", "--vlm", "toy", "--image-size", value,
+                           "--out", str(tmp_path / "b"), "--quiet"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "--image-size" in lines[0], proc.stderr
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.work").exists()
+
+
+@pytest.mark.parametrize("value", [0, -3, "abc", 2.5, True, 5000])
+def test_run_analysis_refuses_a_bad_image_size_before_any_work(fake, tmp_path, value):
+    from semheat_widgets.workflows.job import run_analysis
+
+    with pytest.raises(SemheatError, match="--image-size must be"):
+        run_analysis(data=f"rival10:{fake.root}", vlm="toy", classifier="resnet18",
+                     out=tmp_path / "b", image_size=value, progress=False)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.work").exists()
+
+
+def test_ray_shards_of_one_size_are_not_resumed_at_another(fake):
+    from semheat_widgets.engine.extract_ray import _data_digest
+
+    at = {size: _data_digest(load_data(f"rival10:{fake.root}", size=size).test)
+          for size in (32, 48)}
+    assert at[32] != at[48]
+    assert at[32] == _data_digest(load_data(f"rival10:{fake.root}", size=32).test)

@@ -19,8 +19,9 @@ without it). Anything else: pass ``encoder=`` and ``head=`` explicitly.
 A :class:`ModelSplit` takes images as float 0..1 (or uint8) tensors and applies the classifier's
 own resize and normalisation, moved to the model's device and cast to its dtype (a half
 precision model gets half precision inputs), so attacks and the VLM can share the same pixel
-space. ``input_size`` defaults to what the model says about itself (a torchvision ViT's
-``image_size``, a timm model's ``pretrained_cfg``); ``weights=`` (a torchvision weights enum)
+space. ``input_size`` defaults to what the model says about itself (the size a timm ViT's patch
+embedding was built for, a torchvision ViT's ``image_size``, a timm model's
+``pretrained_cfg``); ``weights=`` (a torchvision weights enum)
 supplies mean, std and crop size from its metadata.
 """
 
@@ -115,9 +116,26 @@ def _pool(x) -> torch.Tensor:
     return x.flatten(1)
 
 
+def _built_input_side(model) -> int | None:
+    """The square side a patch-embedding model was built for (timm ViTs, DeiT, ...:
+    ``patch_embed.img_size``); None when it has none, or it is not square."""
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size if size > 0 else None
+    if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] == size[1] \
+            and isinstance(size[0], int) and size[0] > 0:
+        return int(size[0])
+    return None
+
+
 def model_input_size(model) -> int | None:
-    """The input side a model states about itself: a torchvision ViT's ``image_size``, a timm
-    model's ``pretrained_cfg["input_size"]``; None when it says nothing."""
+    """The input side a model states about itself: the size its patch embedding was built for
+    (a timm ViT made with ``img_size=64`` takes 64, whatever its ``pretrained_cfg`` says), a
+    torchvision ViT's ``image_size``, a timm model's ``pretrained_cfg["input_size"]``; None when
+    it says nothing."""
+    built = _built_input_side(model)
+    if built is not None:
+        return built
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
     if isinstance(cfg, dict) and cfg.get("input_size"):
         return int(cfg["input_size"][-1])

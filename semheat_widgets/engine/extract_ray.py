@@ -64,8 +64,9 @@ def _weights_digest(module) -> str:
 
 
 def _data_digest(dataset, samples: int = 16) -> str:
-    """A digest of a dataset's content: its file paths, or its tensors, when it has them (through
-    ``Subset`` and ``ConcatDataset``); otherwise its length and evenly spaced items."""
+    """A digest of a dataset's content: its file paths (and the size they are decoded at), or its
+    tensors, when it has them (through ``Subset`` and ``ConcatDataset``); otherwise its length
+    and evenly spaced items."""
     h = hashlib.sha1(f"{type(dataset).__name__}:{len(dataset)}".encode())
     if hasattr(dataset, "indices") and hasattr(dataset, "dataset"):  # a Subset
         h.update(np.asarray(dataset.indices, dtype=np.int64).tobytes())
@@ -76,6 +77,8 @@ def _data_digest(dataset, samples: int = 16) -> str:
     elif getattr(dataset, "paths", None) is not None:
         for path in dataset.paths:
             h.update(str(path).encode())
+        if getattr(dataset, "size", None) is not None:  # the same files decoded at another size
+            h.update(f"size {dataset.size}".encode())
     elif getattr(dataset, "tensors", None) is not None:
         for tensor in dataset.tensors:
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())

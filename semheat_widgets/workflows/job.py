@@ -10,6 +10,9 @@
 - ``--classifier resnet18`` fine-tunes a torchvision ResNet-18 on the train split (from the
   ImageNet weights when they can be had, from scratch otherwise); ``resnet18:CKPT`` loads a
   checkpoint (safetensors, or a state dict read with ``weights_only=True``): :mod:`.fine_tune`.
+- ``--image-size N``: the side images are decoded at (shorter side, centre crop) for the
+  classifier, its fine-tuning and the bundle (default :data:`IMAGE_SIZE`); the VLM resizes to
+  its own size.
 
 A part of the train split (``--reference-fraction``, never used for fine-tuning) is the
 reference set (aligner, heatmap references, thresholds); the test split is analysed. Training
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Subset
 
+from ..arguments import as_int
 from ..engine.attacks import Attack
 from ..engine.classifier import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
 from ..engine.detection import check_monitor_name
@@ -39,7 +43,8 @@ from .fine_tune import build_resnet18, fine_tune
 
 ATTACKS = (Attack("fgsm"), Attack("pgd", steps=10))
 THUMB_SIZE = 96
-IMAGE_SIZE = 224  # images are decoded at this size (shorter side, centre crop)
+IMAGE_SIZE = 224  # images are decoded at this size (shorter side, centre crop) by default
+MAX_IMAGE_SIZE = 4096  # --image-size beyond this is refused (a typo, not a wish)
 
 
 def dataset_paths(dataset) -> list[str]:
@@ -58,13 +63,17 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
                  num_workers: int = 0, overwrite: bool = False, progress: bool = True,
                  engine: str = "local", ray_address: str | None = None,
                  ray_actors: int | None = None, ray_shard_size: int = 512,
-                 monitor: str = "concept") -> Path:
+                 monitor: str = "concept", image_size: int | None = None) -> Path:
     """The whole ``semheat analyze`` job; returns the bundle path.
 
     ``engine="ray"`` runs the forward passes on Ray (``ray_address``: an existing cluster, or
     ``None`` for a local one; ``ray_actors`` model replicas, default one per GPU or 4 CPUs),
     keeping finished shards of ``ray_shard_size`` inputs in ``OUT.work/ray`` for resuming.
+    ``image_size`` is the side the images are decoded at for the classifier (default
+    :data:`IMAGE_SIZE`); it is recorded as the bundle's ``image_size``.
     """
+    image_size = IMAGE_SIZE if image_size is None else as_int(
+        image_size, "--image-size", minimum=1, maximum=MAX_IMAGE_SIZE)
     out = Path(out)
     with writer_lock(out):  # one run per output, for the whole run
         recover(out)
@@ -78,12 +87,14 @@ def run_analysis(*, data: str, vlm: str, classifier: str, out, train_epochs: int
                              attack_limit=attack_limit, batch_size=batch_size, device=device,
                              num_workers=num_workers, overwrite=overwrite, progress=progress,
                              engine=engine, ray_address=ray_address, ray_actors=ray_actors,
-                             ray_shard_size=ray_shard_size, monitor=monitor)
+                             ray_shard_size=ray_shard_size, monitor=monitor,
+                             image_size=image_size)
 
 
 def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_csv, concepts,
                   reference_fraction, attack_limit, batch_size, device, num_workers, overwrite,
-                  progress, engine, ray_address, ray_actors, ray_shard_size, monitor) -> Path:
+                  progress, engine, ray_address, ray_actors, ray_shard_size, monitor,
+                  image_size: int = IMAGE_SIZE) -> Path:
     if not 0 < reference_fraction < 1:
         raise SemheatError(f"--reference-fraction must be in (0, 1), got {reference_fraction}")
     started = time.time()
@@ -105,7 +116,7 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
 
         extractor = RayExtractor(ray_address, num_actors=ray_actors, shard_size=ray_shard_size,
                                  work_dir=out.parent / f"{out.name}.work" / "ray")
-    spec = load_data(data, attributes_csv=attributes_csv, concepts=concepts)
+    spec = load_data(data, size=image_size, attributes_csv=attributes_csv, concepts=concepts)
     model, origin = build_resnet18(len(spec.classes), Path(ckpt) if ckpt else None)
     work = out.parent / f"{out.name}.work"
     if overwrite:  # --force: nothing of an earlier run is resumed (only our own work folder)
@@ -117,12 +128,15 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
     tuning_set = Subset(spec.train, rest.tolist())
     training = {}
     if train_epochs > 0:
+        # the size is part of the job (a state trained at another size is not resumed); the
+        # default size keeps the job name earlier versions wrote
+        at_size = "" if image_size == IMAGE_SIZE else f" | {image_size} px"
         training = fine_tune(model, tuning_set, epochs=train_epochs, work=work,
                                     batch_size=batch_size, device=device,
                                     num_workers=num_workers, progress=progress,
                                     job=f"{data} | {classifier} from {origin} | "
                                         f"{train_epochs} epochs | batch {batch_size} | "
-                                        f"{len(tuning_set)} inputs")
+                                        f"{len(tuning_set)} inputs{at_size}")
     checkpoint = (work / "classifier.safetensors") if train_epochs > 0 else \
         (Path(ckpt).resolve() if ckpt else None)
     split = ModelSplit(model, mean=IMAGENET_MEAN, std=IMAGENET_STD,
@@ -138,7 +152,7 @@ def _run_analysis(*, data, vlm, classifier, out: Path, train_epochs, attributes_
                          monitor=monitor,
                          num_workers=num_workers, thumb_size=THUMB_SIZE,
                          extra_info={"data": data, "classifier_origin": origin,
-                                     "training": training, "image_size": IMAGE_SIZE,
+                                     "training": training, "image_size": image_size,
                                      "classifier_checkpoint": str(checkpoint) if checkpoint
                                      else None}, started_at=started)
     # built in place: the large arrays go straight into the bundle's files (bounded memory)
