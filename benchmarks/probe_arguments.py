@@ -1,3 +1,4 @@
+# ruff: noqa: E501, E402  (a probe table: one probe per line, imports next to the probes that use them)
 """Probe the Python API with the bad arguments of issue 28 (finding 8); prints each outcome (clean line / traceback / silent wrong / worked) and the counts. Run from the repository root: PYTHONPATH=$PWD python benchmarks/probe_arguments.py"""
 import sys
 import os
