@@ -21,6 +21,30 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+# The data cells of a heatmap (Vega labels each mark; the legend's gradient has no such label).
+CELLS = "g.mark-rect path[aria-label*='concept: ']"
+# In-page timer: from the click event (capture phase) to the first thumbnail in the DOM — of
+# record ``index`` when given. It looks into shadow roots too (marimo renders widgets in them).
+CLICK_TIMER = """(index) => {
+  const roots = [document];
+  const walk = root => root.querySelectorAll('*').forEach(e => {
+    if (e.shadowRoot) { roots.push(e.shadowRoot); walk(e.shadowRoot); } });
+  walk(document);
+  const shown = () => roots.some(r => {
+    const tile = r.querySelector('.semheat-tile');
+    return tile && tile.querySelector('img') &&
+      (index === undefined || index === null || tile.dataset.index === String(index));
+  });
+  window.__semheatClicked = null; window.__semheatShown = null;
+  document.addEventListener('click', () => { window.__semheatClicked = performance.now(); },
+                            {capture: true, once: true});
+  const obs = new MutationObserver(() => {
+    if (window.__semheatClicked !== null && shown()) {
+      window.__semheatShown = performance.now(); obs.disconnect();
+    }
+  });
+  roots.forEach(r => obs.observe(r, {childList: true, subtree: true, attributes: true}));
+}"""
 
 
 def chromium_available() -> bool:
@@ -100,6 +124,36 @@ def jupyterlab(root: Path, python: str = sys.executable, env: dict | None = None
             proc.kill()
         log.close()
 
+
+
+@contextmanager
+def marimo_app(app: Path, python: str = sys.executable):
+    """``marimo run APP`` (app mode, no token) on a free localhost port; yields its URL."""
+    port = free_port()
+    log_path = app.with_suffix(".log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen([python, "-m", "marimo", "run", str(app), "--headless",
+                             "--no-token", "--host", "127.0.0.1", f"--port={port}"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=app.parent)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(base, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("marimo did not start: " + log_path.read_text()[-2000:])
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 @contextmanager
 def browser_page(width: int = 1500, height: int = 1300):
@@ -204,3 +258,36 @@ def screenshot(page, name: str, locator=None) -> Path:
     path = ARTIFACTS / f"{name}.png"
     (locator or page).screenshot(path=str(path))
     return path
+
+
+def cell_path(heatmap, row: str, column: str):
+    """The SVG path of one heatmap cell, found by its ARIA label (Vega writes one per mark)."""
+    paths = heatmap.locator(CELLS)
+    n = paths.count()
+    for i in range(n):
+        label = paths.nth(i).get_attribute("aria-label") or ""
+        if f"class: {row};" in label and f"concept: {column};" in label:
+            return paths.nth(i)
+    raise AssertionError(f"no cell ({row}, {column}) among {n} marks")
+
+
+def click_and_time(page, heatmap, row: str, column: str, first_index: int | None = None) -> float:
+    """Click a cell; the in-page milliseconds from the click to its first thumbnail (the tile
+    of record ``first_index`` when given)."""
+    page.evaluate(CLICK_TIMER, first_index)
+    cell_path(heatmap, row, column).click()
+    page.wait_for_function("() => window.__semheatShown !== null", timeout=60_000)
+    return page.evaluate("() => window.__semheatShown - window.__semheatClicked")
+
+
+def warm_clicks(page, heatmap, bundle, n: int, after: int) -> list[float]:
+    """:func:`click_and_time` on ``n`` differential cells with mistakes, each showing another
+    first input than the one before (so that the timer sees the new page, not the old)."""
+    times, last = [], after
+    for row in bundle.classes:
+        for column in bundle.concept_names:
+            query = bundle.cell_query("differential", row, column)
+            if len(times) < n and query.total and int(query.indices[0]) != last:
+                last = int(query.indices[0])
+                times.append(click_and_time(page, heatmap, row, column, last))
+    return times

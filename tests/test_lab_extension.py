@@ -11,15 +11,14 @@ import sys
 
 import pytest
 
-from jupyter_browser import (MODEL_NOT_FOUND, browser_page, chromium_available, diagnosed,
-                             jupyterlab, open_and_run_all, screenshot)
+from jupyter_browser import (CELLS, MODEL_NOT_FOUND, browser_page, cell_path, chromium_available,
+                             diagnosed, jupyterlab, open_and_run_all, screenshot)
 from playwright.sync_api import expect
 from semheat_widgets.engine.bundle import Bundle
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium")]
 TIMEOUT = 240_000
-CELLS = "g.mark-rect path[aria-label*='concept: ']"
 MENU_ITEM = ".lm-Menu-item:has-text('Open in semheat explorer')"
 
 
@@ -48,12 +47,7 @@ def _explorer_answers_a_click(page, bundle: Bundle, notebook: str, base, token):
             len(bundle.classes) * len(bundle.concept_names), timeout=TIMEOUT)
     row, concept = next((r, c) for r in bundle.classes for c in bundle.concept_names
                         if bundle.cell_query("differential", r, c).total > 0)
-    paths = heatmap.locator(CELLS)
-    for i in range(paths.count()):
-        label = paths.nth(i).get_attribute("aria-label") or ""
-        if f"class: {row};" in label and f"concept: {concept};" in label:
-            paths.nth(i).click()
-            break
+    cell_path(heatmap, row, concept).click()
     page.locator(".semheat-tile").first.wait_for(timeout=60_000)
     expected = bundle.cell_query("differential", row, concept)
     first = int(page.locator(".semheat-tile").first.get_attribute("data-index"))

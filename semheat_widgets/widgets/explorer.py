@@ -69,3 +69,10 @@ class Explorer(widgets.VBox):
         """Select (and outline) a heatmap cell from Python; the grid follows, as after a
         click."""
         self.heatmap.select(row, concept)
+
+    def _display_(self):
+        """What marimo shows for an explorer (Jupyter never calls this): the same widgets in a
+        marimo layout, see :mod:`.marimo_host`."""
+        from .marimo_host import marimo_layout
+
+        return marimo_layout(self)
