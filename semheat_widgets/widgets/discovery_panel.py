@@ -46,6 +46,9 @@ class DiscoveryPanel(widgets.VBox):
         self.slice_list = widgets.VBox([])
         self.found = []
         self.rows: list[dict] = []
+        # k rows made once and refilled on each click: no new widgets (and no new views for
+        # the browser to build) per click
+        self._pool = [self._new_row(i) for i in range(k)]
         super().__init__([widgets.Label("suggested concepts (effect: image · aligned)"),
                           self.status, self.suggest, self.suggestions, self.find, self.slice_list],
                          layout=widgets.Layout(min_width="260px", max_width="340px"), **kwargs)
@@ -99,16 +102,18 @@ class DiscoveryPanel(widgets.VBox):
         self.rows = found.top(self.k)
         self.status.value = (f"{found.n_selection} inputs vs {found.n_reference} correct of "
                              f"the same predicted class")
-        self.suggestions.children = tuple(self._row(r) for r in self.rows)
+        for (button, effect), r in zip((row.children for row in self._pool), self.rows):
+            button.description = r["phrase"]
+            button.tooltip = "add as a heatmap column; prompts: " + " | ".join(r["prompts"])
+            effect.value = (f"{r.get('effect_image', float('nan')):+.2f} · "
+                            f"{r.get('effect_aligned', float('nan')):+.2f}")
+        self.suggestions.children = tuple(self._pool[:len(self.rows)])
 
-    def _row(self, r: dict):
-        button = widgets.Button(description=r["phrase"], tooltip="add as a heatmap column; "
-                                "prompts: " + " | ".join(r["prompts"]),
-                                layout=widgets.Layout(width="150px"))
-        button.on_click(lambda _b, phrase=r["phrase"]: self.add(phrase))
-        effect = widgets.Label(f"{r.get('effect_image', float('nan')):+.2f} · "
-                               f"{r.get('effect_aligned', float('nan')):+.2f}")
-        return widgets.HBox([button, effect])
+    def _new_row(self, i: int):
+        """Suggestion row ``i``: a button that adds ``self.rows[i]``'s phrase, and its effects."""
+        button = widgets.Button(layout=widgets.Layout(width="150px"))
+        button.on_click(lambda _b: self.add(self.rows[i]["phrase"]))
+        return widgets.HBox([button, widgets.Label()])
 
     def add(self, phrase: str) -> bool:
         """Add a suggested phrase as a heatmap column (what a click does)."""
