@@ -239,3 +239,26 @@ def test_category_codes_from_arrow_match_numpy_unique():
         assert np.array_equal(codes, want_codes)
     assert _arrow_codes(pa.chunked_array([pa.array(["a", None])])) is None  # NumPy path
     assert _arrow_codes(pa.chunked_array([pa.array([1, 2])])) is None
+
+
+def test_a_page_of_thumbnails_is_read_ahead_with_the_same_bytes_and_errors(bundle):
+    """``thumbnail_pngs`` (the grid's page: rows asked of the disk together) gives what
+    ``thumbnail_png`` gives one at a time, and refuses a bad index the same way."""
+    from semheat_widgets.engine.bundle import Bundle
+    from semheat_widgets.engine.store import prefetch
+
+    b = Bundle.load(bundle)
+    idx = np.array([b.n - 1, 0, 3, 3])
+    assert b.thumbnail_pngs(idx) == [b.thumbnail_png(int(i)) for i in idx]
+    assert b.thumbnail_pngs([]) == []
+    for bad in (b.n, -1, True, 1.5):
+        with pytest.raises(SemheatError) as one:
+            b.thumbnail_png(bad)
+        with pytest.raises(SemheatError) as page:
+            b.thumbnail_pngs([0, bad])
+        assert str(page.value) == str(one.value)
+    before = np.array(b.arrays["thumbs"])
+    prefetch(b.arrays["thumbs"], [0, b.n - 1])
+    prefetch(b.arrays["thumbs"][::2], [1])  # a strided view: nothing to advise
+    prefetch(np.zeros((3, 4)), [1])  # in memory: nothing to do
+    assert np.array_equal(np.asarray(b.arrays["thumbs"]), before)

@@ -51,7 +51,7 @@ from .detectors import Evidence, unpack
 from .models import ModelIds
 from .heatmaps import (KINDS, ConfusionSums, Heatmap,
                        Standardizer, heatmap, single_heatmap)
-from .store import array_chunks, release
+from .store import array_chunks, prefetch, release
 from .schema import (FINITE_ARRAYS, FORMAT, SCHEMA_VERSION, SPLITS, check_manifest,
                      column_values, validate_bundle, verify_bundle)
 from .tasks import TASKS, Task, task_named
@@ -666,6 +666,15 @@ class Bundle:
     def thumbnail_png(self, i: int) -> bytes:
         """Record ``i``'s thumbnail encoded as PNG (what the widgets and reports send)."""
         return png_bytes(self.thumbnail(i))
+
+    def thumbnail_pngs(self, indices) -> list[bytes]:
+        """:meth:`thumbnail_png` of each of ``indices`` (a page of the grid), their rows read
+        from disk together (see :func:`.store.prefetch`)."""
+        indices = list(indices)
+        if "thumbs" in self.arrays:  # (a bad index is refused below, as one at a time)
+            prefetch(self.arrays["thumbs"], [int(i) for i in indices if isinstance(
+                i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < self.n])
+        return [self.thumbnail_png(i) for i in indices]
 
     # -- open vocabulary -------------------------------------------------------------------
     def add_concept(self, name: str, prompts: Sequence[str] | str | None = None, *, vlm=None,

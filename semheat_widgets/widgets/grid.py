@@ -121,7 +121,7 @@ class ImageGrid(anywidget.AnyWidget):
                 self._classifier = open_classifier(b, self._given)
             if self._classifier is not None:
                 return map_pngs(b, self._classifier, idx, concept)
-        return [b.thumbnail_png(int(i)) for i in idx]
+        return b.thumbnail_pngs(idx)
 
 
 def _given(bundle, indices, key, descending: bool) -> Selection:
