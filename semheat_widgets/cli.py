@@ -585,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also time a new user's first explorer and full toy build (minutes)")
     bench.add_argument("--scale", type=POSITIVE, action="append", metavar="N",
                        help="instead: analysis of N synthetic inputs in bounded memory (peak "
-                            "memory, time against one pass); repeat for several N")
+                            "memory, time against one pass; then load, explorer and click "
+                            "times on that bundle); repeat for several N")
     bench.add_argument("--ray", action="store_true",
                        help="also compare Ray extraction with local extraction (needs the extra)")
     bench.set_defaults(func=cmd_bench)

@@ -169,3 +169,96 @@ def test_load_reads_array_headers_not_values(bundle, tmp_path):
     assert b.n == Bundle.load(bundle).n
     with pytest.raises(SemheatError, match="NaN or inf"):
         b.verify()
+
+
+# -- the explorer: opened and clicked without model code, its JavaScript bundled once ------------
+def test_opening_and_clicking_the_explorer_imports_no_model_code(bundle, tmp_path):
+    """``sw.Explorer(path)``, and a click on a cell up to the grid's thumbnails, load neither
+    torch (activation maps load it when drawn) nor pandas (``pa.array`` of an ndarray would),
+    only Altair's jsonschema. (After the thumbnails, the suggestions panel may open the bundle's
+    VLM: not checked here.)"""
+    heavy = tuple(m for m in HEAVY + SCIENTIFIC if m != "jsonschema")
+    code = (f"import os, sys\nos.environ['SEMHEAT_JS_CACHE'] = {str(tmp_path / 'js')!r}\n"
+            f"heavy = {heavy!r}\nloaded = lambda: [m for m in heavy if m in sys.modules]\n"
+            f"import semheat_widgets as sw\nex = sw.Explorer({str(bundle)!r})\n"
+            "assert ex.heatmap.chart.spec['data']['values']\nassert loaded() == [], loaded()\n"
+            "seen, pictures = [], ex.grid._pictures\n"
+            "def watched(*args):\n    out = pictures(*args)\n    seen.append(loaded())\n"
+            "    return out\n"
+            "ex.grid._pictures = watched\nb = ex.bundle\n"
+            "row = next(r for r in b.classes if b.cell_query('differential', r).total)\n"
+            "ex.select(row, b.concept_names[0])\n"
+            "assert len(ex.grid.images) == min(ex.grid.total, ex.grid.page_size) > 0\n"
+            "assert seen == [[]], seen\n_rc = 0")
+    rc, _ = _imports_of(code, tmp_path, ())
+    assert rc == 0
+
+
+def test_the_offline_vega_bundle_is_built_once_and_read_back(tmp_path):
+    """The first kernel bundles Altair's chart JavaScript with vl-convert and caches it; the
+    next reads the cache (vl-convert's bundler is not called) and serves the same module."""
+    import os
+
+    probe = ("import hashlib, sys\nimport altair as alt, vl_convert\n"
+             "if sys.argv[1] == 'cached':\n"
+             "    def refuse(*a, **k):\n        raise AssertionError('bundled again')\n"
+             "    vl_convert.javascript_bundle = refuse\n"
+             "from semheat_widgets.widgets.shared import enable_offline\nenable_offline()\n"
+             "assert alt.JupyterChart._is_offline\n"
+             "print(hashlib.sha256(alt.JupyterChart._esm.encode()).hexdigest())\n")
+    env = dict(os.environ, SEMHEAT_JS_CACHE=str(tmp_path / "js"))
+    digests = []
+    for mode in ("first", "cached"):
+        done = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True,
+                              text=True, timeout=300, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.append(done.stdout.split()[-1])
+    assert digests[0] == digests[1]
+    assert len(list((tmp_path / "js").glob("*.js"))) == 1
+
+
+def test_category_codes_from_arrow_match_numpy_unique():
+    """``Bundle.codes`` reads Arrow's dictionary encoding; it gives what ``np.unique`` gives on
+    the strings (sorted categories, each record's index), also for dictionary columns with
+    repeated or unused dictionary values and for several chunks."""
+    import pyarrow as pa
+
+    from semheat_widgets.engine.bundle import _arrow_codes
+
+    rng = np.random.default_rng(0)
+    words = np.array(["natural", "pgd", "fgsm", "", "é", "Z"], dtype=object)
+    plain = pa.chunked_array([pa.array(list(words[rng.integers(0, 6, 50)])),
+                              pa.array(list(words[rng.integers(0, 3, 7)]))])
+    dictionary = pa.chunked_array([pa.DictionaryArray.from_arrays(
+        pa.array(rng.integers(0, 3, 40), pa.int32()), pa.array(["b", "a", "b", "unused"]))])
+    for col in (plain, dictionary, plain.cast(pa.large_string())):
+        codes, cats = _arrow_codes(col)
+        want_cats, want_codes = np.unique(np.array(col.to_pylist()).astype(str),
+                                          return_inverse=True)
+        assert cats == want_cats.tolist() and codes.dtype == np.int32
+        assert np.array_equal(codes, want_codes)
+    assert _arrow_codes(pa.chunked_array([pa.array(["a", None])])) is None  # NumPy path
+    assert _arrow_codes(pa.chunked_array([pa.array([1, 2])])) is None
+
+
+def test_a_page_of_thumbnails_is_read_ahead_with_the_same_bytes_and_errors(bundle):
+    """``thumbnail_pngs`` (the grid's page: rows asked of the disk together) gives what
+    ``thumbnail_png`` gives one at a time, and refuses a bad index the same way."""
+    from semheat_widgets.engine.bundle import Bundle
+    from semheat_widgets.engine.store import prefetch
+
+    b = Bundle.load(bundle)
+    idx = np.array([b.n - 1, 0, 3, 3])
+    assert b.thumbnail_pngs(idx) == [b.thumbnail_png(int(i)) for i in idx]
+    assert b.thumbnail_pngs([]) == []
+    for bad in (b.n, -1, True, 1.5):
+        with pytest.raises(SemheatError) as one:
+            b.thumbnail_png(bad)
+        with pytest.raises(SemheatError) as page:
+            b.thumbnail_pngs([0, bad])
+        assert str(page.value) == str(one.value)
+    before = np.array(b.arrays["thumbs"])
+    prefetch(b.arrays["thumbs"], [0, b.n - 1])
+    prefetch(b.arrays["thumbs"][::2], [1])  # a strided view: nothing to advise
+    prefetch(np.zeros((3, 4)), [1])  # in memory: nothing to do
+    assert np.array_equal(np.asarray(b.arrays["thumbs"]), before)

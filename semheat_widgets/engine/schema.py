@@ -232,7 +232,8 @@ def column_values(col) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def _column(table: pa.Table, name: str, file, kind: str) -> np.ndarray:
+def _checked(table: pa.Table, name: str, file, kind: str):
+    """Column ``name`` of ``table``, refused (one line) if it holds nulls or is not ``kind``."""
     col = table.column(name)
     if col.null_count:
         raise SemheatError(f"{file}: column {name}: {col.null_count} null value(s)")
@@ -242,7 +243,22 @@ def _column(table: pa.Table, name: str, file, kind: str) -> np.ndarray:
           "float": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t)}[kind](typ)
     if not ok:
         raise SemheatError(f"{file}: column {name}: type {typ}, expected {kind}")
-    return column_values(col)
+    return col
+
+
+def _column(table: pa.Table, name: str, file, kind: str) -> np.ndarray:
+    return column_values(_checked(table, name, file, kind))
+
+
+def _distinct_strings(col) -> list:
+    """The values a string column's dictionary holds (its distinct values, perhaps with some
+    no record uses), compared once each instead of once per record."""
+    if len(col) == 0:
+        return []
+    enc = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_dictionary(enc.type):
+        enc = enc.dictionary_encode()
+    return enc.dictionary.to_pylist()
 
 
 FLOAT_COLUMNS = ("confidence", "msp", "energy", "mahalanobis")
@@ -259,16 +275,19 @@ def check_records(table: pa.Table, manifest: dict, file) -> None:
     for name, kind in required.items():
         if name not in table.column_names:
             raise SemheatError(f"{file}: column {name} is missing")
-    cols = {name: _column(table, name, file, kind) for name, kind in required.items()}
+    cols = {name: _checked(table, name, file, kind) if kind == "str" else
+            _column(table, name, file, kind) for name, kind in required.items()}
     for name in ("label", "prediction"):
         bad = (cols[name] < 0) | (cols[name] >= K)
         if bad.any():
             raise SemheatError(f"{file}: column {name}: value {int(cols[name][bad][0])} is not a "
                                f"class index 0..{K - 1} ({int(bad.sum())} record(s))")
-    bad = ~np.isin(cols["split"], SPLITS)
-    if bad.any():
-        raise SemheatError(f"{file}: column split: unknown split {cols['split'][bad][0]!r}; "
-                           f"expected one of {list(SPLITS)}")
+    if any(v not in SPLITS for v in _distinct_strings(cols["split"])):  # then find the first
+        values = column_values(cols["split"])
+        bad = ~np.isin(values, SPLITS)
+        if bad.any():
+            raise SemheatError(f"{file}: column split: unknown split {values[bad][0]!r}; "
+                               f"expected one of {list(SPLITS)}")
     bad = (cols["source_id"] < 0) | (cols["source_id"] >= max(n, 1))
     if bad.any():
         raise SemheatError(f"{file}: column source_id: {int(cols['source_id'][bad][0])} is not a "

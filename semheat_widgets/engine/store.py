@@ -35,6 +35,27 @@ def release(array) -> None:
             pass
 
 
+def prefetch(array, rows) -> None:
+    """Ask the kernel to read some rows of a memory-mapped array ahead, all at once
+    (``MADV_WILLNEED``): rows scattered over a large cold file then come from disk together
+    instead of one page fault after another. No effect on arrays in memory."""
+    handle = getattr(array, "_mmap", None)
+    if handle is None or not hasattr(mmap, "MADV_WILLNEED") or array.ndim == 0:
+        return
+    try:
+        base = np.frombuffer(handle, np.uint8).ctypes.data  # where the map starts
+        row_bytes = int(array.strides[0])
+        if row_bytes <= 0 or not array.flags.c_contiguous:
+            return
+        start0 = array.ctypes.data - base
+        for i in np.asarray(rows, dtype=np.int64).ravel():
+            pos = start0 + int(i) * row_bytes
+            page = pos - pos % mmap.PAGESIZE
+            handle.madvise(mmap.MADV_WILLNEED, page, pos + row_bytes - page)
+    except (OSError, ValueError, TypeError):  # a closed map, or a platform without it
+        pass
+
+
 def read_rows(array, rows) -> np.ndarray:
     """``array[rows]`` as an in-memory copy (a slice or indices), then the memory map's pages
     released (see the module docstring)."""

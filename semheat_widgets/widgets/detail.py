@@ -24,7 +24,6 @@ from ..engine.heatmaps import Heatmap
 from ..engine.tasks import task_of
 from ..engine.vectors import zero_shot_probabilities
 from ..errors import SemheatError
-from ..engine.cam import class_map_png, map_pngs, open_classifier
 from .shared import as_bundle, empty_chart
 
 TOP_CLASSES = 3  # zero-shot classes listed
@@ -128,6 +127,8 @@ class DetailView(widgets.VBox):
     @property
     def classifier(self):
         if self._classifier is None:
+            from ..engine.cam import open_classifier  # (torch: only once a map is drawn)
+
             self._classifier = open_classifier(self.bundle, self._given)
         return self._classifier
 
@@ -154,6 +155,8 @@ class DetailView(widgets.VBox):
         """The chosen concept's map on the input shown."""
         if self.index < 0 or not self.concept or self.classifier is None:
             return
+        from ..engine.cam import map_pngs
+
         self.map_image.value = map_pngs(self.bundle, self.classifier, [self.index],
                                         self.concept)[0]
         self.map_note.value = (f"<small>where the classifier's features show "
@@ -164,6 +167,8 @@ class DetailView(widgets.VBox):
             self.map_note.value = ("<i>activation maps need the classifier: "
                                    "DetailView(bundle, classifier=...)</i>")
             return
+        from ..engine.cam import class_map_png
+
         try:
             self.cam_image.value = class_map_png(self.bundle, self.classifier, self.index)
         except SemheatError:  # a classifier without average pooling has no class map

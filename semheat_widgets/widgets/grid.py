@@ -14,7 +14,6 @@ import traitlets
 
 from ..engine.bundle import Selection
 from ..engine.tasks import task_of
-from ..engine.cam import map_pngs, open_classifier
 from .shared import JS, as_bundle
 
 SORTS = {"concept": "selected concept", "defect": "defect score", "flag": "monitor verdict",
@@ -116,11 +115,13 @@ class ImageGrid(anywidget.AnyWidget):
     def _pictures(self, idx, concept: str) -> list[bytes]:
         b = self.bundle
         if self.overlay and concept in b.concept_names:
+            from ..engine.cam import map_pngs, open_classifier  # (torch: only for maps)
+
             if self._classifier is None:
                 self._classifier = open_classifier(b, self._given)
             if self._classifier is not None:
                 return map_pngs(b, self._classifier, idx, concept)
-        return [b.thumbnail_png(int(i)) for i in idx]
+        return b.thumbnail_pngs(idx)
 
 
 def _given(bundle, indices, key, descending: bool) -> Selection:

@@ -22,9 +22,8 @@ import traitlets
 
 from ..arguments import choice
 from ..charts import PICKED, heatmap_chart
-from ..engine.attacks import METHODS
 from ..engine.heatmaps import KINDS, Heatmap
-from ..engine.tasks import NATURAL
+from ..engine.tasks import METHODS, NATURAL
 from ..errors import SemheatError
 from .shared import JS, as_bundle, empty_chart
 

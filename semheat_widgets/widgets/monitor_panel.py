@@ -17,7 +17,6 @@ import traitlets
 
 from ..arguments import as_index, choice
 from ..charts import roc_chart
-from ..data.images import open_rgb
 from ..engine.figures import bundle_monitors, detector_scores, explain_record, monitor_report
 from ..engine.metrics import detection_summary
 from ..engine.models import load_classifier
@@ -134,6 +133,8 @@ class MonitorPanel(widgets.VBox):
     def check_image(self, image_bytes: bytes) -> dict:
         """Classify an uploaded image and run the runtime monitor on it."""
         import torch
+
+        from ..data.images import open_rgb  # (torch: only when an image is checked)
 
         im = open_rgb(image_bytes, "the uploaded image")
         if self._classifier is None:  # loaded once, on the first upload
