@@ -158,9 +158,9 @@ def bench_monitor(repeats: int) -> dict:
 
     from .engine.aligner import LinearAligner
     from .engine.classifier import ModelSplit
-    from .engine.concept_monitor import ConceptMonitor
-    from .engine.detectors import Evidence
-    from .engine.monitor import HeatmapMonitor, RuntimeMonitor
+    from .engine.detect.concept_monitor import ConceptMonitor
+    from .engine.detect.heatmap_monitor import HeatmapMonitor, RuntimeMonitor
+    from .engine.detect.protocol import Evidence
 
     torch.manual_seed(0)
     split = ModelSplit(resnet18(num_classes=10).eval())

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .charts import heatmap_chart, roc_chart
-from .engine.detectors import detector_labels
+from .engine.detect.protocol import detector_labels
 from .engine.bundle import Bundle
 from .engine.figures import localization_report, monitor_report
 from .errors import SemheatError

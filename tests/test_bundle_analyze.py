@@ -316,7 +316,7 @@ def test_successful_attacks_need_a_correct_source(built):
 
 
 def test_runtime_monitor_survives_added_concepts(saved, tiny_vlm, tiny_split, tmp_path):
-    from semheat_widgets.engine.monitor import runtime_monitor
+    from semheat_widgets.engine.detect.heatmap_monitor import runtime_monitor
 
     b = Bundle.load(saved)
     images = colour_images(8, seed=3)[0]

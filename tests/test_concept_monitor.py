@@ -17,13 +17,13 @@ import pytest
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
 
-from semheat_widgets.engine import concept_monitor as cm
-from semheat_widgets.engine.baselines import MaxSoftmax
-from semheat_widgets.engine.concept_monitor import ConceptMonitor, top_reasons
-from semheat_widgets.engine.detectors import (Evidence, RowView, detector_class,
-                                              detector_labels, pack, unpack)
+from semheat_widgets.engine.detect import concept_monitor as cm
+from semheat_widgets.engine.detect.baselines import MaxSoftmax
+from semheat_widgets.engine.detect.concept_monitor import ConceptMonitor, top_reasons
+from semheat_widgets.engine.detect.heatmap_monitor import HeatmapMonitor
+from semheat_widgets.engine.detect.protocol import (Evidence, RowView, detector_class,
+                                                    detector_labels, pack, unpack)
 from semheat_widgets.engine.metrics import auroc
-from semheat_widgets.engine.monitor import HeatmapMonitor
 from semheat_widgets.engine.tasks import ADVERSARIAL
 from semheat_widgets.errors import SemheatError
 

@@ -85,9 +85,10 @@ def test_public_names_still_resolve():
     for name in engine.__all__:
         assert getattr(engine, name) is not None, name
     from semheat_widgets.engine import RuntimeMonitor
-    from semheat_widgets.engine.monitor import RuntimeMonitor as again
+    from semheat_widgets.engine.detect import RuntimeMonitor as via_package
+    from semheat_widgets.engine.detect.heatmap_monitor import RuntimeMonitor as again
 
-    assert RuntimeMonitor is again and RuntimeMonitor.__name__ == "RuntimeMonitor"
+    assert RuntimeMonitor is again is via_package and RuntimeMonitor.__name__ == "RuntimeMonitor"
     with pytest.raises(AttributeError):
         engine.no_such_name  # noqa: B018
 

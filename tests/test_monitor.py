@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from semheat_widgets.engine.aligner import LinearAligner
-from semheat_widgets.engine.detectors import Evidence, pack, unpack
-from semheat_widgets.engine.monitor import HeatmapMonitor, RuntimeMonitor, defect_score
+from semheat_widgets.engine.detect.heatmap_monitor import (HeatmapMonitor, RuntimeMonitor,
+                                                           defect_score)
+from semheat_widgets.engine.detect.protocol import Evidence, pack, unpack
 from semheat_widgets.engine.tasks import ADVERSARIAL
 from semheat_widgets.errors import SemheatError
 

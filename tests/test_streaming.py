@@ -15,8 +15,8 @@ from semheat_widgets.engine.aligner import LinearAligner, fit_best_alpha
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.concepts import ConceptBank
-from semheat_widgets.engine.detectors import Evidence, RowView
-from semheat_widgets.engine.baselines import Mahalanobis
+from semheat_widgets.engine.detect.baselines import Mahalanobis
+from semheat_widgets.engine.detect.protocol import Evidence, RowView
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.store import ArrayStore, array_chunks, read_rows
 from semheat_widgets.errors import SemheatError
@@ -183,7 +183,7 @@ def test_synthetic_pieces_are_deterministic():
 
 
 def test_monitor_fit_rows_are_capped_keeping_the_rare_defects():
-    from semheat_widgets.engine.detection import cap_rows
+    from semheat_widgets.engine.detect.fit import cap_rows
 
     rng = np.random.default_rng(0)
     flagged = np.zeros(100_000, bool)

@@ -10,22 +10,25 @@ The names a notebook or a script needs are here::
 # Names load on first use (module ``__getattr__``, PEP 562): ``import semheat_widgets.engine``
 # and everything that only reads a bundle stay free of torch, torchvision and open_clip.
 _LAZY = {
-    "LinearAligner": "aligner", "Attack": "attacks", "Combination": "baselines",
-    "Energy": "baselines", "Mahalanobis": "baselines", "MaxSoftmax": "baselines",
+    "LinearAligner": "aligner", "Attack": "attacks",
     "Bundle": "bundle", "Selection": "bundle", "ModelSplit": "classifier",
-    "ConceptMonitor": "concept_monitor", "ConceptBank": "concepts",
-    "default_class_prompts": "concepts", "Detector": "detectors", "Evidence": "detectors",
-    "detector_labels": "detectors", "register_detector": "detectors",
+    "ConceptBank": "concepts", "default_class_prompts": "concepts",
     "resolve_device": "device", "bundle_monitors": "figures", "detector_scores": "figures",
     "explain_record": "figures", "localization_report": "figures", "monitor_report": "figures",
     "KINDS": "heatmaps", "Heatmap": "heatmaps", "FaultLocalizer": "localize",
     "auroc": "metrics", "detection_summary": "metrics", "roc_curve": "metrics",
     "threshold_at_fpr": "metrics", "ModelId": "models", "ModelIds": "models",
     "load_classifier": "models", "load_vlm": "models", "register_classifier": "models",
-    "register_vlm": "models", "HeatmapMonitor": "monitor", "RuntimeMonitor": "monitor",
-    "runtime_monitor": "monitor", "AnalysisConfig": "pipeline", "analyze": "pipeline",
+    "register_vlm": "models", "AnalysisConfig": "stages", "analyze": "pipeline",
     "ADVERSARIAL": "tasks", "MISCLASSIFICATION": "tasks", "TASKS": "tasks", "Task": "tasks",
     "VLM": "vlm",
+    # the defect detectors (stage package detect/)
+    "Combination": "detect.baselines", "Energy": "detect.baselines",
+    "Mahalanobis": "detect.baselines", "MaxSoftmax": "detect.baselines",
+    "ConceptMonitor": "detect.concept_monitor", "HeatmapMonitor": "detect.heatmap_monitor",
+    "RuntimeMonitor": "detect.heatmap_monitor", "runtime_monitor": "detect.heatmap_monitor",
+    "Detector": "detect.protocol", "Evidence": "detect.protocol",
+    "detector_labels": "detect.protocol", "register_detector": "detect.protocol",
 }
 
 

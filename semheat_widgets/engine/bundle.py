@@ -8,7 +8,7 @@ Layout (schema version 1)::
     arrays/<name>.npy    dense arrays (features, logits, image_emb, aligned, scores, thumbs, ...)
                          loaded as read-only memory maps
     state.safetensors    fitted state: aligner, concept and class embeddings, standardiser,
-                         detectors (``detector.[task.]name.*``, see :mod:`.detectors`)
+                         detectors (``detector.[task.]name.*``, see :mod:`.detect.protocol`)
 
 Fitted state is read through typed accessors (:attr:`Bundle.aligner`, :meth:`Bundle.monitor`,
 :meth:`Bundle.detector`, :attr:`Bundle.class_embeddings`, :attr:`Bundle.models`), never
@@ -47,7 +47,7 @@ from ..safe_io import (_file_kind, atomic_write, check_replaceable, needs_recove
                        space_errors,
                        temp_dir_for, writer_lock)
 from .aligner import LinearAligner
-from .detectors import Evidence, unpack
+from .detect.protocol import Evidence, unpack
 from .models import ModelIds
 from .heatmaps import (KINDS, ConfusionSums, Heatmap,
                        Standardizer, heatmap, single_heatmap)

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..errors import SemheatError
 from .bundle import Bundle
-from .concept_monitor import top_reasons
-from .detection import MONITORS
-from .detectors import detector_labels, score_column
+from .detect.concept_monitor import top_reasons
+from .detect.fit import MONITORS
+from .detect.protocol import detector_labels, score_column
 from .heatmaps import ConfusionSums, Standardizer, heatmap
 from .localize import VERDICTS as VERDICT_KINDS
 from .localize import concept_ranking, image_concept_scores, responsibility, verdict_counts

@@ -7,7 +7,7 @@ Stages (design §2), each a function below:
    ``eval``.
 2. :func:`score_concepts` — the aligner fit on ``fit``, every concept scored, the standardiser.
 3. :func:`localize_faults` — the oracle and heatmap verdicts of every misclassified input.
-4. :func:`~.detection.fit_detectors` — the baselines; per task the concept-space monitors
+4. :func:`~.detect.fit.fit_detectors` — the baselines; per task the concept-space monitors
    (the paper's heatmap monitor and the stacked one) and their combination with the best
    baseline: fitted on ``fit``, chosen and calibrated on ``calib``.
 5. :func:`assemble` — records, arrays, fitted state and manifest.
@@ -18,7 +18,6 @@ Stages (design §2), each a function below:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -26,15 +25,16 @@ from torch.utils.data import ConcatDataset, Subset
 
 from ..errors import SemheatError
 from .aligner import Fidelity, LinearAligner, fit_best_alpha
-from .attacks import Attack
 from .bundle import Bundle
 from .classifier import ModelSplit
 from .concepts import ConceptBank, as_concept_bank, check_class_names, default_class_prompts
-from .detection import Detection, check_monitor_name, fit_detectors
+from .detect.fit import Detection, check_monitor_name, fit_detectors
 from .extract import extract
 from .heatmaps import ConfusionSums, Standardizer, heatmap
 from .localize import DECIDE_AT, FaultLocalizer, Localization, image_concept_scores
 from .schema import SPLITS
+# the stage types live in a leaf module; `from .pipeline import AnalysisConfig` still works
+from .stages import AnalysisConfig, ConceptScores, Records
 from .store import ArrayStore, array_chunks, read_rows, row_chunks
 from .tasks import NATURAL
 from .vectors import unit_rows, zero_shot
@@ -43,23 +43,6 @@ from .vlm import VLM
 TOP_CONCEPTS = 3  # responsible concepts kept per misclassified input
 
 
-@dataclass
-class AnalysisConfig:
-    split_fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
-    split_seed: int = 0
-    attacks: tuple[Attack, ...] = (Attack("fgsm"), Attack("pgd"))
-    attack_limit: int | None = None  # natural inputs to attack (None: all; 0: no attacks)
-    target_fpr: float = 0.05
-    per_class_thresholds: bool = False
-    monitor: str = "concept"  # the task monitor flags come from: "concept" or "heatmap" (paper)
-    monitor_similarity: str = "cosine"  # or "euclidean"
-    aligner_alpha: float | str = "auto"  # ridge strength, or "auto": chosen on calib fidelity
-    localization: str = "consensus"  # or "paper" (see .localize)
-    batch_size: int = 128
-    num_workers: int = 0
-    thumb_size: int = 64
-    extra_info: dict = field(default_factory=dict)
-    started_at: float | None = None  # time.time() when the job began: build_seconds is recorded
 
 
 # -- stage 1: extraction and splits ------------------------------------------------------------
@@ -119,40 +102,6 @@ def _check_splits(splits: np.ndarray, labels: np.ndarray, classes: list[str]) ->
                            f"({len(missing)} class(es) without examples); every class needs some")
 
 
-@dataclass
-class Records:
-    """Everything extracted, one row per record (natural inputs first, then attacked copies).
-
-    The large arrays (features, embeddings, thumbnails) live in ``store`` — memory maps of the
-    bundle being built, for a large analysis — and are only read chunk by chunk; the small
-    per-record columns are in memory."""
-
-    store: ArrayStore
-    logits: np.ndarray
-    labels: np.ndarray
-    perturbation: np.ndarray  # "natural", or the attack method
-    source: np.ndarray  # index of the natural input a record derives from
-    split: np.ndarray
-    n_natural: int
-
-    def __post_init__(self):
-        self.predictions = self.logits.argmax(1)
-        self.correct = self.predictions == self.labels
-        self.natural = self.perturbation == NATURAL
-
-    @property
-    def features(self):
-        return self.store["features"]
-
-    @property
-    def image_emb(self):
-        return self.store["image_emb"]
-
-    def where(self, split: str) -> np.ndarray:
-        """Natural records of one split."""
-        return self.natural & (self.split == split)
-
-
 def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
                     classes: list[str], cfg: AnalysisConfig, progress: bool, extractor,
                     image_embeddings, folder) -> Records:
@@ -202,19 +151,6 @@ def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
 
 
 # -- stage 2: concepts ---------------------------------------------------------------------------
-@dataclass
-class ConceptScores:
-    aligner: LinearAligner
-    fidelity: dict
-    concept_emb: np.ndarray
-    scores: np.ndarray  # raw cos(A z, t_j); the unit rows of A z are in the store ("aligned")
-    standardizer: Standardizer
-    choice: dict  # the ridge strength used, and the calib R² of each one tried
-    oracle_pred: np.ndarray  # zero-shot class of A z (the localization's oracle)
-    vlm_pred: np.ndarray  # zero-shot class of the VLM's own image embedding
-    class_emb: np.ndarray  # K x m: the class prompts' embeddings
-
-
 def score_concepts(rec: Records, vlm: VLM, concepts: ConceptBank, class_emb: np.ndarray,
                    alpha: float | str) -> ConceptScores:
     """Stage 2: the aligner (fit on ``fit``; its ridge strength chosen on ``calib`` fidelity
@@ -286,7 +222,7 @@ def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, clas
                               oracle_cos=oracle_cos), localizer
 
 
-# -- stage 4: detectors: see .detection -------------------------------------------------------
+# -- stage 4: detectors: see .detect.fit ------------------------------------------------------
 
 
 # -- stage 5: the bundle -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..charts import roc_chart
 from ..engine.figures import bundle_monitors, detector_scores, explain_record, monitor_report
 from ..engine.metrics import detection_summary
 from ..engine.models import load_classifier
-from ..engine.monitor import runtime_monitor
+from ..engine.detect.heatmap_monitor import runtime_monitor
 from ..engine.tasks import TASKS, task_named
 from ..errors import SemheatError
 from .shared import as_bundle, empty_chart

@@ -31,7 +31,7 @@ from torch.utils.data import Subset
 from ..arguments import as_int
 from ..engine.attacks import Attack
 from ..engine.classifier import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
-from ..engine.detection import check_monitor_name
+from ..engine.detect.fit import check_monitor_name
 from ..engine.device import resolve_device
 from ..engine.extract import extract
 from ..engine.models import check_vlm_id, load_vlm

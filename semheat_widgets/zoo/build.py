@@ -31,7 +31,7 @@ from ..engine.pipeline import AnalysisConfig, analyze
 from ..engine.attacks import Attack
 from ..engine.bundle import Bundle
 from ..engine.concepts import ConceptBank
-from ..engine.detection import check_monitor_name
+from ..engine.detect.fit import check_monitor_name
 from ..errors import SemheatError
 from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, publish_dir, recover,
                        temp_dir_for, writer_lock)

@@ -6,7 +6,8 @@ scikit-learn style: ``fit(evidence, defect)`` / ``score_samples(evidence)``, fit
 attributes ending in ``_``. Its state is a dict of arrays (``state()`` / ``from_state()``),
 stored in the bundle's ``state.safetensors`` under :func:`state_prefix`, and its record column
 is :func:`score_column`. Implementations: :mod:`.baselines` (MSP, energy, Mahalanobis, the
-combination) and :mod:`.monitor` (the heatmap monitor), which register themselves here.
+combination), :mod:`.heatmap_monitor` (the paper's heatmap monitor) and
+:mod:`.concept_monitor` (the concept-space monitor), which register themselves here.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import SemheatError
-from .tasks import Task
-from .store import read_rows
-from .vectors import ROW_CHUNK
+from ...errors import SemheatError
+from ..store import read_rows
+from ..tasks import Task
+from ..vectors import ROW_CHUNK
 
 
 class RowView:
@@ -120,7 +121,7 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
 def _builtin() -> None:
     """Register the built-in detectors (their modules register themselves on import; the
     engine's namespace loads lazily, so a bundle reader may not have imported them yet)."""
-    from . import baselines, concept_monitor, monitor  # noqa: F401
+    from . import baselines, concept_monitor, heatmap_monitor  # noqa: F401
 
 
 def detector_class(name: str) -> type[Detector]:

@@ -2,10 +2,11 @@
 
 - Baselines once: maximum softmax, energy, Mahalanobis (fit on the natural ``fit`` inputs).
 - Per task (misclassification, adversarial): both concept-space monitors — the paper's heatmap
-  monitor (:mod:`.monitor`) and the stacked concept-space monitor (:mod:`.concept_monitor`) —
-  fit on the task's ``fit`` inputs, their hyper-parameters chosen and thresholds calibrated on
-  ``calib``; the configured one (``AnalysisConfig.monitor``) gives the task's ``score`` and
-  ``flag`` columns. Then its logistic combination with the baseline that is best on ``calib``.
+  monitor (:mod:`.heatmap_monitor`) and the stacked concept-space monitor
+  (:mod:`.concept_monitor`) — fit on the task's ``fit`` inputs, their hyper-parameters chosen
+  and thresholds calibrated on ``calib``; the configured one (``AnalysisConfig.monitor``) gives
+  the task's ``score`` and ``flag`` columns. Then its logistic combination with the baseline
+  that is best on ``calib``.
 
 ``eval`` is never seen here. The concept monitor is fit on at most :data:`MONITOR_FIT_ROWS`
 inputs of each kind (a seeded sample keeping the defective ones first): its nine signals need
@@ -19,15 +20,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import SemheatError
+from ...errors import SemheatError
+from ..tasks import task_sets
 from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax, best_baseline
 from .concept_monitor import ConceptMonitor
-from .detectors import Evidence, pack, score_column
-from .monitor import HeatmapMonitor
-from .tasks import task_sets
+from .heatmap_monitor import HeatmapMonitor
+from .protocol import Evidence, pack, score_column
 
-if TYPE_CHECKING:  # (the pipeline imports this module)
-    from .pipeline import AnalysisConfig, ConceptScores, Records
+if TYPE_CHECKING:  # annotations only: the stage types import torch (Attack), and the light
+    # paths (reports, the CLI's monitor command) read MONITORS from here
+    from ..stages import AnalysisConfig, ConceptScores, Records
 
 MONITORS = ("concept", "heatmap")  # task monitors every bundle holds; the config picks one
 MONITOR_FIT_ROWS = 5_000

@@ -19,11 +19,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import SemheatError
-from .detectors import Detector, Evidence, register_detector
-from .metrics import class_thresholds
-from .store import row_chunks
-from .vectors import SCORE_CHUNK, row_norms, unit_rows
+from ...errors import SemheatError
+from ..metrics import class_thresholds
+from ..store import row_chunks
+from ..vectors import SCORE_CHUNK, row_norms, unit_rows
+from .protocol import Detector, Evidence, register_detector
 
 SIMILARITIES = ("cosine", "euclidean")
 
@@ -41,7 +41,8 @@ def defect_score(s, ok, bad, kind: str):
     return similarity(s, bad, kind) - similarity(s, ok, kind)
 
 
-def _group_means(scores: np.ndarray, groups: np.ndarray, n_groups: int):
+def _means_and_counts(scores: np.ndarray, groups: np.ndarray, n_groups: int):
+    """Mean row of ``scores`` per group and the group sizes (an empty group: a NaN row)."""
     sums = np.zeros((n_groups, scores.shape[1]))
     np.add.at(sums, groups, scores)
     counts = np.bincount(groups, minlength=n_groups)
@@ -97,8 +98,8 @@ class HeatmapMonitor(Detector):
         if defect.all() or not defect.any():
             raise SemheatError("the monitor needs both defective and correct reference inputs")
         n_classes = np.asarray(evidence.logits).shape[1]
-        ok, n_ok = _group_means(scores[~defect], predictions[~defect], n_classes)
-        bad, n_bad = _group_means(scores[defect], predictions[defect], n_classes)
+        ok, n_ok = _means_and_counts(scores[~defect], predictions[~defect], n_classes)
+        bad, n_bad = _means_and_counts(scores[defect], predictions[defect], n_classes)
         ok[n_ok == 0] = scores[~defect].mean(0)
         bad[n_bad == 0] = scores[defect].mean(0)
         self.correct_rows_, self.incorrect_rows_ = ok, bad

@@ -3,18 +3,18 @@
 Maximum softmax probability (Hendrycks & Gimpel, ICLR 2017), energy (Liu et al., NeurIPS
 2020) and Mahalanobis distance on the features (Lee et al., NeurIPS 2018) come from the
 maintained implementations in pytorch-ood; the combination is scikit-learn's logistic
-regression. All follow :mod:`.detectors`: higher score = more likely a defect.
+regression. All follow :mod:`.protocol`: higher score = more likely a defect.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SemheatError
-from .detectors import Detector, Evidence, register_detector
-from .metrics import auroc
-from .store import read_rows, row_chunks
-from .vectors import EPS
+from ...errors import SemheatError
+from ..metrics import auroc
+from ..store import read_rows, row_chunks
+from ..vectors import EPS
+from .protocol import Detector, Evidence, register_detector
 
 BASELINES = ("msp", "energy", "mahalanobis")
 

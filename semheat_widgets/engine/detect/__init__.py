@@ -1,0 +1,49 @@
+"""Stage 4 of the engine: the defect detectors.
+
+- :mod:`.protocol` — the :class:`Detector` protocol, the :class:`Evidence` detectors see, and
+  the registry of detectors by name (how a bundle's fitted detectors are stored and rebuilt);
+- :mod:`.heatmap_monitor` — the paper's heatmap monitor (Hu et al., CAIN 2025) and the
+  :class:`RuntimeMonitor` that runs a monitor next to the classifier;
+- :mod:`.signals` — the nine concept-space signals; :mod:`.concept_monitor` — their stack, the
+  :class:`ConceptMonitor`;
+- :mod:`.baselines` — maximum softmax, energy, Mahalanobis and the logistic combination;
+- :mod:`.fit` — the stage itself: every detector fitted, calibrated and run on a pipeline's
+  records (:func:`fit_detectors`).
+
+Modules import downward only: ``protocol`` <- the detectors <- ``fit``.
+"""
+
+# Names load on first use (PEP 562), as in the engine's namespace: reading a bundle's fitted
+# monitor imports the protocol and that monitor's module, not every detector.
+_LAZY = {
+    "Combination": "baselines", "Energy": "baselines", "Mahalanobis": "baselines",
+    "MaxSoftmax": "baselines", "best_baseline": "baselines",
+    "ConceptMonitor": "concept_monitor", "Explanation": "concept_monitor",
+    "top_reasons": "concept_monitor",
+    "SIGNALS": "signals", "SIGNAL_KEYS": "signals",
+    "Detection": "fit", "MONITORS": "fit", "check_monitor_name": "fit",
+    "fit_detectors": "fit",
+    "HeatmapMonitor": "heatmap_monitor", "RuntimeMonitor": "heatmap_monitor",
+    "defect_score": "heatmap_monitor", "runtime_monitor": "heatmap_monitor",
+    "Detector": "protocol", "Evidence": "protocol", "RowView": "protocol",
+    "detector_class": "protocol", "detector_labels": "protocol",
+    "register_detector": "protocol", "score_column": "protocol",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted(_LAZY)

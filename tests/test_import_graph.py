@@ -1,0 +1,117 @@
+"""The engine's modules import one way: no circle among them, and the detectors' stage package
+(``engine/detect``) imports only downward — never the pipeline that runs it.
+
+The graph is read from the sources (``ast``), not by importing them: every import statement at
+module level, those under ``if TYPE_CHECKING:`` included (an annotation-only circle is still a
+circle a reader has to untangle); imports inside functions (deliberately lazy ones) are not
+edges."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import semheat_widgets
+
+PACKAGE = Path(semheat_widgets.__file__).parent
+ENGINE = "semheat_widgets.engine"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _top_level_imports(body):
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If):
+            yield from _top_level_imports(node.body)
+            yield from _top_level_imports(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody,
+                          *(h.body for h in node.handlers)):
+                yield from _top_level_imports(block)
+
+
+def import_graph(root: str = ENGINE) -> dict[str, set[str]]:
+    """``{module: modules of root it imports at module level}``."""
+    folder = PACKAGE.parent.joinpath(*root.split("."))
+    paths = {_module_name(p): p for p in folder.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets = set()
+        for node in _top_level_imports(ast.parse(path.read_text(encoding="utf-8")).body):
+            if isinstance(node, ast.Import):
+                wanted = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(here[:len(here) - node.level + 1] + ([base] if base else []))
+                wanted = [base] + [f"{base}.{a.name}" for a in node.names]
+            for dotted in wanted:  # the longest prefix that is a module of ours
+                parts = dotted.split(".")
+                hit = next((".".join(parts[:i]) for i in range(len(parts), 0, -1)
+                            if ".".join(parts[:i]) in paths), None)
+                if hit is not None and hit != name:
+                    targets.add(hit)
+        graph[name] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_engine_has_no_import_cycle():
+    graph = import_graph()
+    assert f"{ENGINE}.detect.fit" in graph and f"{ENGINE}.stages" in graph
+    assert cycles(graph) == []
+
+
+def test_a_cycle_is_found():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_detectors_import_downward_only():
+    graph = import_graph()
+    detect = {m for m in graph if m.startswith(f"{ENGINE}.detect")}
+    upper = {f"{ENGINE}.{m}" for m in ("pipeline", "bundle", "figures")}
+    for module in detect:
+        assert not graph[module] & upper, module
+    # the protocol is the bottom of the package: the detectors import it, not the reverse
+    # (its registry imports them lazily, inside a function)
+    assert not graph[f"{ENGINE}.detect.protocol"] & detect
+    # the stage types are a leaf below both the pipeline and the stage that fits detectors
+    assert f"{ENGINE}.stages" in graph[f"{ENGINE}.detect.fit"]
+    assert f"{ENGINE}.stages" in graph[f"{ENGINE}.pipeline"]
+    assert not graph[f"{ENGINE}.stages"] & ({f"{ENGINE}.pipeline"} | detect)
