@@ -104,18 +104,26 @@ def jupyterlab(root: Path, python: str = sys.executable, env: dict | None = None
          f"--LabApp.workspaces_dir={root / '.lab-workspaces'}"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     base = f"http://127.0.0.1:{port}"
+    with _served(proc, log, f"{base}/api/status?token={token}", root / "jupyterlab.log",
+                 "JupyterLab"):
+        yield base, token
+
+
+@contextmanager
+def _served(proc, log, probe: str, log_path: Path, what: str):
+    """Wait until ``probe`` answers (or fail with the log's tail); stop the server after."""
     try:
         deadline = time.time() + 90
         while True:
             try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                urllib.request.urlopen(probe, timeout=2)
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("JupyterLab did not start: "
-                                       + (root / "jupyterlab.log").read_text()[-2000:])
+                    raise RuntimeError(f"{what} did not start: "
+                                       + log_path.read_text()[-2000:])
                 time.sleep(0.5)
-        yield base, token
+        yield
     finally:
         proc.terminate()
         try:
@@ -123,7 +131,6 @@ def jupyterlab(root: Path, python: str = sys.executable, env: dict | None = None
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-
 
 
 @contextmanager
@@ -136,24 +143,9 @@ def marimo_app(app: Path, python: str = sys.executable):
                              "--no-token", "--host", "127.0.0.1", f"--port={port}"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=app.parent)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(base, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("marimo did not start: " + log_path.read_text()[-2000:])
-                time.sleep(0.5)
+    with _served(proc, log, base, log_path, "marimo"):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+
 
 @contextmanager
 def browser_page(width: int = 1500, height: int = 1300):
