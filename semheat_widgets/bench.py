@@ -368,9 +368,14 @@ def _process_seconds(argv: list[str]) -> float:
     import sys
 
     t = time.perf_counter()
-    subprocess.run([sys.executable, *argv], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    done = subprocess.run([sys.executable, *argv], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t
+    if done.returncode != 0:  # a crash is a finding, not a timing: say what it printed
+        tail = done.stderr.strip().splitlines()[-3:]
+        raise RuntimeError(f"`python {' '.join(argv)}` exited {done.returncode}: "
+                           f"{' | '.join(tail) or 'nothing on stderr'}")
+    return seconds
 
 
 def bench_light_commands(repeats: int, saved: Path) -> dict:

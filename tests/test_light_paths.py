@@ -57,6 +57,27 @@ def test_light_commands_import_nothing_heavy(bundle, tmp_path, command):
     assert heavy == []
 
 
+def test_reading_a_bundle_never_aborts_at_exit(tmp_path):
+    """Arrow's pooled parquet readers could outlive the read and abort the interpreter at exit
+    (SIGABRT, "terminate called without an active exception"): 20 of 240 `semheat info` runs
+    here, two at a time beside a busy process, before the records were read on the calling
+    thread; 0 of 240 after. These 40 runs caught the old reader in the first try, beside a busy
+    process (a stress check: without load it may miss the old behaviour, never flag the fix)."""
+    from semheat_widgets.bench import synthetic_bundle
+
+    saved = synthetic_bundle(5000).save(tmp_path / "b")  # the bench's bundle, where it was seen
+    argv = [sys.executable, "-m", "semheat_widgets.cli", "info", str(saved), "--json"]
+    failures = []
+    for _ in range(20):
+        runs = [subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for p in runs:
+            _, err = p.communicate(timeout=120)
+            if p.returncode != 0:
+                failures.append((p.returncode, err.strip()[-200:]))
+    assert failures == []
+
+
 @pytest.mark.parametrize("code", [
     "from semheat_widgets.engine.bundle import Bundle\nb = Bundle.load({b!r})\n"
     "b.heatmaps(); b.cell_query('differential', b.classes[0], b.concept_names[0]); _rc = 0",
