@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import unicodedata
 from numbers import Integral
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import SemheatIndexError, SemheatTypeError, SemheatValueError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _short(value) -> str:
@@ -48,6 +50,8 @@ def as_index(value, n: int, name: str = "index") -> int:
 
 def as_indices(values, n: int, name: str = "indices") -> np.ndarray:
     """A 1-D array of record indices, each ``0 <= i < n``."""
+    import numpy as np  # here, not at import: the job options (``..jobs``) check with this module
+
     if isinstance(values, (str, bytes)) or values is None:
         raise SemheatTypeError(f"{name} must be a sequence of record indices, got "
                                f"{_short(values)}")

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .engine.detect.names import MONITORS
 from .errors import SemheatError
 
 
@@ -72,10 +73,9 @@ def cmd_toy_build(args) -> int:
     from .zoo.build import build_toy_world, read_world
 
     started = time.time()
-    out = build_toy_world(args.dir, n_reference=args.reference, n_natural=args.natural,
-                          n_shift=args.shift, attack_limit=args.attack_limit,
-                          overwrite=args.force, progress=not args.quiet, device=args.device,
-                          similarity=args.similarity, monitor=args.monitor)
+    job = job_from(args)
+    out = build_toy_world(args.dir, **job.settings(), overwrite=args.overwrite,
+                          progress=args.progress, device=args.device)
     world = read_world(out)
     print(f"toy world built in {out} ({time.time() - started:.0f} s): "
           f"{', '.join(world['bundles'])}")
@@ -271,17 +271,7 @@ def _render_explain(r: dict) -> str:
 def cmd_analyze(args) -> int:
     from .workflows.job import run_analysis
 
-    concepts = [c.strip() for c in args.concepts.split(",") if c.strip()] if args.concepts \
-        else None
-    out = run_analysis(data=args.data, vlm=args.vlm, classifier=args.classifier, out=args.out,
-                       train_epochs=args.train_epochs, attributes_csv=args.attributes,
-                       concepts=concepts, reference_fraction=args.reference_fraction,
-                       attack_limit=args.attack_limit, batch_size=args.batch_size,
-                       device=args.device, num_workers=args.workers, overwrite=args.force,
-                       progress=not args.quiet, engine=args.engine,
-                       ray_address=args.ray_address, ray_actors=args.ray_actors,
-                       ray_shard_size=args.ray_shard_size, monitor=args.monitor,
-                       image_size=args.image_size)
+    out = run_analysis(job_from(args))
     print(f"bundle written to {out}")
     return 0
 
@@ -429,33 +419,66 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="semheat", description="Semantic heatmaps for debugging "
-                                 "vision classifiers with vision-language models.")
-    ap.add_argument("--version", action="version", version=f"semheat {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True)
+def _option_flags(p: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's name (its ``dest``) -> the flag a user types, for error messages."""
+    return {a.dest: max(a.option_strings, key=len) for a in p._actions if a.option_strings}
+
+
+def _job_parser(sub, name: str, job_type, help: str, func) -> argparse.ArgumentParser:
+    """A subcommand whose options are the fields of ``job_type``; call :func:`_job_done` once
+    its arguments are added (the defaults then come from the job's fields)."""
+    p = sub.add_parser(name, help=help)
+    p.set_defaults(func=func, job_type=job_type)
+    return p
+
+
+def _job_done(p: argparse.ArgumentParser, job_type) -> None:
+    from .jobs import defaults
+
+    known = {a.dest for a in p._actions}
+    p.set_defaults(**{k: v for k, v in defaults(job_type).items() if k in known},
+                   flags=_option_flags(p))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def _add_json(p) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_toy(sub) -> None:
+    from .jobs import ToyWorldJob
 
     toy = sub.add_parser("toy", help="the embedded toy world")
     toy_sub = toy.add_subparsers(dest="toy_command", required=True)
-    build = toy_sub.add_parser("build", help="build the toy-world bundles into DIR")
+    build = _job_parser(toy_sub, "build", ToyWorldJob, "build the toy-world bundles into DIR",
+                        cmd_toy_build)
     build.add_argument("dir")
-    build.add_argument("--reference", type=POSITIVE, default=2400,
-                       help="held-out inputs per training distribution (default 2400)")
-    build.add_argument("--natural", type=POSITIVE, default=2400,
-                       help="natural test inputs (default 2400)")
-    build.add_argument("--shift", type=NON_NEGATIVE, default=600,
-                       help="test inputs where the encoder fault's tie breaks (default 600)")
-    build.add_argument("--attack-limit", type=NON_NEGATIVE, default=600,
-                       help="natural inputs attacked with FGSM and PGD (default 600; 0: none)")
-    build.add_argument("--monitor", choices=["concept", "heatmap"], default=None,
+    build.add_argument("--reference", dest="n_reference", type=POSITIVE, metavar="N",
+                       help="held-out inputs per training distribution (default %(default)s)")
+    build.add_argument("--natural", dest="n_natural", type=POSITIVE, metavar="N",
+                       help="natural test inputs (default %(default)s)")
+    build.add_argument("--shift", dest="n_shift", type=NON_NEGATIVE, metavar="N",
+                       help="test inputs where the encoder fault's tie breaks "
+                            "(default %(default)s)")
+    build.add_argument("--attack-limit", type=NON_NEGATIVE,
+                       help="natural inputs attacked with FGSM and PGD (default %(default)s; "
+                            "0: none)")
+    build.add_argument("--monitor", choices=MONITORS,
                        help="the runtime monitor whose flags the bundles report: concept "
-                            "(stacked concept-space monitor, default) or heatmap (the paper's)")
-    build.add_argument("--similarity", choices=["cosine", "euclidean"], default="cosine",
-                       help="how the runtime monitor compares concept profiles (default cosine)")
+                            "(stacked concept-space monitor) or heatmap (the paper's); default "
+                            "%(default)s")
+    build.add_argument("--similarity", choices=["cosine", "euclidean"],
+                       help="how the heatmap monitor compares concept profiles "
+                            "(default %(default)s)")
     build.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    build.add_argument("--force", action="store_true", help="replace an existing toy world")
-    build.add_argument("--quiet", action="store_true", help="no progress bars")
-    build.set_defaults(func=cmd_toy_build)
+    build.add_argument("--force", dest="overwrite", action="store_true",
+                       help="replace an existing toy world")
+    build.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    _job_done(build, ToyWorldJob)
+
     fam = toy_sub.add_parser("family", help="build the fault family (trains tie classifiers "
                                             "once, a few minutes each, cached)")
     fam.add_argument("dir")
@@ -464,32 +487,41 @@ def build_parser() -> argparse.ArgumentParser:
     fam.add_argument("--quiet", action="store_true", help="no progress bars")
     fam.set_defaults(func=cmd_toy_family)
 
-    for name, func, text in (("info", cmd_info, "what a bundle holds"),
-                             ("localize", cmd_localize, "fault localization figures"),
-                             ("monitor", cmd_monitor, "runtime monitor figures")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("bundle", nargs="?" if name == "localize" else None,
-                       help="a bundle directory or a toy-world directory")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-        if name == "localize":
-            p.add_argument("--family", default=None,
-                           help="a fault family directory (semheat toy family DIR): per-tie "
-                                "and mean figures against both ground truths")
-        if name == "monitor":
-            p.add_argument("--explain", type=NON_NEGATIVE, default=None, metavar="I",
-                           help="why the monitor scored record I as it did (one bundle)")
-            p.add_argument("--reasons", type=POSITIVE, default=3,
-                           help="contributions listed with --explain (default 3)")
-            p.add_argument("--with", dest="explain_monitor", choices=["concept", "heatmap"],
-                           default=None, help="explain this monitor, not the bundle's own")
-        p.set_defaults(func=func)
+
+def _add_readers(sub) -> None:
+    """The commands that only read bundles: info, localize, monitor, verify."""
+    info = sub.add_parser("info", help="what a bundle holds")
+    info.add_argument("bundle", help="a bundle directory or a toy-world directory")
+    _add_json(info)
+    info.set_defaults(func=cmd_info)
+
+    loc = sub.add_parser("localize", help="fault localization figures")
+    loc.add_argument("bundle", nargs="?", help="a bundle directory or a toy-world directory")
+    _add_json(loc)
+    loc.add_argument("--family", default=None,
+                     help="a fault family directory (semheat toy family DIR): per-tie and mean "
+                          "figures against both ground truths")
+    loc.set_defaults(func=cmd_localize)
+
+    mon = sub.add_parser("monitor", help="runtime monitor figures")
+    mon.add_argument("bundle", help="a bundle directory or a toy-world directory")
+    _add_json(mon)
+    mon.add_argument("--explain", type=NON_NEGATIVE, default=None, metavar="I",
+                     help="why the monitor scored record I as it did (one bundle)")
+    mon.add_argument("--reasons", type=POSITIVE, default=3,
+                     help="contributions listed with --explain (default %(default)s)")
+    mon.add_argument("--with", dest="explain_monitor", choices=MONITORS, default=None,
+                     help="explain this monitor, not the bundle's own")
+    mon.set_defaults(func=cmd_monitor)
 
     ver = sub.add_parser("verify", help="check every value of a bundle's arrays (loading "
                                         "checks only their headers)")
     ver.add_argument("bundle", help="a bundle directory or a toy-world directory")
-    ver.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_json(ver)
     ver.set_defaults(func=cmd_verify)
 
+
+def _add_report(sub) -> None:
     rep = sub.add_parser("report", help="a standalone HTML report of a bundle or toy world")
     rep.add_argument("bundle")
     rep.add_argument("--html", required=True, help="the HTML file to write")
@@ -500,57 +532,71 @@ def build_parser() -> argparse.ArgumentParser:
                           "classifier, no torch)")
     rep.set_defaults(func=cmd_report)
 
+    cmp_ = sub.add_parser("compare", help="two bundles of the same inputs: did the fix work?")
+    cmp_.add_argument("before")
+    cmp_.add_argument("after")
+    _add_json(cmp_)
+    cmp_.set_defaults(func=cmd_compare)
+
+
+def _add_ground(sub) -> None:
     gr = sub.add_parser("ground", help="do concept maps point at the attributes? (toy and "
                                        "RIVAL10 bundles)")
     gr.add_argument("bundle")
     gr.add_argument("--limit", type=POSITIVE, default=600,
-                    help="eval inputs checked (default 600, chosen at random)")
+                    help="eval inputs checked (default %(default)s, chosen at random)")
     gr.add_argument("--classifier", default=None,
                     help="resnet18:CKPT when the bundle's classifier cannot be re-opened")
-    gr.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_json(gr)
     gr.set_defaults(func=cmd_ground)
 
-    cmp_ = sub.add_parser("compare", help="two bundles of the same inputs: did the fix work?")
-    cmp_.add_argument("before")
-    cmp_.add_argument("after")
-    cmp_.add_argument("--json", action="store_true", help="print one JSON object")
-    cmp_.set_defaults(func=cmd_compare)
 
-    an = sub.add_parser("analyze", help="analyse a classifier on a dataset into a bundle")
+def _add_analyze(sub) -> None:
+    from .jobs import ENGINES, AnalysisJob
+
+    an = _job_parser(sub, "analyze", AnalysisJob,
+                     "analyse a classifier on a dataset into a bundle", cmd_analyze)
     an.add_argument("--data", required=True, help="rival10:DIR or folder:DIR")
     an.add_argument("--vlm", required=True, help="open_clip:ARCH:TAG (TAG none = random) or toy")
-    an.add_argument("--classifier", default="resnet18", help="resnet18 or resnet18:CKPT")
-    an.add_argument("--train-epochs", type=NON_NEGATIVE, default=0,
-                    help="fine-tune the classifier on the train split first (default 0)")
+    an.add_argument("--classifier", help="resnet18 or resnet18:CKPT (default %(default)s)")
+    an.add_argument("--train-epochs", type=NON_NEGATIVE,
+                    help="fine-tune the classifier on the train split first "
+                         "(default %(default)s)")
     an.add_argument("--out", required=True, help="the bundle directory to write")
-    an.add_argument("--attributes", default=None, help="attributes CSV for folder data")
-    an.add_argument("--concepts", default=None, help="comma-separated concepts (folder data)")
-    an.add_argument("--reference-fraction", type=float, default=0.2,
-                    help="share of the train split held out as reference (default 0.2)")
-    an.add_argument("--attack-limit", type=NON_NEGATIVE, default=500,
-                    help="inputs attacked with FGSM and PGD (default 500; 0: no attacks)")
-    an.add_argument("--image-size", type=POSITIVE, default=None, metavar="N",
+    an.add_argument("--attributes", dest="attributes_csv", metavar="CSV",
+                    help="attributes CSV for folder data")
+    an.add_argument("--concepts", type=_names, help="comma-separated concepts (folder data)")
+    an.add_argument("--reference-fraction", type=float,
+                    help="share of the train split held out as reference (default %(default)s)")
+    an.add_argument("--attack-limit", type=NON_NEGATIVE,
+                    help="inputs attacked with FGSM and PGD (default %(default)s; 0: no "
+                         "attacks)")
+    an.add_argument("--image-size", type=POSITIVE, metavar="N",
                     help="the side images are decoded at for the classifier (shorter side, "
-                         "centre crop; default 224)")
-    an.add_argument("--batch-size", type=POSITIVE, default=64)
-    an.add_argument("--workers", type=NON_NEGATIVE, default=2,
-                    help="DataLoader workers (default 2)")
-    an.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    an.add_argument("--monitor", choices=["concept", "heatmap"], default="concept",
+                         "centre crop; default %(default)s)")
+    an.add_argument("--batch-size", type=POSITIVE, help="default %(default)s")
+    an.add_argument("--workers", dest="num_workers", type=NON_NEGATIVE, metavar="N",
+                    help="DataLoader workers (default %(default)s)")
+    an.add_argument("--device", help="cpu, cuda, ... (default: auto)")
+    an.add_argument("--monitor", choices=MONITORS,
                     help="runtime monitor whose flags the bundle reports: concept (stacked "
-                         "concept-space monitor, default) or heatmap (the paper's)")
-    an.add_argument("--engine", choices=["local", "ray"], default="local",
-                    help="where the forward passes run (ray: pip install 'semheat_widgets[ray]')")
-    an.add_argument("--ray-address", default=None,
+                         "concept-space monitor) or heatmap (the paper's); default %(default)s")
+    an.add_argument("--engine", choices=ENGINES,
+                    help="where the forward passes run (ray: pip install "
+                         "'semheat_widgets[ray]'); default %(default)s")
+    an.add_argument("--ray-address",
                     help="an existing Ray cluster (auto, ray://HOST:10001); default: local")
-    an.add_argument("--ray-actors", type=POSITIVE, default=None,
+    an.add_argument("--ray-actors", type=POSITIVE,
                     help="model replicas on Ray (default: one per GPU, or per 4 CPUs)")
-    an.add_argument("--ray-shard-size", type=POSITIVE, default=512,
-                    help="inputs per finished shard kept for resuming (default 512)")
-    an.add_argument("--force", action="store_true", help="replace an existing bundle")
-    an.add_argument("--quiet", action="store_true", help="no progress bars")
-    an.set_defaults(func=cmd_analyze)
+    an.add_argument("--ray-shard-size", type=POSITIVE,
+                    help="inputs per finished shard kept for resuming (default %(default)s)")
+    an.add_argument("--force", dest="overwrite", action="store_true",
+                    help="replace an existing bundle")
+    an.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    _job_done(an, AnalysisJob)
 
+
+def _add_data(sub) -> None:
     data = sub.add_parser("data", help="datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     rv = data_sub.add_parser("rival10", help="download and unpack RIVAL10")
@@ -562,21 +608,27 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--quiet", action="store_true")
     rv.set_defaults(func=cmd_data_rival10)
 
+
+def _add_discovery(sub) -> None:
     dis = sub.add_parser("discover", help="the vocabulary phrases behind a heatmap cell")
     dis.add_argument("bundle")
     dis.add_argument("--cell", required=True, help="CLASS,CONCEPT: the differential cell "
                                                    "(the inputs wrongly predicted CLASS)")
     dis.add_argument("--reference", choices=["predicted", "true"], default="predicted",
-                     help="compare with the correct inputs of the same predicted (default) "
-                          "or true class")
-    dis.add_argument("--k", type=POSITIVE, default=20, help="phrases listed (default 20)")
-    dis.add_argument("--json", action="store_true", help="print one JSON object")
+                     help="compare with the correct inputs of the same predicted or true class "
+                          "(default %(default)s)")
+    dis.add_argument("--k", type=POSITIVE, default=20,
+                     help="phrases listed (default %(default)s)")
+    _add_json(dis)
     dis.set_defaults(func=cmd_discover)
+
     sl = sub.add_parser("slices", help="the mistakes grouped into named error slices")
     sl.add_argument("bundle")
-    sl.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_json(sl)
     sl.set_defaults(func=cmd_slices)
 
+
+def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="performance benchmarks (ratios)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--records", type=POSITIVE, default=1_000_000)
@@ -590,7 +642,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--ray", action="store_true",
                        help="also compare Ray extraction with local extraction (needs the extra)")
     bench.set_defaults(func=cmd_bench)
+
+
+SUBCOMMANDS = (_add_toy, _add_readers, _add_report, _add_ground, _add_analyze, _add_data,
+               _add_discovery, _add_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="semheat", description="Semantic heatmaps for debugging "
+                                 "vision classifiers with vision-language models.")
+    ap.add_argument("--version", action="version", version=f"semheat {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
     return ap
+
+
+def job_from(args):
+    """The typed job a job subcommand's arguments describe (:mod:`.jobs`)."""
+    from dataclasses import fields
+
+    return args.job_type(**{f.name: getattr(args, f.name) for f in fields(args.job_type)
+                            if hasattr(args, f.name)})
+
+
+def in_flags(exc: SemheatError, flags: dict) -> str:
+    """The error's first line, with the option it names (``exc.option``) as its flag."""
+    line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    option = getattr(exc, "option", None)
+    if option in flags and line.startswith(option):
+        line = flags[option] + line[len(option):]
+    return line
 
 
 def main(argv=None) -> int:
@@ -604,7 +686,7 @@ def main(argv=None) -> int:
         sys.stdout.flush()  # a closed pipe surfaces here, inside the handlers, not at exit
         return status
     except SemheatError as exc:
-        print(f"semheat: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"semheat: error: {in_flags(exc, getattr(args, 'flags', {}))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("semheat: interrupted", file=sys.stderr)

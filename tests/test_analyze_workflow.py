@@ -228,9 +228,10 @@ def test_a_bad_image_size_is_one_line(fake, tmp_path, value, message):
 def test_run_analysis_refuses_a_bad_image_size_before_any_work(fake, tmp_path, value):
     from semheat_widgets.workflows.job import run_analysis
 
-    with pytest.raises(SemheatError, match="--image-size must be"):
-        run_analysis(data=f"rival10:{fake.root}", vlm="toy", classifier="resnet18",
-                     out=tmp_path / "b", image_size=value, progress=False)
+    with pytest.raises(SemheatError, match="^image_size must be") as caught:  # the option's
+        run_analysis(data=f"rival10:{fake.root}", vlm="toy", classifier="resnet18",  # name;
+                     out=tmp_path / "b", image_size=value, progress=False)  # the CLI's flag
+    assert caught.value.option == "image_size"  # is the command line's business
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.work").exists()
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import SemheatError
 from .bundle import Bundle
 from .detect.concept_monitor import top_reasons
-from .detect.fit import MONITORS
+from .detect.names import MONITORS
 from .detect.protocol import detector_labels, score_column
 from .heatmaps import ConfusionSums, Standardizer, heatmap
 from .localize import VERDICTS as VERDICT_KINDS

@@ -28,7 +28,8 @@ from .aligner import Fidelity, LinearAligner, fit_best_alpha
 from .bundle import Bundle
 from .classifier import ModelSplit
 from .concepts import ConceptBank, as_concept_bank, check_class_names, default_class_prompts
-from .detect.fit import Detection, check_monitor_name, fit_detectors
+from .detect.fit import Detection, fit_detectors
+from .detect.names import check_monitor_name
 from .extract import extract
 from .heatmaps import ConfusionSums, Standardizer, heatmap
 from .localize import DECIDE_AT, FaultLocalizer, Localization, image_concept_scores

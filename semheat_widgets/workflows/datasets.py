@@ -45,7 +45,7 @@ def load_data(spec: str, size: int = 224, attributes_csv=None,
     """
     source, _, where = spec.partition(":")
     if not where:
-        raise SemheatError(f"--data must look like rival10:DIR or folder:DIR, got {spec!r}")
+        raise SemheatError(f"data must look like rival10:DIR or folder:DIR, got {spec!r}")
     if source == "rival10":
         from ..data.rival10 import Rival10Dataset
 

@@ -31,8 +31,8 @@ from ..engine.pipeline import AnalysisConfig, analyze
 from ..engine.attacks import Attack
 from ..engine.bundle import Bundle
 from ..engine.concepts import ConceptBank
-from ..engine.detect.fit import check_monitor_name
-from ..errors import SemheatError
+from ..errors import SemheatError, SemheatTypeError
+from ..jobs import ToyWorldJob, defaults
 from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, publish_dir, recover,
                        temp_dir_for, writer_lock)
 from . import inputs as shared
@@ -46,8 +46,7 @@ from .world_file import (WORLD_SCHEMA, is_world, missing_bundles, read_world,  #
 TOY_WORLD_SEED = 4242  # the test set
 REFERENCE_SEED = 4343  # held-out reference sets
 PRIMARY = "clean"
-DEFAULTS = {"n_reference": 2400, "n_natural": 2400, "n_shift": 600, "attack_limit": 600,
-            "similarity": "cosine", "monitor": "concept"}
+DEFAULTS = defaults(ToyWorldJob)  # a world.json without a setting was built with its default
 BATCH_SIZE = 128  # faster per image than 256 on a 2-core CPU (PGD), and half the memory
 LAZY_WAIT_S = 1800  # a lazy build waits this long for another process building the same world
 
@@ -96,14 +95,14 @@ def default_toy_dir() -> Path:
 
 # -- building ---------------------------------------------------------------------------------
 def _settings(kwargs: dict) -> dict:
-    s = {**DEFAULTS, **{k: v for k, v in kwargs.items() if v is not None or k == "attack_limit"}}
-    for key, what in (("n_reference", "reference"), ("n_natural", "natural")):
-        if s[key] < 20:
-            raise SemheatError(f"the toy world needs at least 20 {what} inputs, got {s[key]}")
-    if s["n_shift"] < 0 or (s["attack_limit"] is not None and s["attack_limit"] < 0):
-        raise SemheatError("n_shift and attack_limit must be >= 0")
-    check_monitor_name(s["monitor"])
-    return s
+    """The world's settings: the options given (``None``: the default; for ``attack_limit``:
+    every input attacked) over :class:`~semheat_widgets.jobs.ToyWorldJob`'s defaults, checked."""
+    given = {k: v for k, v in kwargs.items() if v is not None or k == "attack_limit"}
+    try:
+        job = ToyWorldJob(**given)
+    except TypeError as exc:  # an unknown option: one line
+        raise SemheatTypeError(f"toy world: {exc}") from None
+    return job.checked().settings()
 
 
 def _declare(folder: Path, settings: dict) -> dict:

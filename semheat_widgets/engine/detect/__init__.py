@@ -21,7 +21,7 @@ _LAZY = {
     "ConceptMonitor": "concept_monitor", "Explanation": "concept_monitor",
     "top_reasons": "concept_monitor",
     "SIGNALS": "signals", "SIGNAL_KEYS": "signals",
-    "Detection": "fit", "MONITORS": "fit", "check_monitor_name": "fit",
+    "Detection": "fit", "MONITORS": "names", "check_monitor_name": "names",
     "fit_detectors": "fit",
     "HeatmapMonitor": "heatmap_monitor", "RuntimeMonitor": "heatmap_monitor",
     "defect_score": "heatmap_monitor", "runtime_monitor": "heatmap_monitor",

@@ -20,18 +20,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import SemheatError
 from ..tasks import task_sets
 from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax, best_baseline
 from .concept_monitor import ConceptMonitor
 from .heatmap_monitor import HeatmapMonitor
+from .names import check_monitor_name
 from .protocol import Evidence, pack, score_column
 
-if TYPE_CHECKING:  # annotations only: the stage types import torch (Attack), and the light
-    # paths (reports, the CLI's monitor command) read MONITORS from here
+if TYPE_CHECKING:  # annotations only: the stage types import torch (Attack)
     from ..stages import AnalysisConfig, ConceptScores, Records
 
-MONITORS = ("concept", "heatmap")  # task monitors every bundle holds; the config picks one
 MONITOR_FIT_ROWS = 5_000
 
 
@@ -40,12 +38,6 @@ class Detection:
     columns: dict = field(default_factory=dict)  # record columns
     state: dict = field(default_factory=dict)  # fitted arrays
     info: dict = field(default_factory=dict)  # manifest["monitor"]
-
-
-def check_monitor_name(name: str) -> str:
-    if name not in MONITORS:
-        raise SemheatError(f"unknown monitor {name!r}; choose from {list(MONITORS)}")
-    return name
 
 
 def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detection:
