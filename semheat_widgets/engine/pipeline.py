@@ -309,14 +309,15 @@ def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str]
     are written straight into the new bundle's files and every stage reads them chunk by
     chunk, so memory stays flat in the number of inputs — the way to analyse large datasets.
     """
-    if save_to is None:
+    def run(arrays_folder):  # in memory (None), or straight into the new bundle's files
         return _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config,
                         name, extra_columns, progress, reference, extractor, image_embeddings,
-                        None)
+                        arrays_folder)
+
+    if save_to is None:
+        return run(None)
     with Bundle.writing(save_to, overwrite) as folder:
-        bundle = _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config,
-                          name, extra_columns, progress, reference, extractor, image_embeddings,
-                          folder / "arrays")
+        bundle = run(folder / "arrays")
         bundle.write_files(folder)
     return Bundle.load(save_to)
 

@@ -7,10 +7,11 @@
 - :mod:`.signals` — the nine concept-space signals; :mod:`.concept_monitor` — their stack, the
   :class:`ConceptMonitor`;
 - :mod:`.baselines` — maximum softmax, energy, Mahalanobis and the logistic combination;
+- :mod:`.names` — the task monitors' names (a leaf the command line reads);
 - :mod:`.fit` — the stage itself: every detector fitted, calibrated and run on a pipeline's
   records (:func:`fit_detectors`).
 
-Modules import downward only: ``protocol`` <- the detectors <- ``fit``.
+Modules import downward only: ``names``, ``protocol`` <- the detectors <- ``fit``.
 """
 
 # Names load on first use (PEP 562), as in the engine's namespace: reading a bundle's fitted
