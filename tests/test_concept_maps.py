@@ -89,6 +89,7 @@ def test_ground_command_on_a_toy_bundle(mini_world, capsys):
 
 def test_widgets_show_maps(clean):
     from semheat_widgets.widgets import DetailView, ImageGrid
+    from semheat_widgets.widgets.cell import Cell
 
     bundle, _ = clean
     wrong = int(np.flatnonzero(~bundle.column("correct") & bundle.mask(
@@ -102,7 +103,7 @@ def test_widgets_show_maps(clean):
     assert view.concept == "wet" and bytes(view.map_image.value) != first
     grid = ImageGrid(bundle)
     k = bundle.classes[int(bundle.column("prediction")[wrong])]
-    grid.cell = {"kind": "incorrect", "records": "natural", "row": k, "column": "wet"}
+    grid.cell = Cell("incorrect", "natural", k, "wet")
     plain = list(grid.images)
     grid.overlay = True
     assert len(grid.images) == len(plain) and grid.images[0] != plain[0]

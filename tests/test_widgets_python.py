@@ -11,6 +11,7 @@ from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.concepts import ConceptBank
 from semheat_widgets.widgets import Explorer, MonitorPanel
+from semheat_widgets.widgets.cell import Cell
 from semheat_widgets.widgets.detail import detail_facts, render_facts
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -41,8 +42,7 @@ def test_click_selects_a_cell_and_the_grid_shows_the_query_result(bundle, tiny_v
     ex = Explorer(bundle, vlm=tiny_vlm)
     row = CLASSES[busiest_row(bundle)]
     click(ex.heatmap.chart, row, "blue")
-    assert ex.heatmap.cell == {"kind": "differential", "records": "natural", "row": row,
-                               "column": "blue"}
+    assert ex.heatmap.cell == Cell("differential", "natural", row, "blue")
     assert ex.heatmap.chart.params.picked == {"row": row, "column": "blue"}  # outlined
     expect = bundle.cell_query("differential", row, "blue")
     assert ex.grid.total == expect.total > 0
@@ -75,12 +75,12 @@ def test_the_selection_sticks_across_redraws_while_its_cell_exists(bundle, tiny_
     ex = Explorer(bundle, vlm=tiny_vlm)
     ex.select(CLASSES[1], "green")
     ex.heatmap.kind = "ground_truth"  # the same cell of another heatmap: kept, grid follows
-    assert ex.heatmap.cell["row"] == CLASSES[1] and ex.heatmap.cell["kind"] == "ground_truth"
+    assert ex.heatmap.cell.row == CLASSES[1] and ex.heatmap.cell.kind == "ground_truth"
     natural = bundle.mask(perturbation="natural")
     assert ex.grid.total == int((bundle.column("label")[natural] == 1).sum())
     assert ex.heatmap.chart.params.picked == {"row": CLASSES[1], "column": "green"}
     ex.picker.hidden = ["green"]  # the cell's concept hidden: it cannot exist, so it clears
-    assert ex.heatmap.cell == {} and ex.grid.tiles == [] and ex.grid.total == 0
+    assert ex.heatmap.cell is None and ex.grid.tiles == [] and ex.grid.total == 0
     assert ex.heatmap.chart.params.picked is None
     click(ex.heatmap.chart, CLASSES[1], "red")  # the observer survives the redraw
     assert ex.grid.total == int((bundle.column("label")[natural] == 1).sum())
@@ -239,7 +239,7 @@ def test_keyboard_moves_the_cursor_and_enter_opens_the_cell(bundle, tiny_vlm):
     ex = Explorer(bundle, vlm=tiny_vlm)
     keys = ex.heatmap.key_strip
     keys.request = {"move": [0, 0], "nonce": 1}  # the first key puts the cursor on a cell
-    assert ex.heatmap.cursor == (0, 0) and ex.heatmap.cell == {}
+    assert ex.heatmap.cursor == (0, 0) and ex.heatmap.cell is None
     assert keys.label.startswith(f"{CLASSES[0]} · red: ")
     keys.request = {"move": [1, 0], "nonce": 2}
     keys.request = {"move": [0, 1], "nonce": 3}
@@ -248,17 +248,17 @@ def test_keyboard_moves_the_cursor_and_enter_opens_the_cell(bundle, tiny_vlm):
     keys.request = {"move": [-5, 9], "nonce": 4}  # stays inside the heatmap
     assert ex.heatmap.cursor == (0, 3)
     keys.request = {"open": True, "nonce": 5}  # Enter: the grid shows the cell's inputs
-    assert ex.heatmap.cell["row"] == CLASSES[0] and ex.heatmap.cell["column"] == XSS
+    assert ex.heatmap.cell.row == CLASSES[0] and ex.heatmap.cell.column == XSS
     assert "(open)" in keys.label
     keys.request = {"clear": True, "nonce": 6}
-    assert ex.heatmap.cell == {} and ex.grid.tiles == []
+    assert ex.heatmap.cell is None and ex.grid.tiles == []
 
 
 def test_a_cleared_selection_says_why(bundle, tiny_vlm):
     ex = Explorer(bundle, vlm=tiny_vlm)
     ex.select(CLASSES[1], "green")
     ex.picker.hidden = ["green"]
-    assert ex.heatmap.cell == {} and "green" in ex.heatmap.status.value
+    assert ex.heatmap.cell is None and "green" in ex.heatmap.status.value
     assert "no longer shown" in ex.heatmap.status.value
 
 

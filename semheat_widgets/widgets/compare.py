@@ -6,7 +6,7 @@ than its correct inputs do relative to before) and, for a clicked cell ``(class,
 inputs of that class that flipped — fixed (wrong → right) and broken (right → wrong) — those
 showing the concept most first, with both models' predictions and defect scores on each tile.
 
-Output: ``cell`` (the clicked ``{"row", "column"}``), which the flipped-inputs grid follows.
+Output: ``cell`` (the clicked :class:`~.cell.Cell`), which the flipped-inputs grid follows.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import traitlets
 from ..charts import PICKED, heatmap_chart
 from ..engine.tasks import MISCLASSIFICATION
 from ..errors import SemheatError
+from .cell import Cell, SelectsOnClick, cell_trait
 from .shared import JS, as_bundle, empty_chart
 
 PAGE = 24
@@ -47,10 +48,10 @@ class FlippedGrid(anywidget.AnyWidget):
     total = traitlets.Int(0).tag(sync=True)
 
 
-class CompareView(widgets.VBox):
+class CompareView(SelectsOnClick, widgets.VBox):
     """``CompareView(before, after)``: bundles (or paths) of the same inputs."""
 
-    cell = traitlets.Dict()  # output: the clicked cell
+    cell = cell_trait("output: the clicked cell (kind compare)")
 
     def __init__(self, before, after):
         self.comparison = as_bundle(before).compare(as_bundle(after))
@@ -66,29 +67,24 @@ class CompareView(widgets.VBox):
         super().__init__([self.summary, widgets.HBox([self.chart, self.grid])])
         self.observe(lambda _c: self._draw(), names=["cell"])
 
-    def _on_click(self, change) -> None:
-        points = change["new"].value
-        if points:
-            self.select(points[0]["row"], points[0]["column"])
-
     def select(self, row: str, concept: str) -> None:
         """Select (and outline) a cell, as a click does."""
         if row not in self.comparison.delta.rows or concept not in self.comparison.delta.columns:
             raise SemheatError(f"no cell ({row!r}, {concept!r})")
-        setattr(self.chart.params, PICKED, {"row": row, "column": concept})
         self.grid.page = 0
-        self.cell = {"row": row, "column": concept}
+        self.cell = Cell("compare", "natural", row, concept)
+        setattr(self.chart.params, PICKED, self.cell.position)
 
     def flipped(self) -> np.ndarray:
         """Record indices behind the selected cell (all pages)."""
-        return self.comparison.flipped(self.cell["row"], self.cell["column"])
+        return self.comparison.flipped(self.cell.row, self.cell.column)
 
     def _draw(self, _change=None) -> None:
         if not self.cell:
             return
         c, idx = self.comparison, self.flipped()
         page = idx[self.grid.page * PAGE:(self.grid.page + 1) * PAGE]
-        classes, concept = c.before.classes, self.cell["column"]
+        classes, concept = c.before.classes, self.cell.column
         z = c.after.concept_column(concept)
         score = MISCLASSIFICATION.column("score")
         tiles = []
@@ -103,7 +99,7 @@ class CompareView(widgets.VBox):
                           f"{'fixed' if fixed else 'broken'} · {concept} {z[i]:.2f}",
                           f"defect {_num(c.before, score, i)} → {_num(c.after, score, i)}"]})
         with self.grid.hold_sync():
-            self.grid.title = f"flipped · {self.cell['row']} · {concept}"
+            self.grid.title = f"flipped · {self.cell.row} · {concept}"
             self.grid.total = len(idx)
             self.grid.tiles = tiles
             self.grid.images = [c.after.thumbnail_png(int(i)) for i in page]

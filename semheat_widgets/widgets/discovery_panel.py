@@ -17,9 +17,9 @@ Labels are ipywidgets ``Button`` / ``Label`` descriptions: text, never HTML.
 from __future__ import annotations
 
 import ipywidgets as widgets
-import traitlets
 
 from ..errors import SemheatError
+from .cell import Cell, cell_trait
 
 SUGGESTIONS = 8
 AUTO_PHRASES = 1000  # vocabularies this small are embedded on the first click; larger on demand
@@ -29,8 +29,8 @@ WRONG_KINDS = ("differential", "incorrect", "gt_minus_output", "misclassified_fr
 class DiscoveryPanel(widgets.VBox):
     """``DiscoveryPanel(bundle, picker)``; ``cell`` in, ``pulled`` out."""
 
-    cell = traitlets.Dict()  # input: the heatmap's selected cell
-    pulled = traitlets.Dict()  # output: a grid cell with the inputs of a clicked slice
+    cell = cell_trait("input: the heatmap's selected cell")
+    pulled = cell_trait("output: the inputs of a clicked error slice, for the image grid")
 
     def __init__(self, bundle, picker, *, vocabulary=None, k: int = SUGGESTIONS, **kwargs):
         self.bundle, self.picker, self.vocabulary, self.k = bundle, picker, vocabulary, k
@@ -54,12 +54,9 @@ class DiscoveryPanel(widgets.VBox):
                          layout=widgets.Layout(min_width="260px", max_width="340px"), **kwargs)
         self.observe(self._on_cell, names=["cell"])
 
-    def _inputs(self, cell: dict):
-        if cell.get("kind", "").removeprefix("binarized_") in WRONG_KINDS:
-            kind = "incorrect"
-        else:
-            kind = cell.get("kind", "output")
-        return self.bundle.cell_query(kind, cell["row"], None, records=cell.get("records"))
+    def _inputs(self, cell: Cell):
+        kind = "incorrect" if cell.kind.removeprefix("binarized_") in WRONG_KINDS else cell.kind
+        return self.bundle.cell_query(kind, cell.row, None, records=cell.records)
 
     def _small(self) -> bool:
         """Whether suggestions come at once on a click (embeddings ready or few phrases)."""
@@ -143,5 +140,5 @@ class DiscoveryPanel(widgets.VBox):
     def pull(self, n: int) -> None:
         """Send slice ``n``'s inputs to the grid (what clicking a slice does)."""
         s = self.found[n]
-        self.pulled = {"kind": "slice", "records": "natural", "row": s.predicted,
-                       "column": s.name, "indices": [int(i) for i in s.indices]}
+        self.pulled = Cell("slice", "natural", s.predicted, s.name,
+                           indices=tuple(int(i) for i in s.indices))

@@ -1,9 +1,10 @@
 """Image grid: the inputs behind a heatmap cell, as thumbnails with their scores.
 
-Input: ``cell`` — ``{"kind", "records", "row", "column"}`` as :class:`HeatmapView` outputs it
-(``{}``: nothing to show). Output: ``selected`` — the record index of the clicked tile (-1:
-none). Thumbnails travel as binary PNG buffers; every label is drawn as text. With ``overlay``
-the tiles show the cell's concept activation map over each input instead.
+Input: ``cell`` — a :class:`~.cell.Cell` as :class:`HeatmapView` outputs it, or an error
+slice's inputs (``None``: nothing to show). Output: ``selected`` — the record index of the
+clicked tile (-1: none). Thumbnails travel as binary PNG buffers; every label is drawn as
+text. With ``overlay`` the tiles show the cell's concept activation map over each input
+instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import traitlets
 
 from ..engine.bundle import Selection
 from ..engine.tasks import task_of
+from .cell import cell_trait
 from .shared import JS, as_bundle
 
 SORTS = {"concept": "selected concept", "defect": "defect score", "flag": "monitor verdict",
@@ -31,7 +33,7 @@ class ImageGrid(anywidget.AnyWidget):
     _esm = JS / "image_grid.js"
     _css = JS / "widgets.css"
 
-    cell = traitlets.Dict()  # input: the heatmap cell whose inputs to show
+    cell = cell_trait("input: the heatmap cell (or error slice) whose inputs to show")
     selected = traitlets.Int(-1).tag(sync=True)  # output: the clicked tile's record index
     sort_by = traitlets.Enum(tuple(SORTS), default_value="concept").tag(sync=True)
     page = traitlets.Int(0).tag(sync=True)
@@ -64,15 +66,15 @@ class ImageGrid(anywidget.AnyWidget):
                 self.empty_message = EMPTY
                 self.tiles, self.images, self.total, self.title = [], [], 0, ""
             return
-        self.title = f"{cell['kind'].replace('_', ' ')} · {cell['row']} · {cell['column']}"
+        self.title = f"{cell.kind.replace('_', ' ')} · {cell.row} · {cell.column}"
         self._refresh()
 
     def _sort_key(self) -> str | None:
         """The record column (or concept) the current sort reads."""
         cell, b = self.cell, self.bundle
         if self.sort_by == "concept":
-            return cell["column"] if cell["column"] in b.concept_names else None
-        task = task_of(cell["records"])  # what the tiles of these inputs show
+            return cell.column if cell.column in b.concept_names else None
+        task = task_of(cell.records)  # what the tiles of these inputs show
         key = {"defect": task.column("score"), "flag": task.column("flag")}.get(self.sort_by,
                                                                               self.sort_by)
         return key if b.has_column(key) else None
@@ -80,11 +82,10 @@ class ImageGrid(anywidget.AnyWidget):
     def selection(self) -> Selection:
         """The full, sorted selection behind the current cell (all pages)."""
         c = self.cell
-        if "indices" in c:  # a set of inputs pulled in by name (an error slice)
-            return _given(self.bundle, c["indices"], self._sort_key(),
+        if c.indices is not None:  # a set of inputs pulled in by name (an error slice)
+            return _given(self.bundle, c.indices, self._sort_key(),
                           self.sort_by not in ASCENDING)
-        return self.bundle.cell_query(c["kind"], c["row"], self._sort_key(),
-                                      records=c["records"],
+        return self.bundle.cell_query(c.kind, c.row, self._sort_key(), records=c.records,
                                       descending=self.sort_by not in ASCENDING)
 
     def _refresh(self, _change=None) -> None:
@@ -94,8 +95,8 @@ class ImageGrid(anywidget.AnyWidget):
         start = self.page * self.page_size
         idx = sel.indices[start:start + self.page_size]
         self.indices = idx
-        b, concept = self.bundle, self.cell["column"]
-        task = task_of(self.cell["records"])
+        b, concept = self.bundle, self.cell.column
+        task = task_of(self.cell.records)
         scores = b.concept_column(concept)[idx] if concept in b.concept_names else None
         rows = b.rows(idx, ["id", "label", "prediction", "correct", "fault", "perturbation",
                             task.column("score"), task.column("flag")])

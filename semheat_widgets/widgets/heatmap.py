@@ -1,8 +1,9 @@
 """The semantic heatmap as an Altair ``JupyterChart``: switchable kind, clickable cells.
 
-Input: ``columns`` (the concepts shown, in order). Output: ``cell`` — the selected cell,
-``{"kind", "records", "row", "column"}``, set by a click in the browser, by the keyboard (a
-focusable strip under the chart: arrows move, Enter opens) or by :meth:`select`. The selection
+Input: ``columns`` (the concepts shown, in order). Output: ``cell`` — the selected
+:class:`~.cell.Cell` (kind, records, row, column; ``None``: none), set by a click in the
+browser, by the keyboard (a focusable strip under the chart: arrows move, Enter opens) or by
+:meth:`select`. The selection
 sticks when the heatmap is redrawn (another kind, other inputs, binarized, concepts hidden or
 moved) as long as its cell exists; when it cannot, a line says why.
 
@@ -25,6 +26,7 @@ from ..charts import PICKED, heatmap_chart
 from ..engine.heatmaps import KINDS, Heatmap
 from ..engine.tasks import METHODS, NATURAL
 from ..errors import SemheatError
+from .cell import Cell, SelectsOnClick, cell_trait
 from .shared import JS, as_bundle, empty_chart
 
 KIND_LABELS = {
@@ -50,7 +52,7 @@ class CellKeys(anywidget.AnyWidget):
     request = traitlets.Dict().tag(sync=True)
 
 
-class HeatmapView(widgets.VBox):
+class HeatmapView(SelectsOnClick, widgets.VBox):
     """``HeatmapView(bundle, kind="differential", records="natural")``: controls above a
     clickable heatmap."""
 
@@ -59,7 +61,7 @@ class HeatmapView(widgets.VBox):
     standardized = traitlets.Bool(True)
     top_k = traitlets.Int(0)  # binarize to the top-k concepts per row (0: off)
     columns = traitlets.List(traitlets.Unicode())  # input: the concepts shown, in order
-    cell = traitlets.Dict()  # output: the selected cell ({} when none)
+    cell = cell_trait("output: the selected cell (None when none)")
 
     def __init__(self, bundle, *, kind: str = "differential", records: str = NATURAL,
                  columns: list[str] | None = None):
@@ -126,37 +128,31 @@ class HeatmapView(widgets.VBox):
         keep = self._still_there(self.cell)
         if self.cell and not keep:
             self.status.value = (f"<small>selection cleared: concept "
-                                 f"<b>{html.escape(self.cell['column'])}</b> is no longer "
+                                 f"<b>{html.escape(self.cell.column)}</b> is no longer "
                                  f"shown</small>")
         elif keep:
             self.status.value = ""
         self.chart.chart = heatmap_chart(hm, self.columns, title=title,
-                                         picked=_position(keep) if keep else None)
+                                         picked=keep.position if keep else None)
         # A new chart means a new selections object: observe it again.
         self.chart.selections.observe(self._on_click, names=["cell"])
         self.cell = keep
         self._sync_cursor()
 
-    def _still_there(self, cell: dict) -> dict:
-        """The selected cell moved to the current kind and inputs, or {} when it no longer
+    def _still_there(self, cell: Cell | None) -> Cell | None:
+        """The selected cell moved to the current kind and inputs, or None when it no longer
         exists (its concept hidden or gone)."""
-        if not cell or cell.get("column") not in self.columns or \
-                cell.get("row") not in self.bundle.classes:
-            return {}
-        return {"kind": self.kind, "records": self.records, "row": cell["row"],
-                "column": cell["column"]}
-
-    def _on_click(self, change) -> None:
-        points = change["new"].value
-        if points:
-            self.select(points[0]["row"], points[0]["column"])
+        if cell is None or cell.column not in self.columns or \
+                cell.row not in self.bundle.classes:
+            return None
+        return Cell(self.kind, self.records, cell.row, cell.column)
 
     def select(self, row: str, column: str) -> None:
         """Select (and outline) the cell ``(row, column)``, as a click does."""
         if row not in self.bundle.classes or column not in self.columns:
             raise SemheatError(f"no heatmap cell ({row!r}, {column!r}) in view")
-        self.cell = {"kind": self.kind, "records": self.records, "row": row, "column": column}
-        setattr(self.chart.params, PICKED, _position(self.cell))
+        self.cell = Cell(self.kind, self.records, row, column)
+        setattr(self.chart.params, PICKED, self.cell.position)
         self.status.value = ""
         self._sync_cursor()
 
@@ -164,8 +160,8 @@ class HeatmapView(widgets.VBox):
     def _sync_cursor(self) -> None:
         """The cursor follows the selection (or stays where it was, within bounds)."""
         if self.cell:
-            self.cursor = (self.bundle.classes.index(self.cell["row"]),
-                           self.columns.index(self.cell["column"]))
+            self.cursor = (self.bundle.classes.index(self.cell.row),
+                           self.columns.index(self.cell.column))
         elif self.cursor is not None:
             self.cursor = (min(self.cursor[0], len(self.bundle.classes) - 1),
                            min(self.cursor[1], max(len(self.columns) - 1, 0)))
@@ -185,8 +181,8 @@ class HeatmapView(widgets.VBox):
         other = None if hm.counts_other is None else int(hm.counts_other[i])
         meaning = cell_meaning(hm.kind, row, column, None if value != value else float(value),
                                int(hm.counts[i]), other)
-        opened = " (open)" if self.cell and self.cell["row"] == row and \
-            self.cell["column"] == column else ""
+        opened = " (open)" if self.cell and self.cell.position == {"row": row,
+                                                                   "column": column} else ""
         self.key_strip.label = f"{row} · {column}{opened}: {meaning}"
 
     def _on_key(self, change) -> None:
@@ -211,7 +207,7 @@ class HeatmapView(widgets.VBox):
         if not n_cols:
             return
         if request.get("clear"):
-            self.cell, self.cursor = {}, None
+            self.cell, self.cursor = None, None
             setattr(self.chart.params, PICKED, None)
             self._say()
             return
@@ -229,6 +225,3 @@ class HeatmapView(widgets.VBox):
                                             "column": self.columns[j]})
         self._say()
 
-
-def _position(cell: dict) -> dict:
-    return {"row": cell["row"], "column": cell["column"]}
