@@ -13,7 +13,7 @@ from .lazy import lazy_names
 # and everything that only reads a bundle stay free of torch, torchvision and open_clip.
 _LAZY = {
     "LinearAligner": "aligner", "Attack": "attacks",
-    "Bundle": "bundle", "Selection": "bundle", "ModelSplit": "classifier",
+    "Bundle": "bundle.core", "Selection": "bundle.queries", "ModelSplit": "classifier",
     "ConceptBank": "concepts", "default_class_prompts": "concepts",
     "resolve_device": "device", "bundle_monitors": "figures", "detector_scores": "figures",
     "explain_record": "figures", "localization_report": "figures", "monitor_report": "figures",
