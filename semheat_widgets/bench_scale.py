@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine.store import array_chunks, read_rows, row_chunks
+from .engine.bundle.store import array_chunks, read_rows, row_chunks
 from .engine.vectors import unit_rows
 
 DIM, EMBED_DIM, N_CLASSES, THUMB = 512, 512, 10, 64

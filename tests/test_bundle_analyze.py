@@ -9,10 +9,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 from conftest import CLASSES, colour_images
-from semheat_widgets.engine import bundle as bundle_module
+from semheat_widgets.engine.bundle import files as bundle_files
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze, assign_splits
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
+from semheat_widgets.engine.bundle.schema import SCHEMA_VERSION
 from semheat_widgets.engine.concepts import ConceptBank
 from semheat_widgets.engine.heatmaps import ConfusionSums, heatmap
 from semheat_widgets.engine.localize import FaultLocalizer
@@ -146,7 +147,7 @@ def test_round_trip_is_exact(built, saved):
 
 def test_crash_mid_save_leaves_no_half_written_bundle(built, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = bundle_module._write_npy
+    real = bundle_files._write_npy
 
     def failing(path, arr):
         calls["n"] += 1
@@ -154,18 +155,18 @@ def test_crash_mid_save_leaves_no_half_written_bundle(built, tmp_path, monkeypat
             raise OSError("disk full")
         return real(path, arr)
 
-    monkeypatch.setattr(bundle_module, "_write_npy", failing)
+    monkeypatch.setattr(bundle_files, "_write_npy", failing)
     target = tmp_path / "b"
     with pytest.raises(OSError, match="disk full"):
         built.save(target)
     # nothing left but the (hidden, empty) writer-lock file
     assert not target.exists() and [p.name for p in tmp_path.iterdir()] in ([], [".b.lock"])
 
-    monkeypatch.setattr(bundle_module, "_write_npy", real)
+    monkeypatch.setattr(bundle_files, "_write_npy", real)
     built.save(target)
     before = (target / "manifest.json").read_text()
     calls["n"] = 0
-    monkeypatch.setattr(bundle_module, "_write_npy", failing)
+    monkeypatch.setattr(bundle_files, "_write_npy", failing)
     with pytest.raises(OSError):
         built.save(target, overwrite=True)
     assert (target / "manifest.json").read_text() == before  # the old bundle is intact
@@ -187,7 +188,7 @@ def test_other_schema_versions_and_broken_bundles_are_refused(saved, tmp_path):
         Bundle.load(other)
     with pytest.raises(SemheatError, match="no manifest.json"):
         Bundle.load(tmp_path)
-    manifest["schema_version"] = bundle_module.SCHEMA_VERSION
+    manifest["schema_version"] = SCHEMA_VERSION
     (other / "manifest.json").write_text(json.dumps(manifest))
     (other / "arrays" / "scores.npy").unlink()
     with pytest.raises(SemheatError, match="scores.npy: no such bundle file"):

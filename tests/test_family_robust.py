@@ -60,7 +60,7 @@ def test_the_family_schema_is_plain_json_schema_and_our_checker_agrees_with_json
     it says "fits" exactly where the reference implementation does, on damaged variants."""
     import jsonschema
 
-    from semheat_widgets.engine.schema import validate_json
+    from semheat_widgets.engine.bundle.json_schema import validate_json
     from semheat_widgets.zoo.family_file import FAMILY_SCHEMA
 
     jsonschema.Draft202012Validator.check_schema(FAMILY_SCHEMA)

@@ -1,5 +1,6 @@
-"""The engine's modules import one way: no circle among them, and the detectors' stage package
-(``engine/detect``) imports only downward — never the pipeline that runs it.
+"""The engine's modules import one way: no circle among them, and the stage packages import only
+downward — the detectors (``engine/detect``) never the pipeline that runs them, the bundle's
+modules (``engine/bundle``) never its class.
 
 The graph is read from the sources (``ast``), not by importing them: every import statement at
 module level, those under ``if TYPE_CHECKING:`` included (an annotation-only circle is still a
@@ -105,7 +106,7 @@ def test_a_cycle_is_found():
 def test_the_detectors_import_downward_only():
     graph = import_graph()
     detect = {m for m in graph if m.startswith(f"{ENGINE}.detect")}
-    upper = {f"{ENGINE}.{m}" for m in ("pipeline", "bundle", "figures")}
+    upper = {f"{ENGINE}.{m}" for m in ("pipeline", "bundle", "bundle.core", "figures")}
     for module in detect:
         assert not graph[module] & upper, module
     # the protocol is the bottom of the package: the detectors import it, not the reverse
@@ -115,3 +116,18 @@ def test_the_detectors_import_downward_only():
     assert f"{ENGINE}.stages" in graph[f"{ENGINE}.detect.fit"]
     assert f"{ENGINE}.stages" in graph[f"{ENGINE}.pipeline"]
     assert not graph[f"{ENGINE}.stages"] & ({f"{ENGINE}.pipeline"} | detect)
+
+
+def test_the_bundle_package_imports_downward_only():
+    """Inside ``engine/bundle`` nothing imports the :class:`Bundle` class (``core``, the top);
+    the array store and the format, which the pipeline and the detectors import, sit at the
+    bottom."""
+    graph = import_graph()
+    core = f"{ENGINE}.bundle.core"
+    package = {m for m in graph if m.startswith(f"{ENGINE}.bundle.")}
+    assert core in package and f"{ENGINE}.bundle.files" in package
+    for module in package - {core}:
+        assert core not in graph[module], module
+    assert graph[f"{ENGINE}.bundle.store"] <= {f"{ENGINE}.vectors"}
+    assert graph[f"{ENGINE}.bundle.schema"] == {f"{ENGINE}.bundle.json_schema"}
+    assert graph[f"{ENGINE}.bundle.json_schema"] == set()

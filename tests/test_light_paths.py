@@ -16,7 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from semheat_widgets.engine.schema import MANIFEST_SCHEMA, validate_json
+from semheat_widgets.engine.bundle.json_schema import validate_json
+from semheat_widgets.engine.bundle.schema import MANIFEST_SCHEMA
 from semheat_widgets.errors import SemheatError
 
 
@@ -245,7 +246,7 @@ def test_category_codes_from_arrow_match_numpy_unique():
     repeated or unused dictionary values and for several chunks."""
     import pyarrow as pa
 
-    from semheat_widgets.engine.bundle import _arrow_codes
+    from semheat_widgets.engine.bundle.queries import _arrow_codes
 
     rng = np.random.default_rng(0)
     words = np.array(["natural", "pgd", "fgsm", "", "é", "Z"], dtype=object)
@@ -267,7 +268,7 @@ def test_a_page_of_thumbnails_is_read_ahead_with_the_same_bytes_and_errors(bundl
     """``thumbnail_pngs`` (the grid's page: rows asked of the disk together) gives what
     ``thumbnail_png`` gives one at a time, and refuses a bad index the same way."""
     from semheat_widgets.engine.bundle import Bundle
-    from semheat_widgets.engine.store import prefetch
+    from semheat_widgets.engine.bundle.store import prefetch
 
     b = Bundle.load(bundle)
     idx = np.array([b.n - 1, 0, 3, 3])

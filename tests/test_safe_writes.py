@@ -18,7 +18,7 @@ import pytest
 
 from conftest import CLASSES
 from semheat_widgets import cli
-from semheat_widgets.engine import bundle as bundle_module
+from semheat_widgets.engine.bundle import files as bundle_files
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
@@ -188,10 +188,10 @@ def test_crash_between_the_renames_is_recovered(small, tmp_path, monkeypatch):
     def crash():
         raise KeyboardInterrupt("power cut")
 
-    monkeypatch.setitem(bundle_module._SAVE_HOOK, "between", crash)
+    monkeypatch.setitem(bundle_files._SAVE_HOOK, "between", crash)
     with pytest.raises(KeyboardInterrupt):
         small.save(target, overwrite=True)
-    monkeypatch.delitem(bundle_module._SAVE_HOOK, "between")
+    monkeypatch.delitem(bundle_files._SAVE_HOOK, "between")
     assert not target.exists()  # the moment of the crash: only the hidden old copy is left
     assert any(p.name.startswith(".b.old-") for p in tmp_path.iterdir())
     again = Bundle.load(target)  # the next reader restores it

@@ -18,7 +18,7 @@ from semheat_widgets.engine.concepts import ConceptBank
 from semheat_widgets.engine.detect.baselines import Mahalanobis
 from semheat_widgets.engine.detect.protocol import Evidence, RowView
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-from semheat_widgets.engine.store import ArrayStore, array_chunks, read_rows
+from semheat_widgets.engine.bundle.store import ArrayStore, array_chunks, read_rows
 from semheat_widgets.errors import SemheatError
 
 CONCEPT_BANK = [("red", ["red"]), ("green", ["green"]), ("blue", ["blue"]), ("dark", ["dark"])]

@@ -7,11 +7,13 @@ The names a notebook or a script needs are here::
     from semheat_widgets.engine import ModelSplit, VLM, ConceptBank, analyze, Bundle
 """
 
+from .lazy import lazy_names
+
 # Names load on first use (module ``__getattr__``, PEP 562): ``import semheat_widgets.engine``
 # and everything that only reads a bundle stay free of torch, torchvision and open_clip.
 _LAZY = {
     "LinearAligner": "aligner", "Attack": "attacks",
-    "Bundle": "bundle", "Selection": "bundle", "ModelSplit": "classifier",
+    "Bundle": "bundle.core", "Selection": "bundle.queries", "ModelSplit": "classifier",
     "ConceptBank": "concepts", "default_class_prompts": "concepts",
     "resolve_device": "device", "bundle_monitors": "figures", "detector_scores": "figures",
     "explain_record": "figures", "localization_report": "figures", "monitor_report": "figures",
@@ -31,21 +33,7 @@ _LAZY = {
     "detector_labels": "detect.protocol", "register_detector": "detect.protocol",
 }
 
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "ADVERSARIAL", "AnalysisConfig", "Attack", "Bundle", "Combination", "ConceptBank",

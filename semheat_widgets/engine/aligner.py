@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SemheatError
-from .store import read_rows
+from .bundle.store import read_rows
 from .vectors import EPS, ROW_CHUNK
 
 

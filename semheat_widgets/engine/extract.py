@@ -19,7 +19,7 @@ from ..errors import SemheatError
 from ..safe_io import open_npy_memmap
 from .classifier import ModelSplit
 from .pixels import thumbnails
-from .store import ArrayStore
+from .bundle.store import ArrayStore
 from .vlm import VLM
 
 FIELDS = ("features", "logits", "image_emb", "labels", "thumbs")
@@ -86,8 +86,8 @@ def extract(classifier: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
     against ``classifier`` first. ``image_embeddings`` (one row per input, in order), when the
     caller already has the VLM's embeddings of these very images — several classifiers
     analysed on the same inputs — are used instead of running the VLM again. ``into``: the
-    caller's :class:`~.store.ArrayStore` (e.g. the memory maps of a bundle being built) to write
-    rows ``offset .. offset + len(dataset) - 1`` of, instead of allocating new arrays.
+    caller's :class:`~.bundle.store.ArrayStore` (e.g. the memory maps of a bundle being built)
+    to write rows ``offset .. offset + len(dataset) - 1`` of, instead of allocating new arrays.
     """
     n = len(dataset)
     if n == 0:

@@ -300,7 +300,7 @@ class RayExtractor:
         """The shards in id order: into the caller's store (rows ``offset..``) or new arrays."""
         import pyarrow.parquet as pq
 
-        from .store import ArrayStore
+        from .bundle.store import ArrayStore
 
         store = into if into is not None else ArrayStore(n)
         first = offset if into is not None else 0

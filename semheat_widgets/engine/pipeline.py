@@ -33,10 +33,10 @@ from .detect.names import check_monitor_name
 from .extract import extract
 from .heatmaps import ConfusionSums, Standardizer, heatmap
 from .localize import DECIDE_AT, FaultLocalizer, Localization, image_concept_scores
-from .schema import SPLITS
+from .bundle.schema import SPLITS
 # the stage types live in a leaf module; `from .pipeline import AnalysisConfig` still works
 from .stages import AnalysisConfig, ConceptScores, Records
-from .store import ArrayStore, array_chunks, read_rows, row_chunks
+from .bundle.store import ArrayStore, array_chunks, read_rows, row_chunks
 from .tasks import NATURAL
 from .vectors import unit_rows, zero_shot
 from .vlm import VLM
@@ -107,7 +107,8 @@ def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
                     classes: list[str], cfg: AnalysisConfig, progress: bool, extractor,
                     image_embeddings, folder) -> Records:
     """Stage 1: natural inputs (reference first), their splits, then attacked copies — all
-    written into one :class:`~.store.ArrayStore` (memory maps in ``folder``, when given)."""
+    written into one :class:`~.bundle.store.ArrayStore` (memory maps in ``folder``, when
+    given)."""
     shared = {} if image_embeddings is None else {"image_embeddings": image_embeddings}
     run = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                thumb_size=cfg.thumb_size, progress=progress)

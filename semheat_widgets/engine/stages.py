@@ -15,7 +15,7 @@ import numpy as np
 from .aligner import LinearAligner
 from .attacks import Attack
 from .heatmaps import Standardizer
-from .store import ArrayStore
+from .bundle.store import ArrayStore
 from .tasks import NATURAL
 
 

@@ -1,7 +1,7 @@
 """A fault family's description, ``DIR/family.json``: its schema and reader.
 
 Declared once in :data:`FAMILY_SCHEMA` and checked by the same schema interpreter as bundle
-manifests and ``world.json`` (:func:`..engine.schema.validate_json`). Kept apart from
+manifests and ``world.json`` (:func:`..engine.bundle.json_schema.validate_json`). Kept apart from
 :mod:`.family_build`, which imports the models, so reading a family imports no torch.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..engine.schema import validate_json
+from ..engine.bundle.json_schema import validate_json
 from ..errors import SemheatError
 from ..safe_io import FAMILY_FORMAT, read_json
 

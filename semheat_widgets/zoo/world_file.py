@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..engine.schema import validate_json
+from ..engine.bundle.json_schema import validate_json
 from ..errors import SemheatError
 from ..safe_io import WORLD_FORMAT, owned_kind, read_json
 

@@ -14,6 +14,8 @@
 Modules import downward only: ``names``, ``protocol`` <- the detectors <- ``fit``.
 """
 
+from ..lazy import lazy_names
+
 # Names load on first use (PEP 562), as in the engine's namespace: reading a bundle's fitted
 # monitor imports the protocol and that monitor's module, not every detector.
 _LAZY = {
@@ -31,20 +33,6 @@ _LAZY = {
     "register_detector": "protocol", "score_column": "protocol",
 }
 
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 __all__ = sorted(_LAZY)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import SemheatError
 from ..metrics import auroc
-from ..store import read_rows, row_chunks
+from ..bundle.store import read_rows, row_chunks
 from ..vectors import EPS
 from .protocol import Detector, Evidence, register_detector
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ...errors import SemheatError
 from ..metrics import auroc, class_thresholds
-from ..store import read_rows
+from ..bundle.store import read_rows
 from ..vectors import ROW_CHUNK, unit_rows
 from .heatmap_monitor import SIMILARITIES
 from .protocol import Detector, Evidence, register_detector

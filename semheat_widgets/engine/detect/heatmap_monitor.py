@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import SemheatError
 from ..metrics import class_thresholds
-from ..store import row_chunks
+from ..bundle.store import row_chunks
 from ..vectors import SCORE_CHUNK, row_norms, unit_rows
 from .protocol import Detector, Evidence, register_detector
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...errors import SemheatError
-from ..store import read_rows
+from ..bundle.store import read_rows
 from ..tasks import Task
 from ..vectors import ROW_CHUNK
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SemheatError
-from ..safe_io import open_npy_memmap
-from .vectors import CHUNK_BYTES, ROW_CHUNK
+from ...errors import SemheatError
+from ...safe_io import open_npy_memmap
+from ..vectors import CHUNK_BYTES, ROW_CHUNK
 
 
 def release(array) -> None:

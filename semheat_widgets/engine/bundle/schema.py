@@ -1,10 +1,10 @@
 """The bundle format, declared once, and the one place that checks a bundle on load.
 
 :data:`MANIFEST_SCHEMA` (a JSON Schema document, the one declaration of the format) declares
-``manifest.json``. It is checked by :func:`validate_json`, a small interpreter of the JSON Schema
-keywords the package's schemas use (no import of ``jsonschema``, whose format checkers take
-seconds to import; a test checks it agrees with ``jsonschema`` on damaged manifests);
-:func:`validate_bundle` then checks what a schema cannot see: that
+``manifest.json``. It is checked by :func:`~.json_schema.validate_json`, a small interpreter of
+the JSON Schema keywords the package's schemas use (no import of ``jsonschema``, whose format
+checkers take seconds to import; a test checks it agrees with ``jsonschema`` on damaged
+manifests); :func:`validate_bundle` then checks what a schema cannot see: that
 names are unique, that every array, record column and piece of fitted state agrees with the
 manifest in length, shape, dtype and range, and that every number is finite. Each problem is
 one :class:`~semheat_widgets.errors.SemheatError` line naming the file and the field, so a
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..errors import SemheatError
+from ...errors import SemheatError
+from .json_schema import validate_json
 
 FORMAT = "semheat-bundle"
 SCHEMA_VERSION = 2  # 2: records say `perturbation` (was `kind`); detectors under `detector.`
@@ -72,111 +73,6 @@ MANIFEST_SCHEMA = {
 }
 
 
-def validate_json(obj, schema: dict, file) -> None:
-    """Check ``obj`` against ``schema``; the first problem becomes one line naming ``file``
-    and the field (``classes[3]``, ``arrays.scores.shape``)."""
-    problem = _first_problem(obj, schema, ())
-    if problem is None:
-        return
-    path, message = problem
-    field = _field(path) or "(top level)"
-    message = message if len(message) <= 160 else message[:157] + "..."
-    raise SemheatError(f"{file}: field {field}: {message}")
-
-
-# The JSON Schema (draft 2020-12) keywords validate_json knows, with their meaning below; a
-# schema using any other keyword is refused (so a new keyword cannot be silently ignored).
-_ANNOTATIONS = {"$schema", "title", "description"}
-_KEYWORDS = _ANNOTATIONS | {
-    "type", "const", "enum", "required", "properties", "additionalProperties", "propertyNames",
-    "items", "minItems", "uniqueItems", "minLength", "pattern", "minimum", "maximum"}
-_TYPES = {
-    "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
-}
-
-
-def _same(a, b) -> bool:
-    """JSON equality: ``true`` is not ``1``, ``[1]`` equals ``[1.0]``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if _TYPES["number"](a) and _TYPES["number"](b):
-        return a == b
-    return type(a) is type(b) and a == b
-
-
-def _first_problem(value, schema: dict, path: tuple):
-    """``(path, message)`` of the first place ``value`` breaks ``schema``; None if it fits."""
-    import re
-
-    unknown = set(schema) - _KEYWORDS
-    if unknown:
-        raise SemheatError(f"schema uses unsupported keyword(s) {sorted(unknown)}")
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_TYPES[t](value) for t in types):
-            return path, f"{value!r} is not of type {', '.join(repr(t) for t in types)}"
-    if "const" in schema and not _same(value, schema["const"]):
-        return path, f"{schema['const']!r} was expected"
-    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
-        return path, f"{value!r} is not one of {schema['enum']!r}"
-    if _TYPES["number"](value):
-        if "minimum" in schema and value < schema["minimum"]:
-            return path, f"{value!r} is less than the minimum of {schema['minimum']!r}"
-        if "maximum" in schema and value > schema["maximum"]:
-            return path, f"{value!r} is greater than the maximum of {schema['maximum']!r}"
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            return path, f"{value!r} is too short" if value else f"{value!r} should be non-empty"
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            return path, f"{value!r} does not match {schema['pattern']!r}"
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            return path, f"{value!r} is too short" if value else f"{value!r} should be non-empty"
-        if schema.get("uniqueItems") and any(_same(a, b) for i, a in enumerate(value)
-                                             for b in value[i + 1:]):
-            return path, f"{value!r} has non-unique elements"
-        if "items" in schema:
-            for i, item in enumerate(value):
-                found = _first_problem(item, schema["items"], path + (i,))
-                if found:
-                    return found
-    if isinstance(value, dict):
-        for name in schema.get("required", ()):
-            if name not in value:
-                return path, f"{name!r} is a required property"
-        if "propertyNames" in schema:
-            for name in value:
-                found = _first_problem(name, schema["propertyNames"], path)
-                if found:
-                    return found
-        props = schema.get("properties", {})
-        for name, item in value.items():
-            sub = props.get(name, schema.get("additionalProperties"))
-            if sub is False:
-                return path, f"additional property {name!r} is not allowed"
-            if isinstance(sub, dict):
-                found = _first_problem(item, sub, path + (name,))
-                if found:
-                    return found
-    return None
-
-
-def _field(path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def check_manifest(manifest, file) -> None:
     """The manifest against the schema, then unique names."""
     if not isinstance(manifest, dict):
@@ -186,7 +82,7 @@ def check_manifest(manifest, file) -> None:
                            f"(format {manifest.get('format')!r})")
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        from ..errors import SchemaVersionError
+        from ...errors import SchemaVersionError
 
         raise SchemaVersionError(f"{file}: bundle schema version {version!r}; this "
                                  f"semheat_widgets reads version {SCHEMA_VERSION} (rebuild the "
@@ -375,6 +271,27 @@ def check_state(state: dict, manifest: dict, arrays: dict, file) -> None:
             if key.endswith("_rows") and value.shape[1] > C:
                 raise SemheatError(f"{file}: tensor {key} has {value.shape[1]} columns for {C} "
                                    f"concepts")
+
+
+REQUIRED_COLUMNS = ("id", "split", "perturbation", "source_id", "label", "prediction",
+                    "correct")
+
+
+def check_parts(manifest: dict, records: pa.Table, arrays: dict) -> None:
+    """What every bundle, built in memory or loaded, must hold together: the required record
+    columns, and as many records and array rows as the manifest says."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in records.column_names]
+    if missing:
+        raise SemheatError(f"bundle records lack columns {missing}")
+    n = records.num_rows
+    if manifest.get("n_records", n) != n:
+        raise SemheatError(f"manifest says {manifest['n_records']} records, "
+                           f"records hold {n}")
+    for key, arr in arrays.items():
+        if len(arr) != n:
+            raise SemheatError(f"array {key!r} has {len(arr)} rows, expected {n}")
+    if "scores" in arrays and arrays["scores"].shape[1] != len(manifest["concepts"]):
+        raise SemheatError("the score matrix and the concept list disagree")
 
 
 def validate_bundle(manifest: dict, records: pa.Table, arrays: dict, state: dict,
