@@ -1,6 +1,6 @@
 """The bundle: one analysis of a (classifier, VLM, dataset) triple, saved as a directory.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     manifest.json        format, schema version, classes, concepts, models, splits, figures
     records.parquet      one row per input: id, split, perturbation, source_id, label,
@@ -8,7 +8,7 @@ Layout (schema version 1)::
     arrays/<name>.npy    dense arrays (features, logits, image_emb, aligned, scores, thumbs, ...)
                          loaded as read-only memory maps
     state.safetensors    fitted state: aligner, concept and class embeddings, standardiser,
-                         detectors (``detector.[task.]name.*``, see :mod:`.detect.protocol`)
+                         detectors (``detector.[task.]name.*``, see :mod:`..detect.protocol`)
 
 Fitted state is read through typed accessors (:attr:`Bundle.aligner`, :meth:`Bundle.monitor`,
 :meth:`Bundle.detector`, :attr:`Bundle.class_embeddings`, :attr:`Bundle.models`), never
