@@ -11,11 +11,11 @@ from conftest import CLASSES, TINY_CLIP_CFG, make_resnet, colour_images
 import open_clip
 from open_clip.model import CLIP
 from torch.utils.data import TensorDataset
-from semheat_widgets.engine.vlm import VLM
-from semheat_widgets.engine.classifier import ModelSplit
+from semheat_widgets.engine.models.vlm import VLM
+from semheat_widgets.engine.models.classifier import ModelSplit
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.errors import SemheatError
 

@@ -46,11 +46,11 @@ def _small_bundle(where: Path) -> Path:
 
     from conftest import CLASSES, TINY_CLIP_CFG, colour_images, make_resnet
     from semheat_widgets.engine.attacks import Attack
-    from semheat_widgets.engine.classifier import ModelSplit
-    from semheat_widgets.engine.concepts import ConceptBank
+    from semheat_widgets.engine.models.classifier import ModelSplit
+    from semheat_widgets.engine.concepts.bank import ConceptBank
     from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 
-    from semheat_widgets.engine.vlm import VLM
+    from semheat_widgets.engine.models.vlm import VLM
 
     torch.manual_seed(0)
     vlm = VLM(CLIP(**TINY_CLIP_CFG), open_clip.tokenizer.SimpleTokenizer(context_length=16),

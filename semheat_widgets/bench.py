@@ -129,7 +129,7 @@ def bench_add_concept(bundle, repeats: int) -> dict:
 
 
 def bench_discover(bundle, repeats: int, n_phrases: int = 10_000) -> dict:
-    from .engine.discover import PhraseEmbeddings, Vocabulary
+    from .engine.concepts.discover import PhraseEmbeddings, Vocabulary
 
     aligned = bundle.arrays["aligned"]
     rng = np.random.default_rng(2)
@@ -156,8 +156,8 @@ def bench_cell_query(bundle, repeats: int) -> dict:
 def bench_monitor(repeats: int) -> dict:
     from torchvision.models import resnet18
 
-    from .engine.aligner import LinearAligner
-    from .engine.classifier import ModelSplit
+    from .engine.models.aligner import LinearAligner
+    from .engine.models.classifier import ModelSplit
     from .engine.detect.concept_monitor import ConceptMonitor
     from .engine.detect.heatmap_monitor import HeatmapMonitor, RuntimeMonitor
     from .engine.detect.protocol import Evidence
@@ -267,8 +267,8 @@ def bench_ray_extraction(n: int, repeats: int = 1) -> dict:
 def bench_concept_map(repeats: int) -> dict:
     """One concept activation map on click: the toy classifier on one 64-pixel image, one
     concept (a forward pass plus a few small products), against the bare forward pass."""
-    from .engine.aligner import LinearAligner
-    from .engine.cam import concept_maps
+    from .engine.models.aligner import LinearAligner
+    from .engine.concepts.cam import concept_maps
     from .zoo.models import toy_classifier
 
     classifier = toy_classifier("clean", "cpu")

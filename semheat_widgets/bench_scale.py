@@ -126,7 +126,7 @@ def one_pass(folder: Path, keys=("features", "logits", "image_emb", "thumbs")) -
 def run_scale(n: int, out: Path, attack_share: float = 0.05) -> dict:
     """One synthetic analysis of ``n`` inputs saved to ``out`` (in this process)."""
     from .engine.attacks import Attack
-    from .engine.concepts import ConceptBank
+    from .engine.concepts.bank import ConceptBank
     from .engine.pipeline import AnalysisConfig, analyze
 
     extractor = SyntheticExtractor()

@@ -679,7 +679,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "device", None) is not None:
-            from .engine.vlm import resolve_device
+            from .engine.models.vlm import resolve_device
 
             resolve_device(args.device)  # an unknown or absent device: one line, before work
         status = args.func(args)

@@ -105,7 +105,7 @@ def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
     classes = bundle.classes
     classifier = None
     if maps:
-        from .engine.cam import map_pngs, open_classifier
+        from .engine.concepts.cam import map_pngs, open_classifier
 
         classifier = open_classifier(bundle)
     for row, concept, value in telling_cells(bundle, cells, hm=hm):

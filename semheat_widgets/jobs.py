@@ -121,7 +121,7 @@ class AnalysisJob:
                                              f"{self.classifier!r}")
         if ckpt and not Path(ckpt).is_file():
             raise option_error("classifier", f"checkpoint not found: {ckpt}")
-        from .engine.models import check_vlm_id
+        from .engine.models.registry import check_vlm_id
 
         try:
             vlm = check_vlm_id(self.vlm)

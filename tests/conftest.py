@@ -27,7 +27,7 @@ def tiny_vlm():
     import open_clip
     from open_clip.model import CLIP
 
-    from semheat_widgets.engine.vlm import VLM
+    from semheat_widgets.engine.models.vlm import VLM
 
     torch.manual_seed(0)
     model = CLIP(**TINY_CLIP_CFG)
@@ -45,7 +45,7 @@ def make_resnet(num_classes: int = len(CLASSES), seed: int = 0):
 
 @pytest.fixture(scope="session")
 def tiny_split():
-    from semheat_widgets.engine.classifier import ModelSplit
+    from semheat_widgets.engine.models.classifier import ModelSplit
 
     return ModelSplit(make_resnet(), input_size=32, name="test:resnet10")
 
@@ -100,7 +100,7 @@ def small_bundle(tiny_split, tiny_vlm, colour_dataset, tmp_path_factory):
     """The path of one small saved bundle (FGSM on 16 inputs, four concepts), analysed once per
     session and shared by the tests that only read it or copy it before damaging it."""
     from semheat_widgets.engine.attacks import Attack
-    from semheat_widgets.engine.concepts import ConceptBank
+    from semheat_widgets.engine.concepts.bank import ConceptBank
     from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 
     cfg = AnalysisConfig(attacks=(Attack("fgsm", 8 / 255),), attack_limit=16, batch_size=48,

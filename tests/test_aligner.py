@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from semheat_widgets.engine.aligner import LinearAligner
+from semheat_widgets.engine.models.aligner import LinearAligner
 from semheat_widgets.errors import SemheatError
 
 

@@ -13,7 +13,7 @@ from semheat_widgets import cli
 from semheat_widgets.arguments import clean_name
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.errors import (SemheatError, SemheatIndexError, SemheatTypeError,
                                     SemheatValueError)
@@ -159,7 +159,7 @@ def test_info_and_thumbnails_of_damaged_bundles_give_one_line(bundle, tmp_path, 
     loaded = Bundle.load(nothumbs)
     with pytest.raises(SemheatError, match="no thumbnails"):
         loaded.thumbnail(0)
-    from semheat_widgets.engine.cam import input_images
+    from semheat_widgets.engine.concepts.cam import input_images
     with pytest.raises(SemheatError, match="no thumbnails"):
         input_images(loaded, [0])
 

@@ -14,7 +14,7 @@ from semheat_widgets.engine.pipeline import AnalysisConfig, analyze, assign_spli
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.bundle.schema import SCHEMA_VERSION
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.heatmaps import ConfusionSums, heatmap
 from semheat_widgets.engine.localize import FaultLocalizer
 from semheat_widgets.errors import SchemaVersionError, SemheatError

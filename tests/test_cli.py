@@ -12,7 +12,7 @@ from conftest import CLASSES
 from semheat_widgets.cli import main
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 
 
 @pytest.fixture(scope="module")

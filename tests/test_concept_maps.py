@@ -10,9 +10,9 @@ import torch
 
 from semheat_widgets import cli
 from semheat_widgets.engine import Bundle, load_classifier
-from semheat_widgets.engine.cam import (EXACT, GRADIENT, bundle_concept_maps, class_maps,
+from semheat_widgets.engine.concepts.cam import (EXACT, GRADIENT, bundle_concept_maps, class_maps,
                                         input_images, overlay)
-from semheat_widgets.engine.grounding import dilate
+from semheat_widgets.engine.concepts.grounding import dilate
 from semheat_widgets.errors import SemheatError
 
 
@@ -37,7 +37,7 @@ def test_maps_are_exact_decompositions_of_the_concept_scores(clean):
 
 
 def test_without_average_pooling_the_map_is_a_gradient_map(clean, tiny_split):
-    from semheat_widgets.engine.classifier import ModelSplit
+    from semheat_widgets.engine.models.classifier import ModelSplit
     from semheat_widgets.zoo.models import load_toy_resnet
 
     bundle, _ = clean

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from semheat_widgets.engine.bundle import Bundle
-from semheat_widgets.engine.discover import (PhraseEmbeddings, Vocabulary, phrase_embeddings,
-                                             weights_digest)
+from semheat_widgets.engine.concepts.discover import (PhraseEmbeddings, Vocabulary,
+                                                      phrase_embeddings, weights_digest)
 from semheat_widgets.errors import SemheatError
 
 DIM, N_PHRASES, K = 24, 40, 4

@@ -1,6 +1,7 @@
 """The engine's modules import one way: no circle among them, and the stage packages import only
 downward — the detectors (``engine/detect``) never the pipeline that runs them, the bundle's
-modules (``engine/bundle``) never its class.
+modules (``engine/bundle``) never its class, the models (``engine/models``) never the concepts
+(``engine/concepts``), and neither of them the pipeline.
 
 The graph is read from the sources (``ast``), not by importing them: every import statement at
 module level, those under ``if TYPE_CHECKING:`` included (an annotation-only circle is still a
@@ -131,3 +132,27 @@ def test_the_bundle_package_imports_downward_only():
     assert graph[f"{ENGINE}.bundle.store"] <= {f"{ENGINE}.vectors"}
     assert graph[f"{ENGINE}.bundle.schema"] == {f"{ENGINE}.bundle.json_schema"}
     assert graph[f"{ENGINE}.bundle.json_schema"] == set()
+
+
+def test_the_model_and_concept_packages_import_downward_only():
+    """``engine/models`` (what opens models) sits below ``engine/concepts`` (what names
+    concepts), and neither imports the pipeline, the figures, the detectors or the
+    :class:`Bundle` class; inside each, the registry, the bank and discovery are leaves, so
+    reading a bundle's model ids or vocabulary costs no torch."""
+    graph = import_graph()
+    models = {m for m in graph if m.startswith(f"{ENGINE}.models.")}
+    concepts = {m for m in graph if m.startswith(f"{ENGINE}.concepts.")}
+    assert f"{ENGINE}.models.registry" in models and f"{ENGINE}.concepts.bank" in concepts
+    upper = {f"{ENGINE}.{m}" for m in ("pipeline", "figures", "bundle.core", "stages")}
+    upper |= {m for m in graph if m.startswith(f"{ENGINE}.detect")}
+    for module in models | concepts:
+        assert not graph[module] & upper, module
+    for module in models:
+        assert not graph[module] & concepts, module
+    assert graph[f"{ENGINE}.models.registry"] == set()
+    assert graph[f"{ENGINE}.models.device"] == set()
+    assert graph[f"{ENGINE}.models.vlm"] <= {f"{ENGINE}.models.device", f"{ENGINE}.pixels"}
+    assert graph[f"{ENGINE}.concepts.bank"] <= {f"{ENGINE}.vectors"}
+    assert graph[f"{ENGINE}.concepts.discover"] <= {f"{ENGINE}.vectors"}
+    assert f"{ENGINE}.concepts.discover" in graph[f"{ENGINE}.concepts.slices"]
+    assert f"{ENGINE}.concepts.cam" in graph[f"{ENGINE}.concepts.grounding"]

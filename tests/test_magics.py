@@ -7,7 +7,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from conftest import CLASSES
 from semheat_widgets import magics
 from semheat_widgets.engine.attacks import Attack
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.widgets import Explorer
 

@@ -7,10 +7,10 @@ from torch.utils.data import Dataset, TensorDataset
 
 from conftest import colour_images, make_resnet
 from semheat_widgets.data.images import ImageFilesDataset, load_image
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.extract import extract
-from semheat_widgets.engine.classifier import ModelSplit
-from semheat_widgets.engine.vlm import VLM
+from semheat_widgets.engine.models.classifier import ModelSplit
+from semheat_widgets.engine.models.vlm import VLM
 from semheat_widgets.errors import SemheatError
 
 
@@ -53,7 +53,7 @@ def test_vlm_local_folder_round_trip(tmp_path, tiny_vlm):
     from conftest import TINY_CLIP_CFG
     from safetensors.torch import save_file
 
-    from semheat_widgets.engine.vlm import compact_state_dict
+    from semheat_widgets.engine.models.vlm import compact_state_dict
 
     texts = ["a photo of a dog", "wheels"]
     kept = torch.unique(tiny_vlm.tokenizer(texts))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from semheat_widgets.engine.aligner import LinearAligner
+from semheat_widgets.engine.models.aligner import LinearAligner
 from semheat_widgets.engine.detect.heatmap_monitor import (HeatmapMonitor, RuntimeMonitor,
                                                            defect_score)
 from semheat_widgets.engine.detect.protocol import Evidence, pack, unpack

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from semheat_widgets.engine import vlm as vlm_module
-from semheat_widgets.engine.models import load_vlm
+from semheat_widgets.engine.models import vlm as vlm_module
+from semheat_widgets.engine.models.registry import load_vlm
 from semheat_widgets.errors import SemheatError
 
 from conftest import TINY_CLIP_CFG

@@ -22,7 +22,7 @@ from semheat_widgets.engine.bundle import files as bundle_files
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.errors import SemheatError
 from semheat_widgets.safe_io import owned_kind, writer_lock
 

@@ -11,10 +11,10 @@ from conftest import CLASSES
 from semheat_widgets.bench_scale import (CONCEPTS, N_CLASSES, SyntheticClassifier,
                                          SyntheticExtractor, SyntheticInputs, SyntheticVLM,
                                          run_scale)
-from semheat_widgets.engine.aligner import LinearAligner, fit_best_alpha
+from semheat_widgets.engine.models.aligner import LinearAligner, fit_best_alpha
 from semheat_widgets.engine.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.detect.baselines import Mahalanobis
 from semheat_widgets.engine.detect.protocol import Evidence, RowView
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semheat_widgets.engine.classifier import ModelSplit, model_input_size
+from semheat_widgets.engine.models.classifier import ModelSplit, model_input_size
 
 timm = pytest.importorskip("timm")
 

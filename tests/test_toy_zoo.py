@@ -8,7 +8,7 @@ import torch
 
 from semheat_widgets.data.toy.dataset import ToyDataset
 from semheat_widgets.data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
-from semheat_widgets.engine.vlm import VLM
+from semheat_widgets.engine.models.vlm import VLM
 from semheat_widgets.zoo import CLASSIFIER_DIR, TINY_CLIP_DIR, ZOO_DIR
 from semheat_widgets.zoo.faults import (HEAD_FAULT_MIX, encoder_fault_train_world,
                                         perturb_head, shift_world)

@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import CLASSES
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.engine.attacks import Attack
-from semheat_widgets.engine.concepts import ConceptBank
+from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.widgets import Explorer, MonitorPanel
 from semheat_widgets.widgets.cell import Cell
 from semheat_widgets.widgets.detail import detail_facts, render_facts
@@ -275,8 +275,8 @@ def test_tooltips_say_what_a_cell_means(bundle, tiny_vlm):
 
 
 def test_suggested_concepts_follow_the_cell_and_a_click_adds_a_column(bundle, tiny_vlm):
-    from semheat_widgets.engine.discover import Vocabulary
-    from semheat_widgets.engine.slices import Slice
+    from semheat_widgets.engine.concepts.discover import Vocabulary
+    from semheat_widgets.engine.concepts.slices import Slice
 
     voc = Vocabulary.from_phrases(["a red square", "green", "water", "a dog", XSS])
     ex = Explorer(bundle, vlm=tiny_vlm, vocabulary=voc)

@@ -1,6 +1,6 @@
 """The analysis engine: from a classifier, a VLM and data to semantic heatmaps, fault
 localization and runtime monitors. It knows no widget, no command line and no particular
-dataset; models are opened by identifier through an open registry (:mod:`.models`).
+dataset; models are opened by identifier through an open registry (:mod:`.models.registry`).
 
 The names a notebook or a script needs are here::
 
@@ -12,18 +12,21 @@ from .lazy import lazy_names
 # Names load on first use (module ``__getattr__``, PEP 562): ``import semheat_widgets.engine``
 # and everything that only reads a bundle stay free of torch, torchvision and open_clip.
 _LAZY = {
-    "LinearAligner": "aligner", "Attack": "attacks",
-    "Bundle": "bundle.core", "Selection": "bundle.queries", "ModelSplit": "classifier",
-    "ConceptBank": "concepts", "default_class_prompts": "concepts",
-    "resolve_device": "device", "bundle_monitors": "figures", "detector_scores": "figures",
+    "Attack": "attacks", "Bundle": "bundle.core", "Selection": "bundle.queries",
+    "bundle_monitors": "figures", "detector_scores": "figures",
     "explain_record": "figures", "localization_report": "figures", "monitor_report": "figures",
     "KINDS": "heatmaps", "Heatmap": "heatmaps", "FaultLocalizer": "localize",
     "auroc": "metrics", "detection_summary": "metrics", "roc_curve": "metrics",
-    "threshold_at_fpr": "metrics", "ModelId": "models", "ModelIds": "models",
-    "load_classifier": "models", "load_vlm": "models", "register_classifier": "models",
-    "register_vlm": "models", "AnalysisConfig": "stages", "analyze": "pipeline",
+    "threshold_at_fpr": "metrics", "AnalysisConfig": "stages", "analyze": "pipeline",
     "ADVERSARIAL": "tasks", "MISCLASSIFICATION": "tasks", "TASKS": "tasks", "Task": "tasks",
-    "VLM": "vlm",
+    # what opens and wraps models (stage package models/)
+    "LinearAligner": "models.aligner", "ModelSplit": "models.classifier",
+    "resolve_device": "models.device", "VLM": "models.vlm",
+    "ModelId": "models.registry", "ModelIds": "models.registry",
+    "load_classifier": "models.registry", "load_vlm": "models.registry",
+    "register_classifier": "models.registry", "register_vlm": "models.registry",
+    # what names concepts (stage package concepts/)
+    "ConceptBank": "concepts.bank", "default_class_prompts": "concepts.bank",
     # the defect detectors (stage package detect/)
     "Combination": "detect.baselines", "Energy": "detect.baselines",
     "Mahalanobis": "detect.baselines", "MaxSoftmax": "detect.baselines",

@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader
 
 from ..errors import SemheatError
 from ..safe_io import open_npy_memmap
-from .classifier import ModelSplit
+from .models.classifier import ModelSplit
 from .pixels import thumbnails
 from .bundle.store import ArrayStore
-from .vlm import VLM
+from .models.vlm import VLM
 
 FIELDS = ("features", "logits", "image_emb", "labels", "thumbs")
 

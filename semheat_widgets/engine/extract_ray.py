@@ -96,7 +96,7 @@ class _ModelWorker:
         import ray
         import torch
 
-        from .vlm import resolve_device
+        from .models.vlm import resolve_device
 
         if threads:
             torch.set_num_threads(threads)

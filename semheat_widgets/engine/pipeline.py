@@ -24,10 +24,10 @@ import numpy as np
 from torch.utils.data import ConcatDataset, Subset
 
 from ..errors import SemheatError
-from .aligner import Fidelity, LinearAligner, fit_best_alpha
+from .models.aligner import Fidelity, LinearAligner, fit_best_alpha
 from .bundle import Bundle
-from .classifier import ModelSplit
-from .concepts import ConceptBank, as_concept_bank, check_class_names, default_class_prompts
+from .models.classifier import ModelSplit
+from .concepts.bank import ConceptBank, as_concept_bank, check_class_names, default_class_prompts
 from .detect.fit import Detection, fit_detectors
 from .detect.names import check_monitor_name
 from .extract import extract
@@ -39,7 +39,7 @@ from .stages import AnalysisConfig, ConceptScores, Records
 from .bundle.store import ArrayStore, array_chunks, read_rows, row_chunks
 from .tasks import NATURAL
 from .vectors import unit_rows, zero_shot
-from .vlm import VLM
+from .models.vlm import VLM
 
 TOP_CONCEPTS = 3  # responsible concepts kept per misclassified input
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .aligner import LinearAligner
+from .models.aligner import LinearAligner
 from .attacks import Attack
 from .heatmaps import Standardizer
 from .bundle.store import ArrayStore

@@ -127,7 +127,7 @@ class DetailView(widgets.VBox):
     @property
     def classifier(self):
         if self._classifier is None:
-            from ..engine.cam import open_classifier  # (torch: only once a map is drawn)
+            from ..engine.concepts.cam import open_classifier  # (torch: only once a map is drawn)
 
             self._classifier = open_classifier(self.bundle, self._given)
         return self._classifier
@@ -155,7 +155,7 @@ class DetailView(widgets.VBox):
         """The chosen concept's map on the input shown."""
         if self.index < 0 or not self.concept or self.classifier is None:
             return
-        from ..engine.cam import map_pngs
+        from ..engine.concepts.cam import map_pngs
 
         self.map_image.value = map_pngs(self.bundle, self.classifier, [self.index],
                                         self.concept)[0]
@@ -167,7 +167,7 @@ class DetailView(widgets.VBox):
             self.map_note.value = ("<i>activation maps need the classifier: "
                                    "DetailView(bundle, classifier=...)</i>")
             return
-        from ..engine.cam import class_map_png
+        from ..engine.concepts.cam import class_map_png
 
         try:
             self.cam_image.value = class_map_png(self.bundle, self.classifier, self.index)

@@ -62,7 +62,7 @@ class DiscoveryPanel(widgets.VBox):
         """Whether suggestions come at once on a click (embeddings ready or few phrases)."""
         if self.bundle.__dict__.get("_phrases"):
             return True
-        from ..engine.discover import vocabulary_for
+        from ..engine.concepts.discover import vocabulary_for
 
         try:
             voc = self.vocabulary or vocabulary_for(self.bundle.models.vlm)

@@ -116,7 +116,7 @@ class ImageGrid(anywidget.AnyWidget):
     def _pictures(self, idx, concept: str) -> list[bytes]:
         b = self.bundle
         if self.overlay and concept in b.concept_names:
-            from ..engine.cam import map_pngs, open_classifier  # (torch: only for maps)
+            from ..engine.concepts.cam import map_pngs, open_classifier  # (torch: only for maps)
 
             if self._classifier is None:
                 self._classifier = open_classifier(b, self._given)

@@ -19,7 +19,7 @@ from ..arguments import as_index, choice
 from ..charts import roc_chart
 from ..engine.figures import bundle_monitors, detector_scores, explain_record, monitor_report
 from ..engine.metrics import detection_summary
-from ..engine.models import load_classifier
+from ..engine.models.registry import load_classifier
 from ..engine.detect.heatmap_monitor import runtime_monitor
 from ..engine.tasks import TASKS, task_named
 from ..errors import SemheatError
@@ -32,8 +32,8 @@ SLIDER_STEPS = 500
 class MonitorPanel(widgets.VBox):
     """``MonitorPanel(bundle, classifier=None, task="misclassification")``.
 
-    ``classifier`` (a :class:`~semheat_widgets.engine.classifier.ModelSplit`) is needed only to
-    check uploaded images; bundles whose classifier can be re-opened by id need none.
+    ``classifier`` (a :class:`~semheat_widgets.engine.models.classifier.ModelSplit`) is needed
+    only to check uploaded images; bundles whose classifier can be re-opened by id need none.
     """
 
     task = traitlets.Enum(tuple(TASKS), default_value="misclassification")

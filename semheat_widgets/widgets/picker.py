@@ -10,7 +10,7 @@ from __future__ import annotations
 import anywidget
 import traitlets
 
-from ..engine.models import load_vlm
+from ..engine.models.registry import load_vlm
 from ..arguments import clean_name
 from ..errors import SemheatError
 from .shared import JS, as_bundle

@@ -10,7 +10,7 @@ from torch.utils.data import Subset
 
 from ..data.names import RIVAL10_ATTRIBUTES
 from ..data.rival10_prompts import RIVAL10_CLASS_PROMPTS, RIVAL10_PROMPTS
-from ..engine.concepts import ConceptBank, default_class_prompts
+from ..engine.concepts.bank import ConceptBank, default_class_prompts
 from ..errors import SemheatError
 
 FOLDER_TRAIN_SHARE = 0.7  # an image folder is split 70/30 into train and test (seeded)

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..engine.classifier import ModelSplit
-from ..engine.device import resolve_device
+from ..engine.models.classifier import ModelSplit
+from ..engine.models.device import resolve_device
 from ..errors import SemheatError
 from ..safe_io import check_regular, space_errors
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.bundle import Bundle
-from ..engine.cam import input_images
-from ..engine.grounding import ground
-from ..engine.models import load_classifier
+from ..engine.concepts.cam import input_images
+from ..engine.concepts.grounding import ground
+from ..engine.models.registry import load_classifier
 from ..errors import SemheatError
 
 
 def bundle_classifier(bundle: Bundle, spec: str | None = None):
     """The classifier a bundle was built with: ``spec`` (``resnet18:CKPT``), else its
     registered id, else the fine-tuned checkpoint its analysis recorded."""
-    from ..engine.classifier import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
+    from ..engine.models.classifier import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
     from .fine_tune import build_resnet18
 
     checkpoint = None

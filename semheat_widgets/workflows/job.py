@@ -30,10 +30,10 @@ import numpy as np
 from torch.utils.data import Subset
 
 from ..engine.attacks import Attack
-from ..engine.classifier import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
-from ..engine.device import resolve_device
+from ..engine.models.classifier import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
+from ..engine.models.device import resolve_device
 from ..engine.extract import extract
-from ..engine.models import load_vlm
+from ..engine.models.registry import load_vlm
 from ..engine.pipeline import AnalysisConfig, analyze
 from ..errors import SemheatError, SemheatTypeError
 from ..jobs import IMAGE_SIZE, AnalysisJob, naming

@@ -4,7 +4,7 @@
     bundle = sw.analyze(model, "digits/", concepts=["loop", "straight line"], vlm="toy")
     sw.Explorer(bundle)
 
-``model``: any ``nn.Module`` classifier (split by :class:`~..engine.classifier.ModelSplit`:
+``model``: any ``nn.Module`` classifier (split by :class:`~..engine.models.classifier.ModelSplit`:
 ``head=``, ``features=``, ``output=``, ``weights=``, ``mean=``/``std=``/``input_size=`` are
 passed on), a ready ``ModelSplit``, or a classifier id of the registry.
 ``data``: a torch ``Dataset`` or ``DataLoader`` yielding ``(image, label)`` — images as PIL
@@ -14,7 +14,7 @@ Everything is converted to RGB 0..1 and resized (shorter side, centre crop) to o
 classifier's ``input_size`` when known, else the first image's — and each model then applies
 its own preprocessing. ``classes``: from the dataset (``.classes``) when it has them, else
 ``"0" .. "K-1"``. ``concepts``: a list of names, a dict ``name -> prompt(s)`` or a
-``ConceptBank``. ``vlm``: a :class:`~..engine.vlm.VLM` or an id (``"toy"``: the toy world's
+``ConceptBank``. ``vlm``: a :class:`~..engine.models.vlm.VLM` or an id (``"toy"``: the toy world's
 tiny CLIP, offline; ``"open_clip:ViT-B-32:none"``: random weights; ``open_clip:ARCH:PATH``: a
 local checkpoint).
 """
@@ -29,9 +29,9 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..engine.classifier import ModelSplit
-from ..engine.concepts import as_concept_bank, check_class_names, default_class_prompts
-from ..engine.device import resolve_device
+from ..engine.models.classifier import ModelSplit
+from ..engine.concepts.bank import as_concept_bank, check_class_names, default_class_prompts
+from ..engine.models.device import resolve_device
 from ..engine.inputs import ArrayImages, PreparedImages, image_tensor
 from ..engine.pipeline import AnalysisConfig, analyze as engine_analyze, check_labels
 from ..errors import SemheatError
@@ -100,7 +100,7 @@ def as_split(model, device=None, **split_kwargs) -> ModelSplit:
     if isinstance(model, ModelSplit):
         return model
     if isinstance(model, str):
-        from ..engine.models import load_classifier
+        from ..engine.models.registry import load_classifier
 
         return load_classifier(model, device)
     if not isinstance(model, nn.Module):
@@ -131,7 +131,7 @@ def analyze(model, data, classes=None, concepts=None, vlm="toy", *, labels=None,
     if device is not None and resolve_device(device) != split.device:
         split = split.to(resolve_device(device))
     if isinstance(vlm, str):
-        from ..engine.models import load_vlm
+        from ..engine.models.registry import load_vlm
 
         vlm = load_vlm(vlm, split.device)
     if classes is None:

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..engine.bundle import Bundle
-from ..engine.classifier import ModelSplit
+from ..engine.models.classifier import ModelSplit
 from ..errors import SemheatError
 from ..safe_io import check_replaceable, temp_dir_for, writer_lock
 

@@ -30,7 +30,7 @@ from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
 from ..engine.pipeline import AnalysisConfig, analyze
 from ..engine.attacks import Attack
 from ..engine.bundle import Bundle
-from ..engine.concepts import ConceptBank
+from ..engine.concepts.bank import ConceptBank
 from ..errors import SemheatError, SemheatTypeError
 from ..jobs import ToyWorldJob, defaults
 from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, publish_dir, recover,

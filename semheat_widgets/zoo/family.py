@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
-from ..engine.classifier import ModelSplit
+from ..engine.models.classifier import ModelSplit
 from ..errors import SemheatError
 from ..safe_io import atomic_write
 from .faults import CLASSIFIER_TRAIN_SEED, clean_train_world

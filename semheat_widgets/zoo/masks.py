@@ -1,5 +1,5 @@
 """Where each attribute is in the toy world's images: the renderer's own masks, for the
-records of a toy bundle (to check concept maps against, see :mod:`..engine.grounding`)."""
+records of a toy bundle (to check concept maps against, see :mod:`..engine.concepts.grounding`)."""
 
 from __future__ import annotations
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from ..engine.classifier import ModelSplit
-from ..engine.device import resolve_device
-from ..engine.models import register_classifier, register_vlm
-from ..engine.vlm import VLM
+from ..engine.models.classifier import ModelSplit
+from ..engine.models.device import resolve_device
+from ..engine.models.registry import register_classifier, register_vlm
+from ..engine.models.vlm import VLM
 from ..errors import SemheatError
 from . import CLASSIFIER_DIR, TINY_CLIP_DIR
 from .faults import perturb_head
@@ -75,7 +75,7 @@ def register() -> None:
     """Make the toy models loadable as ``toy:tiny-clip`` and ``toy:<classifier>``."""
     register_vlm("toy", _vlm_loader)
     from ..data.vocab import english_vocabulary, toy_vocabulary
-    from ..engine.discover import register_vocabulary
+    from ..engine.concepts.discover import register_vocabulary
 
     register_vocabulary("toy", lambda parts: toy_vocabulary())
     register_vocabulary("open_clip", lambda parts: english_vocabulary())

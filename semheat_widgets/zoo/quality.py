@@ -11,7 +11,7 @@ import numpy as np
 from ..data.toy.captions import attribute_prompts, class_prompts
 from ..data.toy.dataset import ToyDataset
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
-from ..engine.concepts import ConceptBank
+from ..engine.concepts.bank import ConceptBank
 from ..engine.metrics import auroc
 from ..engine.vectors import zero_shot
 

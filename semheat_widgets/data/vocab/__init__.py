@@ -1,4 +1,4 @@
-"""Vocabularies for concept discovery (see :mod:`semheat_widgets.engine.discover`).
+"""Vocabularies for concept discovery (see :mod:`semheat_widgets.engine.concepts.discover`).
 
 - :func:`toy_vocabulary`: the words and phrases the toy world's tiny CLIP was trained on.
 - :func:`english_vocabulary`: for real CLIPs, 10,000 common English words and a few hundred
@@ -16,7 +16,7 @@ import gzip
 from functools import lru_cache
 from pathlib import Path
 
-from ...engine.discover import Vocabulary
+from ...engine.concepts.discover import Vocabulary
 
 ENGLISH_FILE = Path(__file__).with_name("english_words.txt.gz")
 ENGLISH_SOURCE = ("wordfreq 3.1 top English words (data CC BY-SA 4.0) + short phrases + "

@@ -16,10 +16,10 @@ import pyarrow as pa
 
 from ...arguments import as_index, as_path, choice
 from ...errors import SemheatError, SemheatTypeError
-from ..aligner import LinearAligner
+from ..models.aligner import LinearAligner
 from ..detect.protocol import Evidence
 from ..heatmaps import KINDS, ConfusionSums, Heatmap, Standardizer, heatmap, single_heatmap
-from ..models import ModelIds
+from ..models.registry import ModelIds
 from ..tasks import Task
 from . import files, images, monitors, open_vocabulary, queries
 from .queries import Selection
@@ -317,7 +317,7 @@ class Bundle:
         :class:`~.discover.Discovery`. ``vocabulary``: a :class:`~.discover.Vocabulary`,
         already embedded :class:`~.discover.PhraseEmbeddings`, or ``None`` for the default
         vocabulary of the bundle's VLM; text embeddings are cached per VLM (user cache)."""
-        from ..discover import discover
+        from ..concepts.discover import discover
 
         phrases = self.phrase_embeddings(vocabulary, vlm=vlm, cache_dir=cache_dir)
         if exclude_classes:
@@ -330,7 +330,7 @@ class Bundle:
         """Error slices of ``task`` (only ``misclassification``): the mistakes grouped in CLIP
         space, error-aware (Domino's idea), each named by :meth:`discover`, largest first; a
         list of :class:`~.slices.Slice`. ``settings``: see :func:`~.slices.find_slices`."""
-        from ..slices import find_slices
+        from ..concepts.slices import find_slices
 
         if task != "misclassification":
             raise SemheatError(f"slices are found for task 'misclassification', not {task!r}")

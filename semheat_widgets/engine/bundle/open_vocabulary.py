@@ -16,7 +16,7 @@ from ..vectors import SCORE_CHUNK
 
 def add_concept(bundle, name, prompts, vlm, vector) -> int:
     """:meth:`.core.Bundle.add_concept` (see there): the new column's index."""
-    from ..concepts import ConceptBank
+    from ..concepts.bank import ConceptBank
 
     bank = ConceptBank()
     concept = bank.add(name, prompts)
@@ -106,9 +106,9 @@ def merged_for_save(bundle):
 
 def phrase_embeddings(bundle, vocabulary, vlm, cache_dir):
     """:meth:`.core.Bundle.phrase_embeddings` (remembered on the bundle, per vocabulary)."""
-    from ..discover import PhraseEmbeddings, vocabulary_for
-    from ..discover import phrase_embeddings as embed
-    from ..models import load_vlm
+    from ..concepts.discover import PhraseEmbeddings, vocabulary_for
+    from ..concepts.discover import phrase_embeddings as embed
+    from ..models.registry import load_vlm
 
     if isinstance(vocabulary, PhraseEmbeddings):
         return vocabulary

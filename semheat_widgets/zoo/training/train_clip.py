@@ -24,7 +24,7 @@ import torch
 from ...data.toy.captions import caption, vocabulary_texts
 from ...data.toy.dataset import render_images
 from ...data.toy.world import ToyWorld
-from ...engine.vlm import VLM, compact_state_dict
+from ...engine.models.vlm import VLM, compact_state_dict
 from .. import TINY_CLIP_DIR
 from ..quality import eval_set, vlm_quality
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import SemheatError
+from ...errors import SemheatError
 from .cam import bundle_concept_maps, class_maps
 
 TOLERANCE = 15 / 224  # the pointing game's tolerance, as a share of the image side

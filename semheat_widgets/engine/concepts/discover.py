@@ -37,8 +37,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import SemheatError
-from .vectors import unit_rows
+from ...errors import SemheatError
+from ..vectors import unit_rows
 
 REFERENCE_SAMPLE = 4000  # reference rows whose scores estimate the within-class spread
 REFERENCES = ("predicted", "true")
@@ -119,7 +119,7 @@ def register_vocabulary(prefix: str, loader: Callable) -> None:
 
 def vocabulary_for(vlm_id: str) -> Vocabulary:
     """The registered default vocabulary of a VLM id."""
-    from . import models
+    from ..models import registry as models
 
     parsed = models.ModelId.parse(vlm_id)
     if parsed.prefix not in _vocabularies:
@@ -164,7 +164,7 @@ def phrase_embeddings(vlm, vocabulary: Vocabulary, cache_dir=None,
     """Embed every phrase, ``t_p = norm(mean_prompts norm(g_T(prompt)))``; read from the user
     cache when this VLM (same weights) embedded the same prompts before, else computed and
     written there atomically."""
-    from ..safe_io import atomic_write
+    from ...safe_io import atomic_write
 
     folder = Path(cache_dir) if cache_dir is not None else text_cache_dir()
     path = folder / f"{weights_digest(vlm)}-{_prompts_digest(vocabulary)}.npy"

@@ -12,9 +12,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..arguments import clean_name
-from ..errors import SemheatError
-from .vectors import unit_rows
+from ...arguments import clean_name
+from ...errors import SemheatError
+from ..vectors import unit_rows
 
 
 @dataclass(frozen=True)

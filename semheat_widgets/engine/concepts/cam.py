@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import SemheatError
-from .vectors import EPS
+from ...errors import SemheatError
+from ..vectors import EPS
 
 EXACT, GRADIENT = "exact (average-pooled features)", "gradient (Grad-CAM of the concept score)"
 
@@ -141,7 +141,7 @@ def input_images(bundle, indices) -> "torch.Tensor":
     """The images of some records for recomputing maps: the original file when the record
     names one (``path`` column) and it can be read, else the bundle's thumbnail (exact for the
     toy world, whose thumbnails are its images; an approximation for larger images)."""
-    from ..data.images import load_image
+    from ...data.images import load_image
 
     out = []
     paths = bundle.column("path") if bundle.has_column("path") else None
@@ -158,7 +158,7 @@ def input_images(bundle, indices) -> "torch.Tensor":
         out.append(image)
     shapes = {tuple(x.shape) for x in out}
     if len(shapes) > 1:  # files and thumbnails mixed: bring all to the thumbnails' size
-        from .pixels import resize_center_crop, to_float01, to_uint8
+        from ..pixels import resize_center_crop, to_float01, to_uint8
 
         out = [to_uint8(resize_center_crop(to_float01(x), size or out[0].shape[-1]))
                for x in out]
@@ -194,7 +194,7 @@ def open_classifier(bundle, given=None):
     """The bundle's classifier (given, or re-opened by its id); None when it cannot be."""
     if given is not None:
         return given
-    from .models import load_classifier
+    from ..models.registry import load_classifier
 
     try:
         return load_classifier(bundle.models.classifier)
@@ -204,7 +204,7 @@ def open_classifier(bundle, given=None):
 
 def map_pngs(bundle, classifier, indices, concept: str) -> list[bytes]:
     """PNG overlays of ``concept``'s activation map on the inputs ``indices``."""
-    from .bundle import png_bytes
+    from ..bundle.images import png_bytes
 
     if not len(indices):
         return []
@@ -217,7 +217,7 @@ def map_pngs(bundle, classifier, indices, concept: str) -> list[bytes]:
 
 def class_map_png(bundle, classifier, index: int) -> bytes:
     """PNG overlay of the predicted class's activation map on one input."""
-    from .bundle import png_bytes
+    from ..bundle.images import png_bytes
 
     images = input_images(bundle, [index])
     k = [int(bundle.column("prediction")[index])]

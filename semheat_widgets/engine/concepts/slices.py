@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import SemheatError
+from ...errors import SemheatError
 from .discover import PhraseEmbeddings, discover
 
 GAMMA = 3.0

@@ -33,8 +33,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..errors import SemheatError
-from .pixels import resize_center_crop, to_float01
+from ...errors import SemheatError
+from ..pixels import resize_center_crop, to_float01
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

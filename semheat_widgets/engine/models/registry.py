@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import SemheatError
+from ...errors import SemheatError
 
 ENTRY_POINTS = "semheat_widgets.models"
 ALIASES = {"toy": "toy:tiny-clip"}  # the command line's shorthand for the toy world's VLM

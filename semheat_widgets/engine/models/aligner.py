@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SemheatError
-from .bundle.store import read_rows
-from .vectors import EPS, ROW_CHUNK
+from ...errors import SemheatError
+from ..bundle.store import read_rows
+from ..vectors import EPS, ROW_CHUNK
 
 
 def _as_2d(name: str, x) -> np.ndarray:

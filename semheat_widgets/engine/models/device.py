@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import SemheatError
+from ...errors import SemheatError
 
 
 def resolve_device(device=None) -> torch.device:

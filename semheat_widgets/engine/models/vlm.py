@@ -18,9 +18,9 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 
-from ..errors import SemheatError
+from ...errors import SemheatError
 from .device import resolve_device
-from .pixels import resize_center_crop, to_float01
+from ..pixels import resize_center_crop, to_float01
 
 HUB_TIMEOUT = 3.0  # seconds to wait for the model hub's address before working offline
 
@@ -77,7 +77,7 @@ class VLM:
 
     Build one with :meth:`create` (an open_clip architecture and pretrained tag; ``"none"``
     gives random weights, for offline tests) or :meth:`from_local` (a folder with
-    ``open_clip_config.json`` and safetensors weights); :func:`~.models.load_vlm` opens one by
+    ``open_clip_config.json`` and safetensors weights); :func:`~.registry.load_vlm` opens one by
     identifier.
     """
 
