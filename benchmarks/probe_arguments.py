@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 from semheat_widgets.engine.models.vlm import VLM
 from semheat_widgets.engine.models.classifier import ModelSplit
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.errors import SemheatError

@@ -45,7 +45,7 @@ def _small_bundle(where: Path) -> Path:
     from open_clip.model import CLIP
 
     from conftest import CLASSES, TINY_CLIP_CFG, colour_images, make_resnet
-    from semheat_widgets.engine.attacks import Attack
+    from semheat_widgets.engine.extract.attacks import Attack
     from semheat_widgets.engine.models.classifier import ModelSplit
     from semheat_widgets.engine.concepts.bank import ConceptBank
     from semheat_widgets.engine.pipeline import AnalysisConfig, analyze

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from semheat_widgets.bench import run_benchmarks
+from semheat_widgets.bench.suite import run_benchmarks
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

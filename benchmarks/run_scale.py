@@ -3,7 +3,7 @@ inputs (a seeded extractor stands in for the forward passes), each size in a fre
 
     python benchmarks/run_scale.py [--scale 100000 --scale 1000000] [--out FILE]
 
-The same figures print from `semheat bench --scale N --json`; see semheat_widgets/bench_scale.py
+The same figures print from `semheat bench --scale N --json`; see semheat_widgets/bench/scale.py
 for what is measured and the goals.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from semheat_widgets.bench_scale import scale_benchmarks
+from semheat_widgets.bench.scale import scale_benchmarks
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

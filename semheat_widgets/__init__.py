@@ -39,7 +39,7 @@ def analyze(model, data, classes=None, concepts=None, vlm="toy", **kwargs):
 
 def load_ipython_extension(ipython):
     """``%load_ext semheat_widgets``: adds the ``%semheat [PATH]`` line magic."""
-    from .magics import load_ipython_extension as _load
+    from .widgets.magics import load_ipython_extension as _load
 
     _load(ipython)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import altair as alt
 
-from .engine.detect.protocol import detector_labels
+from .engine.detect.registry import detector_labels
 from .engine.heatmaps import DIFFERENTIAL_KINDS, Heatmap
 
 CELL_RANGE = (14, 30)  # pixels per heatmap cell: as large as fits, within these bounds

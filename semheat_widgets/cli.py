@@ -83,13 +83,12 @@ def cmd_toy_build(args) -> int:
 
 
 def cmd_toy_family(args) -> int:
-    from .zoo.family import FAMILY, tie_named
     from .zoo.family_build import build_family
+    from .zoo.family_file import read_family
 
-    ties = FAMILY if not args.ties else tuple(tie_named(t.strip()) for t in
-                                              args.ties.split(",") if t.strip())
-    out = build_family(args.dir, ties, progress=not args.quiet)
-    print(f"fault family built in {out}: {len(ties)} ties and the head faults")
+    out = build_family(args.dir, job_from(args), progress=not args.quiet)
+    ties = sum(b["fault"] == "encoder" for b in read_family(out)["bundles"].values())
+    print(f"fault family built in {out}: {ties} ties and the head faults")
     return 0
 
 
@@ -190,7 +189,7 @@ def _collect(path: str, report):
 
 
 def cmd_localize(args) -> int:
-    from .engine.figures import localization_report
+    from .engine.reports.localization import localization_report
 
     if args.family:
         from .zoo.family_build import family_report
@@ -220,7 +219,7 @@ def cmd_localize(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from .engine.figures import monitor_report
+    from .engine.reports.monitors import monitor_report
 
     if args.explain is not None:
         return _explain(args)
@@ -238,7 +237,7 @@ def cmd_monitor(args) -> int:
 def _explain(args) -> int:
     """``semheat monitor BUNDLE --explain I``: why the monitor scored record I as it did."""
     from .engine.bundle import Bundle
-    from .engine.figures import explain_record
+    from .engine.reports.monitors import explain_record
 
     bundles, primary = _targets(args.bundle)
     if primary is not None:
@@ -315,10 +314,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_benchmarks
+    from .bench.suite import run_benchmarks
 
     if args.scale:
-        from .bench_scale import scale_benchmarks
+        from .bench.scale import scale_benchmarks
 
         result = scale_benchmarks(args.scale, progress=not args.json)
         _emit(result, args.json, lambda r: json.dumps(r, indent=2))
@@ -449,7 +448,7 @@ def _add_json(p) -> None:
 
 
 def _add_toy(sub) -> None:
-    from .jobs import ToyWorldJob
+    from .jobs import FamilyJob, ToyWorldJob
 
     toy = sub.add_parser("toy", help="the embedded toy world")
     toy_sub = toy.add_subparsers(dest="toy_command", required=True)
@@ -479,13 +478,22 @@ def _add_toy(sub) -> None:
     build.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     _job_done(build, ToyWorldJob)
 
-    fam = toy_sub.add_parser("family", help="build the fault family (trains tie classifiers "
-                                            "once, a few minutes each, cached)")
+    fam = _job_parser(toy_sub, "family", FamilyJob, "build the fault family (trains each tie's "
+                      "classifier once, about half a minute each, cached)", cmd_toy_family)
     fam.add_argument("dir")
-    fam.add_argument("--ties", default=None,
+    fam.add_argument("--ties", type=_names,
                      help="comma-separated ties such as wet-ship,text-truck (default: all)")
+    fam.add_argument("--reference", dest="n_reference", type=POSITIVE, metavar="N",
+                     help="reference inputs of every bundle (default %(default)s)")
+    fam.add_argument("--natural", dest="n_natural", type=POSITIVE, metavar="N",
+                     help="natural test inputs (default %(default)s)")
+    fam.add_argument("--shift", dest="n_shift", type=POSITIVE, metavar="N",
+                     help="test inputs where a tie breaks (default %(default)s)")
+    fam.add_argument("--train-images", dest="n_train", type=POSITIVE, metavar="N",
+                     help="images each tie's classifier trains on (default %(default)s)")
+    fam.add_argument("--epochs", type=POSITIVE, help="its epochs (default %(default)s)")
     fam.add_argument("--quiet", action="store_true", help="no progress bars")
-    fam.set_defaults(func=cmd_toy_family)
+    _job_done(fam, FamilyJob)
 
 
 def _add_readers(sub) -> None:
@@ -667,11 +675,17 @@ def job_from(args):
 
 
 def in_flags(exc: SemheatError, flags: dict) -> str:
-    """The error's first line, with the option it names (``exc.option``) as its flag."""
+    """The error's first line, with the options it names (``exc.options``, else
+    ``exc.option``) as their flags: ``image_size`` -> ``--image-size``, a switch's
+    ``overwrite=True`` -> ``--force``."""
+    import re
+
     line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     option = getattr(exc, "option", None)
-    if option in flags and line.startswith(option):
-        line = flags[option] + line[len(option):]
+    for name in getattr(exc, "options", None) or ((option,) if option else ()):
+        if name in flags:
+            line = re.sub(rf"(?<![\w-]){re.escape(name)}(=True)?(?![\w=])",
+                          lambda _m, flag=flags[name]: flag, line)
     return line
 
 

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from .charts import heatmap_chart, roc_chart
-from .engine.detect.protocol import detector_labels
+from .engine.detect.registry import detector_labels
 from .engine.bundle import Bundle
-from .engine.figures import localization_report, monitor_report
+from .engine.reports.localization import localization_report
+from .engine.reports.monitors import monitor_report
 from .errors import SemheatError
 from .safe_io import REPORT_TAG, atomic_write, check_replaceable, recover, writer_lock
 

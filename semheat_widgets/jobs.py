@@ -1,13 +1,15 @@
 """The options of each long job, typed, with their defaults, checked once before any work.
 
 - :class:`AnalysisJob` — ``semheat analyze`` and :func:`.workflows.job.run_analysis`;
-- :class:`ToyWorldJob` — ``semheat toy build`` and :func:`.zoo.build.build_toy_world`.
+- :class:`ToyWorldJob` — ``semheat toy build`` and :func:`.zoo.build.build_toy_world`;
+- :class:`FamilyJob` — ``semheat toy family`` and :func:`.zoo.family_build.build_family`.
 
 The defaults live in these fields and nowhere else: the command line reads them from here (and
 shows them in ``--help``), the workflows start from here. :meth:`checked` returns the job with
 every value normalised, or raises one :class:`~.errors.SemheatError` line that names the
-*option* (``image_size must be at most 4096, got 5000``) and carries it as ``exc.option``; the
-command line alone turns option names into its flags (``--image-size``).
+*option* (``image_size must be at most 4096, got 5000``) and carries it as ``exc.option``
+(:func:`mentioning` for a line that names several, ``exc.options``); the command line alone
+turns option names into its flags (``--image-size``).
 
 A leaf module: nothing heavy is imported here, so building the command line stays instant.
 """
@@ -45,6 +47,15 @@ def option_error(option: str, message: str, kind=SemheatValueError) -> SemheatEr
     return exc
 
 
+def mentioning(message: str, *options: str, kind=SemheatError) -> SemheatError:
+    """One error line that mentions ``options`` by name (a switch as ``name=True``), tagged
+    with them: from Python it reads ``... pass overwrite=True ...``, and the command line shows
+    each as its flag (``... pass --force ...``)."""
+    exc = kind(message)
+    exc.option, exc.options = options[0], options
+    return exc
+
+
 def _count(job, name: str, minimum: int, maximum: int | None = None, optional=False):
     value = getattr(job, name)
     if value is None and optional:
@@ -64,6 +75,25 @@ def _monitor(job) -> str:
     from .engine.detect.names import MONITORS
 
     return _one_of(job, "monitor", MONITORS)
+
+
+def job_of(job_type, job, options: dict, who: str):
+    """The checked job a function was given: ``job`` (a ``job_type``, with ``options``
+    overriding its fields) or ``options`` alone as keywords; an unknown or missing option is
+    one line naming ``who``."""
+    if job is None:
+        try:
+            job = job_type(**options)
+        except TypeError as exc:
+            raise SemheatTypeError(f"{who}: {exc}") from None
+    elif not isinstance(job, job_type):
+        raise SemheatTypeError(f"{who} takes a {job_type.__name__}, got {type(job).__name__}")
+    elif options:
+        try:
+            job = replace(job, **options)
+        except TypeError as exc:
+            raise SemheatTypeError(f"{who}: {exc}") from None
+    return job.checked()
 
 
 def defaults(job_type) -> dict:
@@ -171,3 +201,40 @@ class ToyWorldJob:
         """What a toy world records in ``world.json`` (a partly built world is completed only
         with the same settings)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class FamilyJob:
+    """The fault family built into a directory (``semheat toy family``): the ``ties`` to build
+    (names such as ``wet-ship``; ``None``: every tie the family declares), each tie's classifier
+    trained on ``n_train`` images for ``epochs`` (then cached); every bundle analysed with
+    ``n_reference`` reference inputs and ``n_natural`` natural test inputs, a tie's also with
+    ``n_shift`` inputs where its tie breaks."""
+
+    ties: tuple[str, ...] | None = None
+    n_reference: int = 2000
+    n_natural: int = 1500
+    n_shift: int = 900
+    n_train: int = 4000  # about half a minute per tie on 2 cores
+    epochs: int = 3
+
+    def checked(self) -> "FamilyJob":
+        ties = self.ties
+        if ties is not None:
+            if isinstance(ties, str) or not all(isinstance(t, str) and t for t in ties):
+                raise option_error("ties", "must be a list of tie names such as wet-ship",
+                                   SemheatTypeError)
+            ties = tuple(dict.fromkeys(ties))  # each tie once, in the order given
+        return replace(self, ties=ties, n_reference=_count(self, "n_reference", 20),
+                       n_natural=_count(self, "n_natural", 20),
+                       n_shift=_count(self, "n_shift", 1),
+                       n_train=_count(self, "n_train", 10), epochs=_count(self, "epochs", 1))
+
+    def sizes(self) -> dict:
+        """The inputs every bundle is analysed on (recorded in ``family.json``)."""
+        return {"n_reference": self.n_reference, "n_natural": self.n_natural,
+                "n_shift": self.n_shift}
+
+    def training(self) -> dict:
+        """The tie classifiers' recipe (part of their cache key)."""
+        return {"n_train": self.n_train, "epochs": self.epochs}

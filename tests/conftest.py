@@ -99,7 +99,7 @@ def no_hang(seconds: int = 20):
 def small_bundle(tiny_split, tiny_vlm, colour_dataset, tmp_path_factory):
     """The path of one small saved bundle (FGSM on 16 inputs, four concepts), analysed once per
     session and shared by the tests that only read it or copy it before damaging it."""
-    from semheat_widgets.engine.attacks import Attack
+    from semheat_widgets.engine.extract.attacks import Attack
     from semheat_widgets.engine.concepts.bank import ConceptBank
     from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 

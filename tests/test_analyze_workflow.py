@@ -236,7 +236,7 @@ def test_run_analysis_refuses_a_bad_image_size_before_any_work(fake, tmp_path, v
 
 
 def test_ray_shards_of_one_size_are_not_resumed_at_another(fake):
-    from semheat_widgets.engine.extract_ray import _data_digest
+    from semheat_widgets.engine.extract.on_ray import _data_digest
 
     at = {size: _data_digest(load_data(f"rival10:{fake.root}", size=size).test)
           for size in (32, 48)}

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 import semheat_widgets as sw
 from semheat_widgets.engine import ModelSplit
-from semheat_widgets.engine.inputs import PreparedImages
+from semheat_widgets.engine.extract.inputs import PreparedImages
 from semheat_widgets.errors import SemheatError
 
 K = 5

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from conftest import CLASSES
 from semheat_widgets import cli
 from semheat_widgets.arguments import clean_name
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
@@ -107,7 +107,7 @@ ENTRIES = {
     "query(prediction)": lambda b, v: b.query(prediction=v),
     "query(label)": lambda b, v: b.query(label=v),
     "query(sort_by)": lambda b, v: b.query(sort_by=v),
-    "query(records)": lambda b, v: b.query(records=v),
+    "query(perturbation)": lambda b, v: b.query(perturbation=v),
     "query(split)": lambda b, v: b.query(split=v),
     "cell_query(kind)": lambda b, v: b.cell_query(v, CLASSES[0]),
     "cell_query(row)": lambda b, v: b.cell_query("output", v),
@@ -117,7 +117,7 @@ ENTRIES = {
     "thumbnail": lambda b, v: b.thumbnail(v),
     "thumbnail_png": lambda b, v: b.thumbnail_png(v),
     "heatmap(kind)": lambda b, v: b.heatmap(v),
-    "heatmap(records)": lambda b, v: b.heatmap(records=v),
+    "heatmap(perturbation)": lambda b, v: b.heatmap(perturbation=v),
     "concept_column": lambda b, v: b.concept_column(v),
     "compare": lambda b, v: b.compare(v),
     "monitor": lambda b, v: b.monitor(v),

@@ -3,11 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.detect.baselines import (Combination, Energy, Mahalanobis,
                                                      MaxSoftmax, best_baseline)
-from semheat_widgets.engine.detect.protocol import (Evidence, detector_class, detector_labels,
-                                                    pack, unpack)
+from semheat_widgets.engine.detect.protocol import Evidence
+from semheat_widgets.engine.detect.registry import detector_class, detector_labels, pack, unpack
 from semheat_widgets.engine.metrics import auroc
 from semheat_widgets.engine.tasks import MISCLASSIFICATION
 from semheat_widgets.errors import SemheatError

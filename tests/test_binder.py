@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from semheat_widgets.bench import measure_process
+from semheat_widgets.bench.suite import measure_process
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"

@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 from conftest import CLASSES, colour_images
 from semheat_widgets.engine.bundle import files as bundle_files
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze, assign_splits
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.bundle.schema import SCHEMA_VERSION
 from semheat_widgets.engine.concepts.bank import ConceptBank
@@ -71,7 +71,7 @@ def test_scores_are_cosines_of_aligned_features_and_concepts(built, tiny_vlm):
 
 
 def test_bundle_heatmaps_equal_brute_force(built):
-    hm = built.heatmap("incorrect", records="natural")
+    hm = built.heatmap("incorrect", perturbation="natural")
     nat = built.mask(perturbation="natural")
     s = built.standardizer(built.scores()[nat].astype(np.float64))
     y, p = built.column("label")[nat], built.column("prediction")[nat]
@@ -82,7 +82,7 @@ def test_bundle_heatmaps_equal_brute_force(built):
             assert np.allclose(hm.values[k], s[m].mean(0))
         else:
             assert np.isnan(hm.values[k]).all()
-    pgd = built.heatmap("output", records="pgd", standardized=False)
+    pgd = built.heatmap("output", perturbation="pgd", standardized=False)
     m = built.mask(perturbation="pgd")
     assert pgd.counts.sum() == m.sum()
 
@@ -216,7 +216,7 @@ def test_query_matches_brute_force(saved):
         col = b.concept_column("blue")
         assert np.all(np.diff(col[sel.indices]) <= 1e-12)  # descending by the concept
         assert np.allclose(sel.sort_values, col[sel.indices])
-    page = b.query(records=None, sort_by="confidence", descending=False, offset=5, limit=10)
+    page = b.query(perturbation=None, sort_by="confidence", descending=False, offset=5, limit=10)
     conf = b.column("confidence")
     assert np.array_equal(page.indices, np.argsort(conf, kind="stable")[5:15])
     cell = b.cell_query("differential", CLASSES[0], "red")

@@ -11,7 +11,7 @@ import pytest
 from conftest import CLASSES
 from semheat_widgets.cli import main
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.concepts.bank import ConceptBank
 
 

@@ -104,9 +104,9 @@ def test_widgets_show_maps(clean):
     grid = ImageGrid(bundle)
     k = bundle.classes[int(bundle.column("prediction")[wrong])]
     grid.cell = Cell("incorrect", "natural", k, "wet")
-    plain = list(grid.images)
+    plain = list(grid._images)
     grid.overlay = True
-    assert len(grid.images) == len(plain) and grid.images[0] != plain[0]
+    assert len(grid._images) == len(plain) and grid._images[0] != plain[0]
 
 
 def test_report_shows_where_for_telling_cells(mini_world, tmp_path):

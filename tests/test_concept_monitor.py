@@ -21,8 +21,8 @@ from semheat_widgets.engine.detect import concept_monitor as cm
 from semheat_widgets.engine.detect.baselines import MaxSoftmax
 from semheat_widgets.engine.detect.concept_monitor import ConceptMonitor, top_reasons
 from semheat_widgets.engine.detect.heatmap_monitor import HeatmapMonitor
-from semheat_widgets.engine.detect.protocol import (Evidence, RowView, detector_class,
-                                                    detector_labels, pack, unpack)
+from semheat_widgets.engine.detect.protocol import Evidence, RowView
+from semheat_widgets.engine.detect.registry import detector_class, detector_labels, pack, unpack
 from semheat_widgets.engine.metrics import auroc
 from semheat_widgets.engine.tasks import ADVERSARIAL
 from semheat_widgets.errors import SemheatError

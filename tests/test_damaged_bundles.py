@@ -291,7 +291,7 @@ def test_damaged_values_are_found_by_verify_not_by_load(good, tmp_path, capsys, 
     assert out == "" and errors.count("\n") == 1 and words in errors
     if "scores" in words:
         with pytest.raises(SemheatError, match="semheat verify"):
-            b.heatmap("ground_truth", records=None)  # every record, the damaged one too
+            b.heatmap("ground_truth", perturbation=None)  # every record, the damaged one too
 
 
 def test_verify_passes_the_undamaged_bundle(good, capsys):
@@ -338,10 +338,10 @@ def test_unreadable_file_is_one_line(good, tmp_path):
 def test_unknown_records_and_splits_are_errors_not_empty_heatmaps(good):
     b = Bundle.load(good)
     with pytest.raises(SemheatError, match="unknown records 'pgd'"):
-        b.heatmap("differential", records="pgd")  # this bundle has no PGD inputs
+        b.heatmap("differential", perturbation="pgd")  # this bundle has no PGD inputs
     with pytest.raises(SemheatError, match="unknown split 'train'"):
         b.heatmap("differential", split="train")
-    assert b.heatmap("output", records="fgsm").counts.sum() == 16  # the attacked inputs
+    assert b.heatmap("output", perturbation="fgsm").counts.sum() == 16  # the attacked inputs
 
 
 def test_bad_concept_vectors_are_refused(good):

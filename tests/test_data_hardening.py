@@ -25,7 +25,7 @@ from semheat_widgets.data import download
 from semheat_widgets.data.download import (MAX_UNZIP_ENV, download_rival10, find_root,
                                            safe_unzip)
 from semheat_widgets.data.folder import ImageFolderDataset
-from semheat_widgets.data.images import image_size, load_image, open_rgb
+from semheat_widgets.engine.image_files import image_size, load_image, open_rgb
 from semheat_widgets.data.rival10 import Rival10Dataset, decode_mask
 from semheat_widgets.errors import SemheatError
 from semheat_widgets.safe_io import TEMP_MARKER

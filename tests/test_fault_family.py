@@ -19,9 +19,8 @@ MINI = {"n_reference": 300, "n_natural": 200, "n_shift": 90}
 @pytest.fixture(scope="module")
 def family(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    tie = Tie("wet", "ship", "background")
-    out = build_family(tmp_path_factory.mktemp("fam") / "f", (tie,), progress=False,
-                       cache=cache, sizes=MINI, train={"n_train": 600, "epochs": 1})
+    out = build_family(tmp_path_factory.mktemp("fam") / "f", ties=["wet-ship"], progress=False,
+                       cache=cache, **MINI, n_train=600, epochs=1)
     return out, cache
 
 

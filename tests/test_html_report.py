@@ -8,7 +8,7 @@ from conftest import CLASSES
 from jupyter_browser import browser_page, chromium_available, screenshot
 from semheat_widgets.cli import main
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.html_report import render_report, telling_cells
 

@@ -1,12 +1,15 @@
-"""The engine's modules import one way: no circle among them, and the stage packages import only
-downward — the detectors (``engine/detect``) never the pipeline that runs them, the bundle's
-modules (``engine/bundle``) never its class, the models (``engine/models``) never the concepts
-(``engine/concepts``), and neither of them the pipeline.
+"""The package's modules import one way.
 
-The graph is read from the sources (``ast``), not by importing them: every import statement at
-module level, those under ``if TYPE_CHECKING:`` included (an annotation-only circle is still a
-circle a reader has to untangle); imports inside functions (deliberately lazy ones) are not
-edges."""
+- **No circle anywhere**: among all modules of ``semheat_widgets``, counting every import
+  statement — at module level, under ``if TYPE_CHECKING:`` (an annotation-only circle is still
+  a circle a reader has to untangle) and inside functions (a lazy import that closes a circle
+  is a circle all the same).
+- **Layers**: what a module imports when it is loaded lies in its own layer or below
+  (:data:`LAYERS`, lowest first). Imports inside functions may reach up (the :class:`Bundle`
+  facade opens its detectors, discovery and comparison on demand) but never close a circle.
+
+The graph is read from the sources (``ast``), not by importing them.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,31 @@ from pathlib import Path
 import semheat_widgets
 
 PACKAGE = Path(semheat_widgets.__file__).parent
-ENGINE = "semheat_widgets.engine"
+ROOT = "semheat_widgets"
+ENGINE = f"{ROOT}.engine"
+
+# Lowest first; a module belongs to the layer of its longest matching prefix (relative to the
+# package). Module-level imports may go to the same layer or lower, never higher.
+LAYERS = (
+    # plumbing and the lazy namespaces (their module level imports nothing above)
+    ("", "errors", "arguments", "safe_io", "tables", "engine", "engine.lazy"),
+    # the engine's leaves: small helpers, the bundle's format and array store, monitor names
+    ("engine.vectors", "engine.tasks", "engine.metrics", "engine.pixels", "engine.image_files",
+     "engine.bundle.json_schema", "engine.bundle.schema", "engine.bundle.store",
+     "engine.bundle.files", "engine.detect.names"),
+    # the method's arithmetic, what opens models, what names concepts
+    ("engine.heatmaps", "engine.localize", "engine.models", "engine.concepts"),
+    ("engine.extract",),  # from inputs to arrays
+    ("engine.pipeline.types",),  # what one stage hands the next
+    ("engine.detect",),  # the defect detectors
+    ("engine.bundle",),  # the Bundle class and its queries
+    ("engine.pipeline", "engine.reports"),  # the analysis; what a bundle says
+    ("data",),  # datasets on disk and vocabularies
+    ("charts", "jobs"),  # the figures; the typed options of the long jobs
+    ("zoo", "workflows", "html_report"),  # the toy world; datasets on disk -> bundles
+    ("widgets", "bench"),  # the views; the benchmarks
+    ("cli",),
+)
 
 
 def _module_name(path: Path) -> str:
@@ -24,28 +51,32 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _top_level_imports(body):
+def _module_level(body):
     for node in body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
         elif isinstance(node, ast.If):
-            yield from _top_level_imports(node.body)
-            yield from _top_level_imports(node.orelse)
+            yield from _module_level(node.body)
+            yield from _module_level(node.orelse)
         elif isinstance(node, ast.Try):
             for block in (node.body, node.orelse, node.finalbody,
                           *(h.body for h in node.handlers)):
-                yield from _top_level_imports(block)
+                yield from _module_level(block)
 
 
-def import_graph(root: str = ENGINE) -> dict[str, set[str]]:
-    """``{module: modules of root it imports at module level}``."""
+def import_graph(root: str = ROOT, lazy: bool = True) -> dict[str, set[str]]:
+    """``{module: modules of root it imports}``: every import statement (``lazy``), or those
+    run when the module is loaded."""
     folder = PACKAGE.parent.joinpath(*root.split("."))
     paths = {_module_name(p): p for p in folder.rglob("*.py")}
     graph = {}
     for name, path in paths.items():
         here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nodes = (n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))) \
+            if lazy else _module_level(tree.body)
         targets = set()
-        for node in _top_level_imports(ast.parse(path.read_text(encoding="utf-8")).body):
+        for node in nodes:
             if isinstance(node, ast.Import):
                 wanted = [a.name for a in node.names]
             else:
@@ -94,9 +125,22 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_the_engine_has_no_import_cycle():
+def layer_of(module: str) -> int:
+    """The layer of a module: that of its longest matching prefix in :data:`LAYERS`."""
+    relative = module[len(ROOT) + 1:] if module != ROOT else ""
+    best, depth = None, -1
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (relative == prefix or relative.startswith(prefix + ".") or prefix == "") \
+                    and len(prefix) > depth:
+                best, depth = rank, len(prefix)
+    return best
+
+
+def test_no_module_is_in_an_import_circle():
     graph = import_graph()
-    assert f"{ENGINE}.detect.fit" in graph and f"{ENGINE}.stages" in graph
+    assert f"{ENGINE}.detect.fit" in graph and f"{ENGINE}.pipeline.types" in graph
+    assert len(graph) > 100  # the whole package, not a corner of it
     assert cycles(graph) == []
 
 
@@ -104,55 +148,58 @@ def test_a_cycle_is_found():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_the_detectors_import_downward_only():
+def test_every_module_has_a_layer():
     graph = import_graph()
-    detect = {m for m in graph if m.startswith(f"{ENGINE}.detect")}
-    upper = {f"{ENGINE}.{m}" for m in ("pipeline", "bundle", "bundle.core", "figures")}
-    for module in detect:
-        assert not graph[module] & upper, module
-    # the protocol is the bottom of the package: the detectors import it, not the reverse
-    # (its registry imports them lazily, inside a function)
-    assert not graph[f"{ENGINE}.detect.protocol"] & detect
-    # the stage types are a leaf below both the pipeline and the stage that fits detectors
-    assert f"{ENGINE}.stages" in graph[f"{ENGINE}.detect.fit"]
-    assert f"{ENGINE}.stages" in graph[f"{ENGINE}.pipeline"]
-    assert not graph[f"{ENGINE}.stages"] & ({f"{ENGINE}.pipeline"} | detect)
+    bottom = {ROOT} | {f"{ROOT}.{m}" for m in LAYERS[0] if m}
+    # only the plumbing and the lazy namespaces sit at the bottom, nothing by accident
+    assert sorted(m for m in graph if layer_of(m) == 0 and m not in bottom) == []
 
 
-def test_the_bundle_package_imports_downward_only():
-    """Inside ``engine/bundle`` nothing imports the :class:`Bundle` class (``core``, the top);
-    the array store and the format, which the pipeline and the detectors import, sit at the
-    bottom."""
-    graph = import_graph()
+def test_what_a_module_loads_lies_at_its_layer_or_below():
+    graph = import_graph(lazy=False)
+    upward = sorted(f"{m} (layer {layer_of(m)}) -> {t} (layer {layer_of(t)})"
+                    for m, targets in graph.items() for t in targets
+                    if layer_of(t) > layer_of(m))
+    assert upward == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of(f"{ENGINE}.bundle.store") < layer_of(f"{ENGINE}.detect.fit") \
+        < layer_of(f"{ENGINE}.bundle.core") < layer_of(f"{ENGINE}.pipeline.stages") \
+        < layer_of(f"{ROOT}.widgets.heatmap") < layer_of(f"{ROOT}.cli")
+
+
+def test_the_stage_packages_keep_their_leaves():
+    """The leaves other packages read stay leaves: the stage types import no stage, the
+    detectors' protocol imports no detector (their registry sits above them), nothing in
+    ``engine/bundle`` imports the :class:`Bundle` class, the model registry and the device
+    import nothing of the package, and the concept bank and discovery import no model, so
+    reading a bundle's model ids or vocabulary costs no torch (what each loads; the protocol
+    not even lazily)."""
+    graph = {m: {t for t in targets if t.startswith(ENGINE + ".")}
+             for m, targets in import_graph(lazy=False).items()}
+    detect = {m for m in graph if m.startswith(f"{ENGINE}.detect.")}
+    assert not graph[f"{ENGINE}.pipeline.types"] & (detect | {f"{ENGINE}.pipeline.stages"})
+    assert not import_graph()[f"{ENGINE}.detect.protocol"] & detect
+    assert {f"{ENGINE}.detect.{m}" for m in ("baselines", "concept_monitor", "heatmap_monitor")} \
+        <= graph[f"{ENGINE}.detect.registry"]
     core = f"{ENGINE}.bundle.core"
-    package = {m for m in graph if m.startswith(f"{ENGINE}.bundle.")}
-    assert core in package and f"{ENGINE}.bundle.files" in package
-    for module in package - {core}:
+    for module in {m for m in graph if m.startswith(f"{ENGINE}.bundle.")} - {core}:
         assert core not in graph[module], module
     assert graph[f"{ENGINE}.bundle.store"] <= {f"{ENGINE}.vectors"}
-    assert graph[f"{ENGINE}.bundle.schema"] == {f"{ENGINE}.bundle.json_schema"}
-    assert graph[f"{ENGINE}.bundle.json_schema"] == set()
-
-
-def test_the_model_and_concept_packages_import_downward_only():
-    """``engine/models`` (what opens models) sits below ``engine/concepts`` (what names
-    concepts), and neither imports the pipeline, the figures, the detectors or the
-    :class:`Bundle` class; inside each, the registry, the bank and discovery are leaves, so
-    reading a bundle's model ids or vocabulary costs no torch."""
-    graph = import_graph()
-    models = {m for m in graph if m.startswith(f"{ENGINE}.models.")}
-    concepts = {m for m in graph if m.startswith(f"{ENGINE}.concepts.")}
-    assert f"{ENGINE}.models.registry" in models and f"{ENGINE}.concepts.bank" in concepts
-    upper = {f"{ENGINE}.{m}" for m in ("pipeline", "figures", "bundle.core", "stages")}
-    upper |= {m for m in graph if m.startswith(f"{ENGINE}.detect")}
-    for module in models | concepts:
-        assert not graph[module] & upper, module
-    for module in models:
-        assert not graph[module] & concepts, module
+    assert graph[f"{ENGINE}.bundle.schema"] <= {f"{ENGINE}.bundle.json_schema",
+                                                f"{ENGINE}.bundle.store"}
     assert graph[f"{ENGINE}.models.registry"] == set()
     assert graph[f"{ENGINE}.models.device"] == set()
     assert graph[f"{ENGINE}.models.vlm"] <= {f"{ENGINE}.models.device", f"{ENGINE}.pixels"}
     assert graph[f"{ENGINE}.concepts.bank"] <= {f"{ENGINE}.vectors"}
     assert graph[f"{ENGINE}.concepts.discover"] <= {f"{ENGINE}.vectors"}
-    assert f"{ENGINE}.concepts.discover" in graph[f"{ENGINE}.concepts.slices"]
-    assert f"{ENGINE}.concepts.cam" in graph[f"{ENGINE}.concepts.grounding"]
+
+
+def test_the_engine_knows_no_view_command_line_or_toy_world():
+    graph = import_graph()
+    above = (f"{ROOT}.widgets", f"{ROOT}.cli", f"{ROOT}.zoo", f"{ROOT}.workflows", f"{ROOT}.data",
+             f"{ROOT}.bench", f"{ROOT}.charts", f"{ROOT}.html_report", f"{ROOT}.jobs")
+    for module, targets in graph.items():
+        if module.startswith(ENGINE):
+            assert not [t for t in targets if t.startswith(above)], module

@@ -11,7 +11,7 @@ import pytest
 
 from semheat_widgets import cli
 from semheat_widgets.errors import SemheatError
-from semheat_widgets.jobs import AnalysisJob, ToyWorldJob, defaults
+from semheat_widgets.jobs import AnalysisJob, FamilyJob, ToyWorldJob, defaults, mentioning
 
 
 def _parsed(*argv):
@@ -59,6 +59,42 @@ def test_a_bad_option_is_one_error_naming_it(options, option):
     assert len(str(caught.value).splitlines()) == 1
     flags = {option: "--" + option.replace("_", "-")}
     assert cli.in_flags(caught.value, flags).startswith(flags[option])
+
+
+def test_a_message_naming_several_options_shows_each_as_its_flag():
+    """From Python a message names options as Python spells them; the command line shows the
+    flags (a switch's ``name=True`` as the bare flag); other words are left alone."""
+    flags = cli._option_flags(cli.build_parser()._subparsers._group_actions[0].choices[
+        "analyze"])
+    exc = mentioning("folder data needs concept names: give attributes_csv (a CSV whose "
+                     "columns name them) or concepts", "attributes_csv", "concepts")
+    assert cli.in_flags(exc, flags) == ("folder data needs concept names: give --attributes "
+                                        "(a CSV whose columns name them) or --concepts")
+    exc = mentioning("b exists; pass overwrite=True to replace it", "overwrite")
+    assert str(exc) == "b exists; pass overwrite=True to replace it"
+    assert cli.in_flags(exc, flags) == "b exists; pass --force to replace it"
+    assert exc.option == "overwrite" and exc.options == ("overwrite",)
+
+
+def test_the_family_is_one_typed_job_checked_before_any_work(tmp_path):
+    from semheat_widgets.zoo.family_build import build_family
+
+    job = FamilyJob(ties=["wet-ship", "wet-ship", "text-truck"]).checked()
+    assert job.ties == ("wet-ship", "text-truck") and job.sizes()["n_natural"] == 1500
+    assert cli.job_from(_parsed("toy", "family", "d", "--ties", "wet-ship", "--epochs", "2")
+                        ) == FamilyJob(ties=("wet-ship",), epochs=2)
+    for options, option in (({"n_natural": 5}, "n_natural"), ({"ties": "wet-ship"}, "ties"),
+                            ({"ties": ["nope"]}, "ties"), ({"epochs": 0}, "epochs")):
+        with pytest.raises(SemheatError) as caught:
+            build_family(tmp_path / "f", **options)
+        assert caught.value.option == option and len(str(caught.value).splitlines()) == 1
+    with pytest.raises(SemheatError, match="unexpected keyword"):
+        build_family(tmp_path / "f", n_tests=3)
+    assert not (tmp_path / "f").exists()  # nothing written before the options were checked
+    done = subprocess.run([sys.executable, "-m", "semheat_widgets.cli", "toy", "family",
+                           str(tmp_path / "f"), "--ties", "wet-unicorn"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("semheat: error: --ties names")
 
 
 def test_checked_normalises_and_keeps_what_is_valid():

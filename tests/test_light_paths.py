@@ -64,7 +64,7 @@ def test_reading_a_bundle_never_aborts_at_exit(tmp_path):
     here, two at a time beside a busy process, before the records were read on the calling
     thread; 0 of 240 after. These 40 runs caught the old reader in the first try, beside a busy
     process (a stress check: without load it may miss the old behaviour, never flag the fix)."""
-    from semheat_widgets.bench import synthetic_bundle
+    from semheat_widgets.bench.suite import synthetic_bundle
 
     saved = synthetic_bundle(5000).save(tmp_path / "b")  # the bench's bundle, where it was seen
     argv = [sys.executable, "-m", "semheat_widgets.cli", "info", str(saved), "--json"]
@@ -211,7 +211,7 @@ def test_opening_and_clicking_the_explorer_imports_no_model_code(bundle, tmp_pat
             "ex.grid._pictures = watched\nb = ex.bundle\n"
             "row = next(r for r in b.classes if b.cell_query('differential', r).total)\n"
             "ex.select(row, b.concept_names[0])\n"
-            "assert len(ex.grid.images) == min(ex.grid.total, ex.grid.page_size) > 0\n"
+            "assert len(ex.grid._images) == min(ex.grid.total, ex.grid.page_size) > 0\n"
             "assert seen == [[]], seen\n_rc = 0")
     rc, _ = _imports_of(code, tmp_path, ())
     assert rc == 0

@@ -5,8 +5,8 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from conftest import CLASSES
-from semheat_widgets import magics
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.widgets import magics
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
 from semheat_widgets.widgets import Explorer

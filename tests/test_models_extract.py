@@ -6,7 +6,8 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from conftest import colour_images, make_resnet
-from semheat_widgets.data.images import ImageFilesDataset, load_image
+from semheat_widgets.data.images import ImageFilesDataset
+from semheat_widgets.engine.image_files import load_image
 from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.extract import extract
 from semheat_widgets.engine.models.classifier import ModelSplit

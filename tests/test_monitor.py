@@ -5,7 +5,8 @@ import torch
 from semheat_widgets.engine.models.aligner import LinearAligner
 from semheat_widgets.engine.detect.heatmap_monitor import (HeatmapMonitor, RuntimeMonitor,
                                                            defect_score)
-from semheat_widgets.engine.detect.protocol import Evidence, pack, unpack
+from semheat_widgets.engine.detect.protocol import Evidence
+from semheat_widgets.engine.detect.registry import pack, unpack
 from semheat_widgets.engine.tasks import ADVERSARIAL
 from semheat_widgets.errors import SemheatError
 

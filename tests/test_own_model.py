@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 import semheat_widgets as sw
 from semheat_widgets.engine import AnalysisConfig, ConceptBank, ModelSplit
 from semheat_widgets.engine import analyze as engine_analyze
-from semheat_widgets.engine.inputs import PreparedImages, image_tensor, to_rgb01
+from semheat_widgets.engine.extract.inputs import PreparedImages, image_tensor, to_rgb01
 from semheat_widgets.errors import SemheatError
 
 from conftest import CLASSES, colour_images, make_resnet

@@ -11,14 +11,14 @@ from torch.utils.data import TensorDataset
 from semheat_widgets.data.toy.dataset import ToyDataset
 from semheat_widgets.data.toy.world import CLASSES, ToyWorld
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.extract import extract
 from semheat_widgets.errors import SemheatError
 from semheat_widgets.zoo.build import toy_concepts
 from semheat_widgets.zoo.models import toy_classifier, toy_vlm
 
 ray = pytest.importorskip("ray")
-from semheat_widgets.engine.extract_ray import CRASH_ONCE_ENV, RayExtractor  # noqa: E402
+from semheat_widgets.engine.extract.on_ray import CRASH_ONCE_ENV, RayExtractor  # noqa: E402
 
 CRASH_AT = 150
 

@@ -20,7 +20,7 @@ from conftest import CLASSES
 from semheat_widgets import cli
 from semheat_widgets.engine.bundle import files as bundle_files
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.errors import SemheatError

@@ -8,11 +8,11 @@ import pyarrow.compute as pc
 import pytest
 
 from conftest import CLASSES
-from semheat_widgets.bench_scale import (CONCEPTS, N_CLASSES, SyntheticClassifier,
+from semheat_widgets.bench.scale import (CONCEPTS, N_CLASSES, SyntheticClassifier,
                                          SyntheticExtractor, SyntheticInputs, SyntheticVLM,
                                          run_scale)
 from semheat_widgets.engine.models.aligner import LinearAligner, fit_best_alpha
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.engine.detect.baselines import Mahalanobis
@@ -62,7 +62,7 @@ def test_a_failed_analysis_leaves_the_old_bundle(tiny_split, tiny_vlm, colour_da
                                                  monkeypatch):
     out = _run(tiny_split, tiny_vlm, colour_dataset, save_to=tmp_path / "b").path
     before = json.loads((out / "manifest.json").read_text())
-    import semheat_widgets.engine.pipeline as pipeline
+    import semheat_widgets.engine.pipeline.stages as pipeline
 
     def broken(*a, **k):
         raise RuntimeError("boom in the detectors")

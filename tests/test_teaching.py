@@ -4,9 +4,9 @@ import numpy as np
 
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.metrics import threshold_at_fpr
-from semheat_widgets.engine.figures import detector_scores
+from semheat_widgets.engine.reports.monitors import detector_scores
 from semheat_widgets.engine.tasks import task_named
-from semheat_widgets.teaching import (check_fault_kinds, check_spurious_concept,
+from semheat_widgets.widgets.teaching import (check_fault_kinds, check_spurious_concept,
                                       check_threshold, fault_quiz, quiz_card)
 
 

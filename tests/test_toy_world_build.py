@@ -43,7 +43,9 @@ def test_one_bundle_on_demand_then_the_rest(full, tmp_path, capsys):
             assert np.array_equal(lazy.column(key), whole.column(key)), (name, key)
         assert np.allclose(lazy.arrays["scores"], whole.arrays["scores"], atol=1e-5)
     assert cli.main(["toy", "build", str(world), "--quiet"]) == 2  # complete: needs --force
-    assert "already holds a toy world" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds a toy world; pass --force to rebuild it" in err  # the flag, not the
+    assert "overwrite" not in err  # Python option the message names
 
 
 def test_the_world_records_its_ground_truth_and_quality(full):
@@ -61,5 +63,5 @@ def test_a_partial_world_with_other_settings_needs_force(tmp_path, capsys):
     world = tmp_path / "w"
     toy_bundle("clean", world, progress=False, **SMALL)
     assert cli.main(["toy", "build", str(world), "--quiet", "--natural", "80"]) == 2
-    assert "other settings" in capsys.readouterr().err
+    assert "other settings; pass --force to rebuild it" in capsys.readouterr().err
     assert json.loads((world / "world.json").read_text())["n_natural"] == 60

@@ -80,11 +80,11 @@ def test_installed_wheel_renders_in_jupyterlab(wheel, tmp_path, tiny_split, tiny
         "from semheat_widgets.widgets.shared import JS\n"
         "print('assets from', JS)\n"
         f"g = ImageGrid(r'{bundle}')\n"
-        "g.tiles = [{'index': i, 'id': i, 'label': 'cat', 'prediction': 'dog', 'correct': False,"
+        "g._tiles = [{'index': i, 'id': i, 'label': 'cat', 'prediction': 'dog', 'correct': False,"
         " 'concept': 'ears', 'score': 0.5, 'defect': 0.1, 'flagged': True, 'fault': 'head'}"
         " for i in range(3)]\n"
-        "g.images = [png_bytes(np.full((16, 16, 3), 60 * i, np.uint8)) for i in range(3)]\n"
-        "g.total = 3\n"
+        "g._images = [png_bytes(np.full((16, 16, 3), 60 * i, np.uint8)) for i in range(3)]\n"
+        "g._total = 3\n"
         "g",
     ])
     # The borrowed packages' data files (JupyterLab's widget extensions) live in this prefix.

@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import CLASSES
 from semheat_widgets.engine.pipeline import AnalysisConfig, analyze
-from semheat_widgets.engine.attacks import Attack
+from semheat_widgets.engine.extract.attacks import Attack
 from semheat_widgets.engine.concepts.bank import ConceptBank
 from semheat_widgets.widgets import Explorer, MonitorPanel
 from semheat_widgets.widgets.cell import Cell
@@ -53,7 +53,7 @@ def test_click_selects_a_cell_and_the_grid_shows_the_query_result(bundle, tiny_v
     assert tile["score"] == pytest.approx(bundle.concept_column("blue")[shown[0]])
     assert tile["defect"] == pytest.approx(bundle.column("misclf_score")[shown[0]])
     assert tile["fault"] in ("encoder", "head", "undecided")
-    png = Image.open(io.BytesIO(ex.grid.images[0]))
+    png = Image.open(io.BytesIO(ex.grid._images[0]))
     assert png.size == (16, 16)
     assert np.array_equal(np.asarray(png), bundle.thumbnail(shown[0]))
 
@@ -94,7 +94,7 @@ def test_empty_cell_shows_an_empty_state(bundle, tiny_vlm):
     row = CLASSES[int(np.flatnonzero(counts == 0)[0])]
     ex.select(row, "red")
     assert ex.grid.total == 0 and ex.grid.tiles == []
-    assert "No inputs" in ex.grid.empty_message
+    assert "No inputs" in ex.grid._empty_message
 
 
 def test_heatmap_data_has_values_counts_and_empty_cells(bundle, tiny_vlm):
@@ -123,7 +123,7 @@ def test_widgets_take_a_bundle_or_its_path_and_typed_options(bundle, tiny_vlm, t
     with pytest.raises(traitlets.TraitError):
         hv.kind = "no such kind"
     with pytest.raises(traitlets.TraitError):
-        hv.records = "pgd"  # this bundle holds no PGD inputs
+        hv.perturbation = "pgd"  # this bundle holds no PGD inputs
     assert Explorer(path, vlm=tiny_vlm).bundle.path == path
 
 
@@ -136,7 +136,7 @@ def test_a_new_concept_becomes_a_heatmap_column(bundle, tiny_vlm):
     assert not ex.picker.add("stripes") and "already" in ex.picker.message
     assert not ex.picker.add("   ")
     assert bundle.concept_names.count("stripes") == 1
-    ex.picker.request = {"name": "spots", "nonce": 1}  # what the browser sends
+    ex.picker._request = {"name": "spots", "nonce": 1}  # what the browser sends
     assert ex.picker.concepts[-1] == "spots" and bundle.concept_names[-1] == "spots"
 
 
@@ -224,7 +224,7 @@ def test_grid_sorts_by_every_tile_field(bundle, tiny_vlm, key, column):
 
 def test_attacked_inputs_sort_by_the_score_their_tiles_show(bundle, tiny_vlm):
     ex = Explorer(bundle, vlm=tiny_vlm)
-    ex.heatmap.records = "fgsm"
+    ex.heatmap.perturbation = "fgsm"
     fgsm = bundle.mask(perturbation="fgsm")
     k = int(np.bincount(bundle.column("prediction")[fgsm], minlength=len(CLASSES)).argmax())
     ex.select(CLASSES[k], "red")
@@ -238,19 +238,19 @@ def test_attacked_inputs_sort_by_the_score_their_tiles_show(bundle, tiny_vlm):
 def test_keyboard_moves_the_cursor_and_enter_opens_the_cell(bundle, tiny_vlm):
     ex = Explorer(bundle, vlm=tiny_vlm)
     keys = ex.heatmap.key_strip
-    keys.request = {"move": [0, 0], "nonce": 1}  # the first key puts the cursor on a cell
+    keys._request = {"move": [0, 0], "nonce": 1}  # the first key puts the cursor on a cell
     assert ex.heatmap.cursor == (0, 0) and ex.heatmap.cell is None
     assert keys.label.startswith(f"{CLASSES[0]} · red: ")
-    keys.request = {"move": [1, 0], "nonce": 2}
-    keys.request = {"move": [0, 1], "nonce": 3}
+    keys._request = {"move": [1, 0], "nonce": 2}
+    keys._request = {"move": [0, 1], "nonce": 3}
     assert ex.heatmap.cursor == (1, 1)
     assert ex.heatmap.chart.params.picked == {"row": CLASSES[1], "column": "green"}  # outlined
-    keys.request = {"move": [-5, 9], "nonce": 4}  # stays inside the heatmap
+    keys._request = {"move": [-5, 9], "nonce": 4}  # stays inside the heatmap
     assert ex.heatmap.cursor == (0, 3)
-    keys.request = {"open": True, "nonce": 5}  # Enter: the grid shows the cell's inputs
+    keys._request = {"open": True, "nonce": 5}  # Enter: the grid shows the cell's inputs
     assert ex.heatmap.cell.row == CLASSES[0] and ex.heatmap.cell.column == XSS
     assert "(open)" in keys.label
-    keys.request = {"clear": True, "nonce": 6}
+    keys._request = {"clear": True, "nonce": 6}
     assert ex.heatmap.cell is None and ex.grid.tiles == []
 
 

@@ -5,8 +5,8 @@ import type { AnyWidget, RenderProps } from "@anywidget/types";
 import { el, Lifetime } from "./dom";
 
 export interface CellKeysModel {
-  label: string;
-  request: { keys?: KeyEntry[]; session?: string };
+  _label: string;
+  _request: { keys?: KeyEntry[]; session?: string };
 }
 
 export type KeyEntry = ({ move: [number, number] } | { open: true } | { clear: true }) & { seq: number };
@@ -56,13 +56,13 @@ export function render({ model, el: root }: Pick<RenderProps<CellKeysModel>, "mo
     seq += 1;
     log.push({ ...key, seq } as KeyEntry);
     if (log.length > LOG_LENGTH) log.shift();
-    model.set("request", { keys: [...log], session: sessionId });
+    model.set("_request", { keys: [...log], session: sessionId });
     model.save_changes();
   });
   const draw = () => {
-    text.textContent = model.get("label");
+    text.textContent = model.get("_label");
   };
-  life.onChange(model, ["label"], draw);
+  life.onChange(model, ["_label"], draw);
   draw();
   return () => {
     life.dispose();

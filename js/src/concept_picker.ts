@@ -9,8 +9,8 @@ export interface PickerModel {
   concepts: string[];
   hidden: string[];
   message: string;
-  busy: boolean;
-  request: { name?: string; nonce?: number };
+  _busy: boolean;
+  _request: { name?: string; nonce?: number };
 }
 
 /** `order` with `name` moved to position `target` (clamped). */
@@ -109,14 +109,14 @@ export function render({ model, el: root }: Pick<RenderProps<PickerModel>, "mode
 
   function drawStatus(): void {
     message.textContent = model.get("message");
-    add.disabled = model.get("busy");
+    add.disabled = model.get("_busy");
   }
 
   function submit(): void {
     const name = input.value.trim();
     if (!name) return;
     // A synced request (with a nonce, so the same name twice is still a change).
-    model.set("request", { name, nonce: Date.now() + Math.random() });
+    model.set("_request", { name, nonce: Date.now() + Math.random() });
     model.save_changes();
     input.value = "";
   }
@@ -172,7 +172,7 @@ export function render({ model, el: root }: Pick<RenderProps<PickerModel>, "mode
   });
   life.onChange(model, ["concepts"], drawRows);
   life.onChange(model, ["hidden"], drawTicks);
-  life.onChange(model, ["message", "busy"], drawStatus);
+  life.onChange(model, ["message", "_busy"], drawStatus);
   drawRows();
   drawStatus();
   return () => life.dispose();

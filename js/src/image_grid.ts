@@ -25,12 +25,12 @@ export interface GridModel {
   page: number;
   page_size: number;
   overlay: boolean;
-  tiles: Tile[];
-  images: Array<ArrayBuffer | DataView | null>;
-  title: string;
-  empty_message: string;
-  total: number;
-  sort_options: Array<[string, string]>;
+  _tiles: Tile[];
+  _images: Array<ArrayBuffer | DataView | null>;
+  _title: string;
+  _empty_message: string;
+  _total: number;
+  _sort_options: Array<[string, string]>;
 }
 
 /** What a screen reader says for a tile. */
@@ -70,7 +70,7 @@ export function render({ model, el: root }: Pick<RenderProps<GridModel>, "model"
 
   function drawSortOptions(): void {
     sort.replaceChildren(
-      ...model.get("sort_options").map(([value, label]) => {
+      ...model.get("_sort_options").map(([value, label]) => {
         const opt = el("option", null, label);
         opt.value = value;
         return opt;
@@ -80,8 +80,8 @@ export function render({ model, el: root }: Pick<RenderProps<GridModel>, "model"
   }
 
   function drawHeader(): void {
-    title.textContent = model.get("title");
-    const total = model.get("total");
+    title.textContent = model.get("_title");
+    const total = model.get("_total");
     const pages = Math.max(1, Math.ceil(total / model.get("page_size")));
     const page = model.get("page");
     pageInfo.textContent = `${page + 1} / ${pages} (${total})`;
@@ -126,10 +126,10 @@ export function render({ model, el: root }: Pick<RenderProps<GridModel>, "model"
 
   function drawTiles(): void {
     life.revokeUrls();
-    const tiles = model.get("tiles");
-    const images = model.get("images");
+    const tiles = model.get("_tiles");
+    const images = model.get("_images");
     if (!tiles.length) {
-      body.replaceChildren(el("div", "semheat-grid-empty", model.get("empty_message")));
+      body.replaceChildren(el("div", "semheat-grid-empty", model.get("_empty_message")));
       return;
     }
     body.replaceChildren(...tiles.map((t, i) => makeTile(t, images[i])));
@@ -163,16 +163,16 @@ export function render({ model, el: root }: Pick<RenderProps<GridModel>, "model"
   life.onChange(model, ["overlay"], () => {
     overlay.checked = model.get("overlay");
   });
-  life.onChange(model, ["sort_options"], drawSortOptions);
+  life.onChange(model, ["_sort_options"], drawSortOptions);
   life.onChange(model, ["sort_by"], () => {
     sort.value = model.get("sort_by");
   });
-  life.onChange(model, ["title", "total", "page"], drawHeader);
+  life.onChange(model, ["_title", "_total", "page"], drawHeader);
   // Tiles, images and the empty message usually change together (one message): the changes of
   // one tick are drawn once.
   let pending = false;
   let disposed = false;
-  life.onChange(model, ["tiles", "images", "empty_message"], () => {
+  life.onChange(model, ["_tiles", "_images", "_empty_message"], () => {
     if (pending) return;
     pending = true;
     queueMicrotask(() => {

@@ -3,7 +3,7 @@ import { type CellKeysModel, keyOf, LOG_LENGTH, render } from "../src/cell_keys"
 import { FakeModel, root } from "./fake_model";
 
 function model(label = "") {
-  return new FakeModel<CellKeysModel>({ label, request: {} });
+  return new FakeModel<CellKeysModel>({ _label: label, _request: {} });
 }
 const press = (target: HTMLElement, key: string) => {
   const e = new KeyboardEvent("keydown", { key, bubbles: true, cancelable: true });
@@ -23,7 +23,7 @@ describe("heatmap keyboard strip", () => {
     expect(r.querySelector(".semheat-keys-text")?.textContent).toBe("<b>ship</b> · wet");
     expect(r.querySelector("b")).toBeNull();
     expect(r.querySelector(".semheat-keys-text")?.getAttribute("aria-live")).toBe("polite");
-    m.kernelSet({ label: "ship · wet (open)" });
+    m.kernelSet({ _label: "ship · wet (open)" });
     expect(r.querySelector(".semheat-keys-text")?.textContent).toBe("ship · wet (open)");
   });
 
@@ -44,7 +44,7 @@ describe("heatmap keyboard strip", () => {
     expect(m.saved).toEqual([]);
     expect(press(strip, "ArrowDown").defaultPrevented).toBe(true);
     press(strip, "Enter");
-    const request = m.saved.at(-1)?.request;
+    const request = m.saved.at(-1)?._request;
     expect(request?.keys).toEqual([{ move: [1, 0], seq: 1 }, { open: true, seq: 2 }]);
     expect(typeof request?.session).toBe("string");
   });
@@ -55,15 +55,15 @@ describe("heatmap keyboard strip", () => {
     render({ model: m.asModel, el: r });
     const strip = r.querySelector(".semheat-keys-strip") as HTMLElement;
     for (let i = 0; i < LOG_LENGTH + 6; i++) press(strip, "ArrowRight");
-    const last = m.saved.at(-1)?.request;
+    const last = m.saved.at(-1)?._request;
     expect(last?.keys?.length).toBe(LOG_LENGTH);
     expect(last?.keys?.[0]?.seq).toBe(7);
     expect(last?.keys?.at(-1)?.seq).toBe(LOG_LENGTH + 6);
-    expect(new Set(m.saved.map((s) => s.request?.session)).size).toBe(1);
+    expect(new Set(m.saved.map((s) => s._request?.session)).size).toBe(1);
     const other = model();
     render({ model: other.asModel, el: root() });
     press(document.querySelectorAll<HTMLElement>(".semheat-keys-strip")[1] as HTMLElement, "Escape");
-    expect(other.saved[0]?.request?.session).not.toBe(last?.session);
+    expect(other.saved[0]?._request?.session).not.toBe(last?.session);
   });
 
   it("removes its listeners on cleanup", () => {

@@ -5,7 +5,7 @@ import { FakeModel, root } from "./fake_model";
 const XSS = '<img src=x onerror="window.__pwned=1">';
 
 function model(extra: Partial<PickerModel> = {}) {
-  return new FakeModel<PickerModel>({ concepts: ["wet", "snowy", "stripes"], hidden: [], message: "", busy: false, request: {}, ...extra });
+  return new FakeModel<PickerModel>({ concepts: ["wet", "snowy", "stripes"], hidden: [], message: "", _busy: false, _request: {}, ...extra });
 }
 
 const names = (r: HTMLElement) => [...r.querySelectorAll<HTMLElement>(".semheat-picker-row")].map((x) => x.dataset.concept);
@@ -32,9 +32,9 @@ describe("concept picker", () => {
     const list = r.querySelector(".semheat-picker-list") as HTMLElement;
     const rows = [...list.children];
     const spy = vi.spyOn(list, "replaceChildren");
-    m.kernelSet({ busy: true });
+    m.kernelSet({ _busy: true });
     expect((r.querySelector(".semheat-picker-add-button") as HTMLButtonElement).disabled).toBe(true);
-    m.kernelSet({ message: "added 'stripes'", busy: false });
+    m.kernelSet({ message: "added 'stripes'", _busy: false });
     expect((r.querySelector(".semheat-picker-add-button") as HTMLButtonElement).disabled).toBe(false);
     expect(r.querySelector(".semheat-picker-message")?.textContent).toBe("added 'stripes'");
     m.kernelSet({ hidden: ["wet"] });
@@ -128,8 +128,8 @@ describe("concept picker", () => {
     input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
     input.value = "fur";
     (r.querySelector(".semheat-picker-add-button") as HTMLElement).click();
-    expect(m.saved.map((s) => s.request?.name)).toEqual(["fur", "fur"]);
-    expect(m.saved[0]?.request?.nonce).not.toBe(m.saved[1]?.request?.nonce);
+    expect(m.saved.map((s) => s._request?.name)).toEqual(["fur", "fur"]);
+    expect(m.saved[0]?._request?.nonce).not.toBe(m.saved[1]?._request?.nonce);
     expect(input.value).toBe("");
   });
 

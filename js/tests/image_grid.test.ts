@@ -11,9 +11,9 @@ function tile(index: number, extra: Partial<Tile> = {}): Tile {
 
 function model(extra: Partial<GridModel> = {}) {
   return new FakeModel<GridModel>({
-    selected: -1, sort_by: "concept", page: 0, page_size: 24, overlay: false, tiles: [], images: [],
-    title: "", empty_message: "Click a heatmap cell to see its inputs.", total: 0,
-    sort_options: [["concept", "selected concept"], ["defect", "defect score"]], ...extra,
+    selected: -1, sort_by: "concept", page: 0, page_size: 24, overlay: false, _tiles: [], _images: [],
+    _title: "", _empty_message: "Click a heatmap cell to see its inputs.", _total: 0,
+    _sort_options: [["concept", "selected concept"], ["defect", "defect score"]], ...extra,
   });
 }
 
@@ -26,7 +26,7 @@ afterEach(() => {
 
 describe("image grid", () => {
   it("renders the empty message, header and sort options from its traits", () => {
-    const m = model({ total: 50, page: 1, title: "differential · cat · wet" });
+    const m = model({ _total: 50, page: 1, _title: "differential · cat · wet" });
     const r = root();
     render({ model: m.asModel, el: r });
     expect(r.querySelector(".semheat-grid-empty")?.textContent).toBe("Click a heatmap cell to see its inputs.");
@@ -43,7 +43,7 @@ describe("image grid", () => {
     const m = model();
     const r = root();
     render({ model: m.asModel, el: r });
-    m.kernelSet({ tiles: [tile(3), tile(7, { flagged: false, correct: true, fault: "encoder" })], images: [png(), png()] });
+    m.kernelSet({ _tiles: [tile(3), tile(7, { flagged: false, correct: true, fault: "encoder" })], _images: [png(), png()] });
     await tick();
     const tiles = r.querySelectorAll<HTMLElement>(".semheat-tile");
     expect(tiles.length).toBe(2);
@@ -65,9 +65,9 @@ describe("image grid", () => {
     render({ model: m.asModel, el: r });
     const body = r.querySelector(".semheat-grid-body") as HTMLElement;
     const spy = vi.spyOn(body, "replaceChildren");
-    m.kernelSet({ tiles: [tile(1)] });
-    m.kernelSet({ images: [png()] });
-    m.kernelSet({ empty_message: "No inputs in this cell." });
+    m.kernelSet({ _tiles: [tile(1)] });
+    m.kernelSet({ _images: [png()] });
+    m.kernelSet({ _empty_message: "No inputs in this cell." });
     await tick();
     expect(spy).toHaveBeenCalledTimes(1);
   });
@@ -76,10 +76,10 @@ describe("image grid", () => {
     const m = model();
     const r = root();
     render({ model: m.asModel, el: r });
-    m.kernelSet({ tiles: [tile(1), tile(2)], images: [png(), png()] });
+    m.kernelSet({ _tiles: [tile(1), tile(2)], _images: [png(), png()] });
     await tick();
     const before = [...r.querySelectorAll(".semheat-tile")];
-    m.kernelSet({ title: "t2", total: 2 });
+    m.kernelSet({ _title: "t2", _total: 2 });
     m.kernelSet({ selected: 2 });
     m.kernelSet({ overlay: true });
     m.kernelSet({ sort_by: "defect" });
@@ -97,10 +97,10 @@ describe("image grid", () => {
     const m = model();
     const r = root();
     const cleanup = render({ model: m.asModel, el: r });
-    m.kernelSet({ tiles: [tile(1), tile(2)], images: [png(), png()] });
+    m.kernelSet({ _tiles: [tile(1), tile(2)], _images: [png(), png()] });
     await tick();
     const first = [...r.querySelectorAll("img")].map((i) => i.getAttribute("src"));
-    m.kernelSet({ tiles: [tile(3)], images: [png()] });
+    m.kernelSet({ _tiles: [tile(3)], _images: [png()] });
     await tick();
     expect(revoked.mock.calls.map((c) => c[0])).toEqual(first);
     const second = r.querySelector("img")?.getAttribute("src");
@@ -113,7 +113,7 @@ describe("image grid", () => {
     const m = model();
     const r = root();
     const cleanup = render({ model: m.asModel, el: r });
-    m.kernelSet({ tiles: [tile(1)], images: [png()] });
+    m.kernelSet({ _tiles: [tile(1)], _images: [png()] });
     await tick();
     expect(m.listenerCount).toBeGreaterThan(0);
     cleanup();
@@ -122,7 +122,7 @@ describe("image grid", () => {
     (r.querySelector(".semheat-grid-next") as HTMLElement).click();
     expect(m.saved).toEqual([]);
     // a change queued before removal draws nothing after it
-    m.kernelSet({ tiles: [] });
+    m.kernelSet({ _tiles: [] });
     await tick();
     expect(r.querySelectorAll(".semheat-tile").length).toBe(1);
   });
@@ -131,7 +131,7 @@ describe("image grid", () => {
     const m = model();
     const r = root();
     render({ model: m.asModel, el: r });
-    m.kernelSet({ tiles: [tile(4), tile(9)], images: [png(), null] });
+    m.kernelSet({ _tiles: [tile(4), tile(9)], _images: [png(), null] });
     await tick();
     (r.querySelectorAll(".semheat-tile-labels")[1] as HTMLElement).click();
     expect(m.saved).toEqual([{ selected: 9 }]);
@@ -139,7 +139,7 @@ describe("image grid", () => {
   });
 
   it("pages, sorts and toggles the overlay through synced traits", () => {
-    const m = model({ total: 60 });
+    const m = model({ _total: 60 });
     const r = root();
     render({ model: m.asModel, el: r });
     (r.querySelector(".semheat-grid-next") as HTMLElement).click();
@@ -154,10 +154,10 @@ describe("image grid", () => {
   });
 
   it("sets names as text, never as HTML", async () => {
-    const m = model({ title: XSS });
+    const m = model({ _title: XSS });
     const r = root();
     render({ model: m.asModel, el: r });
-    m.kernelSet({ tiles: [tile(1, { label: XSS, prediction: XSS, concept: XSS, fault: XSS })], images: [png()] });
+    m.kernelSet({ _tiles: [tile(1, { label: XSS, prediction: XSS, concept: XSS, fault: XSS })], _images: [png()] });
     await tick();
     expect(r.querySelectorAll("img").length).toBe(1); // only the thumbnail, no injected <img>
     expect(r.querySelector(".semheat-tile-labels")?.textContent).toBe(`${XSS} → ${XSS}`);
@@ -169,7 +169,7 @@ describe("image grid", () => {
     const r = root();
     render({ model: m.asModel, el: r });
     const t: Tile = { index: 2, id: 5, correct: true, lines: ["A: cat", "B: dog"] };
-    m.kernelSet({ tiles: [t], images: [png()] });
+    m.kernelSet({ _tiles: [t], _images: [png()] });
     await tick();
     expect([...r.querySelectorAll(".semheat-tile div")].map((d) => [d.className, d.textContent])).toEqual([
       ["semheat-tile-labels", "A: cat"], ["semheat-tile-score", "B: dog"]]);

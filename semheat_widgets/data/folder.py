@@ -23,7 +23,8 @@ import numpy as np
 
 from ..errors import SemheatError
 from ..safe_io import check_regular
-from .images import IMAGE_SUFFIXES, ImageFilesDataset, image_size, keep_readable
+from ..engine.image_files import image_size
+from .images import IMAGE_SUFFIXES, ImageFilesDataset, keep_readable
 
 
 def _images_under(folder: Path) -> list[Path]:

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import SemheatError
 from ..safe_io import check_regular
-from .images import ImageFilesDataset, image_size, keep_readable, open_rgb
+from ..engine.image_files import image_size, open_rgb
+from .images import ImageFilesDataset, keep_readable
 from .names import RIVAL10_ATTRIBUTES, RIVAL10_CLASSES
 from .safe_pickle import load_str_dict
 

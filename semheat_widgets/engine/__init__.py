@@ -12,13 +12,18 @@ from .lazy import lazy_names
 # Names load on first use (module ``__getattr__``, PEP 562): ``import semheat_widgets.engine``
 # and everything that only reads a bundle stay free of torch, torchvision and open_clip.
 _LAZY = {
-    "Attack": "attacks", "Bundle": "bundle.core", "Selection": "bundle.queries",
-    "bundle_monitors": "figures", "detector_scores": "figures",
-    "explain_record": "figures", "localization_report": "figures", "monitor_report": "figures",
+    "Bundle": "bundle.core", "Selection": "bundle.queries",
     "KINDS": "heatmaps", "Heatmap": "heatmaps", "FaultLocalizer": "localize",
     "auroc": "metrics", "detection_summary": "metrics", "roc_curve": "metrics",
-    "threshold_at_fpr": "metrics", "AnalysisConfig": "stages", "analyze": "pipeline",
+    "threshold_at_fpr": "metrics",
     "ADVERSARIAL": "tasks", "MISCLASSIFICATION": "tasks", "TASKS": "tasks", "Task": "tasks",
+    # from inputs to arrays (stage package extract/) and the analysis (pipeline/)
+    "Attack": "extract.attacks",
+    "AnalysisConfig": "pipeline.types", "analyze": "pipeline.stages",
+    # what a saved bundle says, as figures (reports/)
+    "bundle_monitors": "reports.monitors", "detector_scores": "reports.monitors",
+    "explain_record": "reports.monitors", "monitor_report": "reports.monitors",
+    "localization_report": "reports.localization",
     # what opens and wraps models (stage package models/)
     "LinearAligner": "models.aligner", "ModelSplit": "models.classifier",
     "resolve_device": "models.device", "VLM": "models.vlm",
@@ -33,7 +38,7 @@ _LAZY = {
     "ConceptMonitor": "detect.concept_monitor", "HeatmapMonitor": "detect.heatmap_monitor",
     "RuntimeMonitor": "detect.heatmap_monitor", "runtime_monitor": "detect.heatmap_monitor",
     "Detector": "detect.protocol", "Evidence": "detect.protocol",
-    "detector_labels": "detect.protocol", "register_detector": "detect.protocol",
+    "detector_labels": "detect.registry", "register_detector": "detect.registry",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -15,13 +15,13 @@ class Cell:
     """A selected heatmap cell, or a set of inputs given by name.
 
     ``kind`` is the heatmap kind (``differential``, ``ground_truth``, ...; ``slice`` for an
-    error slice, ``compare`` for a comparison's cell), ``records`` the inputs it reads
-    (``natural``, ``adversarial``), ``row`` a class and ``column`` a concept (or a slice's name).
+    error slice, ``compare`` for a comparison's cell), ``perturbation`` the inputs it reads
+    (``natural``, ``fgsm``, ``pgd``), ``row`` a class and ``column`` a concept (or a slice's name).
     ``indices``, when given, are the inputs themselves (an error slice); otherwise the inputs
-    are the bundle's cell query for (``kind``, ``row``, ``records``)."""
+    are the bundle's cell query for (``kind``, ``row``, ``perturbation``)."""
 
     kind: str
-    records: str
+    perturbation: str
     row: str
     column: str
     indices: tuple[int, ...] | None = None

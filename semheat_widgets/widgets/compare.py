@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 
-import anywidget
 import ipywidgets as widgets
 import numpy as np
 import traitlets
@@ -22,30 +21,18 @@ from ..charts import PICKED, heatmap_chart
 from ..engine.tasks import MISCLASSIFICATION
 from ..errors import SemheatError
 from .cell import Cell, SelectsOnClick, cell_trait
-from .shared import JS, as_bundle, empty_chart
+from .grid import PAGE_SIZE, TileGrid
+from .shared import as_bundle, empty_chart
 
-PAGE = 24
 
-
-class FlippedGrid(anywidget.AnyWidget):
+class FlippedGrid(TileGrid):
     """The flipped inputs of a comparison cell (the image grid's front end, two-model tiles)."""
 
-    _esm = JS / "image_grid.js"
-    _css = JS / "widgets.css"
-
-    selected = traitlets.Int(-1).tag(sync=True)
-    sort_by = traitlets.Unicode("concept").tag(sync=True)
-    sort_options = traitlets.List(traitlets.List(), default_value=[["concept",
-                                                                   "selected concept"]]
-                                  ).tag(sync=True)
-    page = traitlets.Int(0).tag(sync=True)
-    page_size = traitlets.Int(PAGE).tag(sync=True)
-    tiles = traitlets.List(traitlets.Dict()).tag(sync=True)
-    images = traitlets.List(traitlets.Bytes()).tag(sync=True)
-    title = traitlets.Unicode("").tag(sync=True)
-    empty_message = traitlets.Unicode("Click a cell to see the inputs that flipped.").tag(
+    _sort_options = traitlets.List(traitlets.List(), default_value=[["concept",
+                                                                    "selected concept"]]
+                                   ).tag(sync=True)
+    _empty_message = traitlets.Unicode("Click a cell to see the inputs that flipped.").tag(
         sync=True)
-    total = traitlets.Int(0).tag(sync=True)
 
 
 class CompareView(SelectsOnClick, widgets.VBox):
@@ -83,7 +70,7 @@ class CompareView(SelectsOnClick, widgets.VBox):
         if not self.cell:
             return
         c, idx = self.comparison, self.flipped()
-        page = idx[self.grid.page * PAGE:(self.grid.page + 1) * PAGE]
+        page = idx[self.grid.page * PAGE_SIZE:(self.grid.page + 1) * PAGE_SIZE]
         classes, concept = c.before.classes, self.cell.column
         z = c.after.concept_column(concept)
         score = MISCLASSIFICATION.column("score")
@@ -99,10 +86,10 @@ class CompareView(SelectsOnClick, widgets.VBox):
                           f"{'fixed' if fixed else 'broken'} · {concept} {z[i]:.2f}",
                           f"defect {_num(c.before, score, i)} → {_num(c.after, score, i)}"]})
         with self.grid.hold_sync():
-            self.grid.title = f"flipped · {self.cell.row} · {concept}"
-            self.grid.total = len(idx)
-            self.grid.tiles = tiles
-            self.grid.images = [c.after.thumbnail_png(int(i)) for i in page]
+            self.grid._title = f"flipped · {self.cell.row} · {concept}"
+            self.grid._total = len(idx)
+            self.grid._tiles = tiles
+            self.grid._images = [c.after.thumbnail_png(int(i)) for i in page]
 
 
 def _num(bundle, column: str, i: int) -> str:

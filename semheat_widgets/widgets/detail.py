@@ -19,7 +19,7 @@ from ..arguments import as_index
 
 from ..charts import heatmap_chart
 from ..engine.bundle import Bundle
-from ..engine.figures import explain_record
+from ..engine.reports.monitors import explain_record
 from ..engine.heatmaps import Heatmap
 from ..engine.tasks import task_of
 from ..engine.vectors import zero_shot_probabilities

@@ -56,7 +56,7 @@ class DiscoveryPanel(widgets.VBox):
 
     def _inputs(self, cell: Cell):
         kind = "incorrect" if cell.kind.removeprefix("binarized_") in WRONG_KINDS else cell.kind
-        return self.bundle.cell_query(kind, cell.row, None, records=cell.records)
+        return self.bundle.cell_query(kind, cell.row, None, perturbation=cell.perturbation)
 
     def _small(self) -> bool:
         """Whether suggestions come at once on a click (embeddings ready or few phrases)."""

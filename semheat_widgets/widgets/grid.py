@@ -26,32 +26,56 @@ PAGE_SIZE = 24
 EMPTY = "Click a heatmap cell to see its inputs."
 
 
-class ImageGrid(anywidget.AnyWidget):
-    """``ImageGrid(bundle)``: a page of thumbnails with labels, concept score, the runtime
-    monitor's defect score and verdict, and the fault verdict."""
+class TileGrid(anywidget.AnyWidget):
+    """A page of tiles, each a thumbnail with lines of text (the image grid's front end).
+
+    Public: ``selected`` (output: the clicked tile's record index, -1: none), ``sort_by``,
+    ``page``, ``page_size``. The ``_``-traits are what the browser draws, set by the view that
+    fills the grid (the tiles, their PNG bytes, the title, the total, the sort menu)."""
 
     _esm = JS / "image_grid.js"
     _css = JS / "widgets.css"
 
-    cell = cell_trait("input: the heatmap cell (or error slice) whose inputs to show")
-    selected = traitlets.Int(-1).tag(sync=True)  # output: the clicked tile's record index
-    sort_by = traitlets.Enum(tuple(SORTS), default_value="concept").tag(sync=True)
+    selected = traitlets.Int(-1).tag(sync=True)
+    sort_by = traitlets.Unicode("concept").tag(sync=True)
     page = traitlets.Int(0).tag(sync=True)
     page_size = traitlets.Int(PAGE_SIZE).tag(sync=True)
+    _tiles = traitlets.List(traitlets.Dict()).tag(sync=True)
+    _images = traitlets.List(traitlets.Bytes()).tag(sync=True)
+    _title = traitlets.Unicode("").tag(sync=True)
+    _empty_message = traitlets.Unicode(EMPTY).tag(sync=True)
+    _total = traitlets.Int(0).tag(sync=True)
+    _sort_options = traitlets.List(traitlets.List()).tag(sync=True)
+
+    @property
+    def tiles(self) -> list[dict]:
+        """What the page shows, one dict per tile (read-only: the view that fills the grid
+        sets it)."""
+        return [dict(t) for t in self._tiles]
+
+    @property
+    def total(self) -> int:
+        """How many inputs the grid pages through."""
+        return self._total
+
+    @property
+    def title(self) -> str:
+        return self._title
+
+
+class ImageGrid(TileGrid):
+    """``ImageGrid(bundle)``: a page of thumbnails with labels, concept score, the runtime
+    monitor's defect score and verdict, and the fault verdict."""
+
+    cell = cell_trait("input: the heatmap cell (or error slice) whose inputs to show")
+    sort_by = traitlets.Enum(tuple(SORTS), default_value="concept").tag(sync=True)
     overlay = traitlets.Bool(False).tag(sync=True)  # tiles show the concept's activation map
-    # what the browser draws
-    tiles = traitlets.List(traitlets.Dict()).tag(sync=True)
-    images = traitlets.List(traitlets.Bytes()).tag(sync=True)
-    title = traitlets.Unicode("").tag(sync=True)
-    empty_message = traitlets.Unicode(EMPTY).tag(sync=True)
-    total = traitlets.Int(0).tag(sync=True)
-    sort_options = traitlets.List(traitlets.List()).tag(sync=True)
 
     def __init__(self, bundle, classifier=None, **kwargs):
         super().__init__(**kwargs)
         self.bundle = as_bundle(bundle)
         self._classifier, self._given = None, classifier
-        self.sort_options = [[k, v] for k, v in SORTS.items()]
+        self._sort_options = [[k, v] for k, v in SORTS.items()]
         self.indices = np.zeros(0, dtype=np.int64)  # record indices on the current page
         self.observe(self._on_cell, names=["cell"])
         self.observe(self._refresh, names=["page", "sort_by", "overlay"])
@@ -63,10 +87,10 @@ class ImageGrid(anywidget.AnyWidget):
         if not cell:
             self.indices = np.zeros(0, dtype=np.int64)
             with self.hold_sync():
-                self.empty_message = EMPTY
-                self.tiles, self.images, self.total, self.title = [], [], 0, ""
+                self._empty_message = EMPTY
+                self._tiles, self._images, self._total, self._title = [], [], 0, ""
             return
-        self.title = f"{cell.kind.replace('_', ' ')} · {cell.row} · {cell.column}"
+        self._title = f"{cell.kind.replace('_', ' ')} · {cell.row} · {cell.column}"
         self._refresh()
 
     def _sort_key(self) -> str | None:
@@ -74,7 +98,7 @@ class ImageGrid(anywidget.AnyWidget):
         cell, b = self.cell, self.bundle
         if self.sort_by == "concept":
             return cell.column if cell.column in b.concept_names else None
-        task = task_of(cell.records)  # what the tiles of these inputs show
+        task = task_of(cell.perturbation)  # what the tiles of these inputs show
         key = {"defect": task.column("score"), "flag": task.column("flag")}.get(self.sort_by,
                                                                               self.sort_by)
         return key if b.has_column(key) else None
@@ -85,7 +109,7 @@ class ImageGrid(anywidget.AnyWidget):
         if c.indices is not None:  # a set of inputs pulled in by name (an error slice)
             return _given(self.bundle, c.indices, self._sort_key(),
                           self.sort_by not in ASCENDING)
-        return self.bundle.cell_query(c.kind, c.row, self._sort_key(), records=c.records,
+        return self.bundle.cell_query(c.kind, c.row, self._sort_key(), perturbation=c.perturbation,
                                       descending=self.sort_by not in ASCENDING)
 
     def _refresh(self, _change=None) -> None:
@@ -96,7 +120,7 @@ class ImageGrid(anywidget.AnyWidget):
         idx = sel.indices[start:start + self.page_size]
         self.indices = idx
         b, concept = self.bundle, self.cell.column
-        task = task_of(self.cell.records)
+        task = task_of(self.cell.perturbation)
         scores = b.concept_column(concept)[idx] if concept in b.concept_names else None
         rows = b.rows(idx, ["id", "label", "prediction", "correct", "fault", "perturbation",
                             task.column("score"), task.column("flag")])
@@ -108,10 +132,10 @@ class ImageGrid(anywidget.AnyWidget):
                   "flagged": bool(r.get(task.column("flag"))), "fault": r.get("fault") or ""}
                  for n, (i, r) in enumerate(zip(idx, rows))]
         with self.hold_sync():
-            self.total = sel.total
+            self._total = sel.total
             if sel.total == 0:
-                self.empty_message = "No inputs in this cell."
-            self.tiles, self.images = tiles, self._pictures(idx, concept)
+                self._empty_message = "No inputs in this cell."
+            self._tiles, self._images = tiles, self._pictures(idx, concept)
 
     def _pictures(self, idx, concept: str) -> list[bytes]:
         b = self.bundle

@@ -1,7 +1,7 @@
 """The semantic heatmap as an Altair ``JupyterChart``: switchable kind, clickable cells.
 
 Input: ``columns`` (the concepts shown, in order). Output: ``cell`` — the selected
-:class:`~.cell.Cell` (kind, records, row, column; ``None``: none), set by a click in the
+:class:`~.cell.Cell` (kind, perturbation, row, column; ``None``: none), set by a click in the
 browser, by the keyboard (a focusable strip under the chart: arrows move, Enter opens) or by
 :meth:`select`. The selection
 sticks when the heatmap is redrawn (another kind, other inputs, binarized, concepts hidden or
@@ -38,7 +38,8 @@ KIND_LABELS = {
     "misclassified_from": "misclassified from (by true label)",
     "gt_minus_output": "ground truth − output",
 }
-RECORD_LABELS = {NATURAL: "natural inputs", "fgsm": "FGSM adversarial", "pgd": "PGD adversarial"}
+PERTURBATION_LABELS = {NATURAL: "natural inputs", "fgsm": "FGSM adversarial",
+                       "pgd": "PGD adversarial"}
 TOP_K_CHOICES = (1, 2, 3, 5)
 
 
@@ -47,36 +48,37 @@ class CellKeys(anywidget.AnyWidget):
 
     _esm = JS / "cell_keys.js"
     _css = JS / "widgets.css"
-    label = traitlets.Unicode("").tag(sync=True)
+    _label = traitlets.Unicode("").tag(sync=True)  # where the cursor is, in words
     # keys arrive as a synced request with a nonce, as the concept picker's do
-    request = traitlets.Dict().tag(sync=True)
+    _request = traitlets.Dict().tag(sync=True)
 
 
 class HeatmapView(SelectsOnClick, widgets.VBox):
-    """``HeatmapView(bundle, kind="differential", records="natural")``: controls above a
+    """``HeatmapView(bundle, kind="differential", perturbation="natural")``: controls above a
     clickable heatmap."""
 
     kind = traitlets.Enum(KINDS, default_value="differential")
-    records = traitlets.Enum((NATURAL, *METHODS), default_value=NATURAL)
+    perturbation = traitlets.Enum((NATURAL, *METHODS), default_value=NATURAL)
     standardized = traitlets.Bool(True)
     top_k = traitlets.Int(0)  # binarize to the top-k concepts per row (0: off)
     columns = traitlets.List(traitlets.Unicode())  # input: the concepts shown, in order
     cell = cell_trait("output: the selected cell (None when none)")
 
-    def __init__(self, bundle, *, kind: str = "differential", records: str = NATURAL,
+    def __init__(self, bundle, *, kind: str = "differential", perturbation: str = NATURAL,
                  columns: list[str] | None = None):
         self.bundle = as_bundle(bundle)
         present = set(self.bundle.codes("perturbation")[1])
         choice(kind, KINDS, "heatmap kind")
-        choice(records, [k for k in (NATURAL, *METHODS) if k in present], "records")
+        choice(perturbation, [k for k in (NATURAL, *METHODS) if k in present], "perturbation")
         if columns is not None:
             for c in columns:
                 choice(c, self.bundle.concept_names, "concept (columns)")
         self.kind_box = widgets.Dropdown(options=[(v, k) for k, v in KIND_LABELS.items()],
                                          value=kind, description="heatmap")
-        self.records_box = widgets.Dropdown(
-            options=[(RECORD_LABELS.get(k, k), k) for k in (NATURAL, *METHODS) if k in present],
-            value=records, description="inputs")
+        self.perturbation_box = widgets.Dropdown(
+            options=[(PERTURBATION_LABELS.get(k, k), k) for k in (NATURAL, *METHODS)
+                     if k in present],
+            value=perturbation, description="inputs")
         self.std_box = widgets.Checkbox(value=True, description="standardised (z)", indent=False)
         self.topk_box = widgets.Dropdown(options=[("off", 0)] + [(f"top {k}", k)
                                                                    for k in TOP_K_CHOICES],
@@ -87,19 +89,20 @@ class HeatmapView(SelectsOnClick, widgets.VBox):
         self.key_strip = CellKeys()
         self.status = widgets.HTML()
         self.cursor: tuple[int, int] | None = None  # (row, column) index of the keyboard cursor
-        super().__init__([widgets.HBox([self.kind_box, self.records_box, self.topk_box,
+        super().__init__([widgets.HBox([self.kind_box, self.perturbation_box, self.topk_box,
                                         self.std_box]), self.chart, self.key_strip, self.status])
-        self.key_strip.observe(self._on_key, names=["request"])
+        self.key_strip.observe(self._on_key, names=["_request"])
         with self.hold_trait_notifications():
-            self.kind, self.records = kind, records
+            self.kind, self.perturbation = kind, perturbation
             self.columns = list(columns or self.bundle.concept_names)
-        for box, name in ((self.kind_box, "kind"), (self.records_box, "records"),
+        for box, name in ((self.kind_box, "kind"), (self.perturbation_box, "perturbation"),
                           (self.std_box, "standardized"), (self.topk_box, "top_k")):
             widgets.link((box, "value"), (self, name))
-        self.observe(self.redraw, names=["kind", "records", "standardized", "top_k", "columns"])
+        self.observe(self.redraw,
+                     names=["kind", "perturbation", "standardized", "top_k", "columns"])
         self.redraw()
 
-    @traitlets.validate("records")
+    @traitlets.validate("perturbation")
     def _present(self, proposal):
         if hasattr(self, "bundle") and proposal["value"] not in self.bundle.codes(
                 "perturbation")[1]:
@@ -109,10 +112,10 @@ class HeatmapView(SelectsOnClick, widgets.VBox):
     def _compute(self) -> Heatmap:
         # Hiding or moving a concept only redraws; the statistics are recomputed when the
         # heatmap itself changes (kind, inputs, scaling, binarization, a new concept).
-        key = (self.kind, self.records, self.standardized, self.top_k,
+        key = (self.kind, self.perturbation, self.standardized, self.top_k,
                len(self.bundle.concept_names))
         if key != self._heatmap_key:
-            hm = self.bundle.heatmap(self.kind, records=self.records,
+            hm = self.bundle.heatmap(self.kind, perturbation=self.perturbation,
                                      standardized=self.standardized)
             if self.top_k:
                 hm = hm.binarize(top_k=min(self.top_k, hm.shape[1]))
@@ -124,7 +127,8 @@ class HeatmapView(SelectsOnClick, widgets.VBox):
         n = f"{int(hm.counts.sum())} inputs"
         if hm.counts_other is not None:
             n = f"{int(hm.counts.sum())} vs {int(hm.counts_other.sum())} inputs"
-        title = f"{KIND_LABELS[self.kind]} · {RECORD_LABELS.get(self.records, self.records)} · {n}"
+        inputs = PERTURBATION_LABELS.get(self.perturbation, self.perturbation)
+        title = f"{KIND_LABELS[self.kind]} · {inputs} · {n}"
         keep = self._still_there(self.cell)
         if self.cell and not keep:
             self.status.value = (f"<small>selection cleared: concept "
@@ -145,13 +149,13 @@ class HeatmapView(SelectsOnClick, widgets.VBox):
         if cell is None or cell.column not in self.columns or \
                 cell.row not in self.bundle.classes:
             return None
-        return Cell(self.kind, self.records, cell.row, cell.column)
+        return Cell(self.kind, self.perturbation, cell.row, cell.column)
 
     def select(self, row: str, column: str) -> None:
         """Select (and outline) the cell ``(row, column)``, as a click does."""
         if row not in self.bundle.classes or column not in self.columns:
             raise SemheatError(f"no heatmap cell ({row!r}, {column!r}) in view")
-        self.cell = Cell(self.kind, self.records, row, column)
+        self.cell = Cell(self.kind, self.perturbation, row, column)
         setattr(self.chart.params, PICKED, self.cell.position)
         self.status.value = ""
         self._sync_cursor()
@@ -169,7 +173,7 @@ class HeatmapView(SelectsOnClick, widgets.VBox):
 
     def _say(self) -> None:
         if self.cursor is None or not self.columns:
-            self.key_strip.label = "no cell selected"
+            self.key_strip._label = "no cell selected"
             return
         from ..charts import cell_meaning
 
@@ -183,7 +187,7 @@ class HeatmapView(SelectsOnClick, widgets.VBox):
                                int(hm.counts[i]), other)
         opened = " (open)" if self.cell and self.cell.position == {"row": row,
                                                                    "column": column} else ""
-        self.key_strip.label = f"{row} · {column}{opened}: {meaning}"
+        self.key_strip._label = f"{row} · {column}{opened}: {meaning}"
 
     def _on_key(self, change) -> None:
         """Apply the keys of the browser's log that are new (see ``cell_keys.js``)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 
-from .heatmap import KIND_LABELS, RECORD_LABELS, TOP_K_CHOICES
+from .heatmap import KIND_LABELS, PERTURBATION_LABELS, TOP_K_CHOICES
 
 LEFT_OUT = ("In marimo the explorer shows the concept picker, the heatmap and the image grid; "
             "the input detail view and the concept suggestions need JupyterLab, Notebook 7 or "
@@ -36,10 +36,10 @@ def marimo_layout(explorer):
 
     heatmap, bundle = explorer.heatmap, explorer.bundle
     present = set(bundle.codes("perturbation")[1])
-    records = {RECORD_LABELS.get(k, k): k for k in RECORD_LABELS if k in present}
+    perturbations = {PERTURBATION_LABELS.get(k, k): k for k in PERTURBATION_LABELS if k in present}
     boxes = [
         _dropdown(mo, heatmap, "kind", {v: k for k, v in KIND_LABELS.items()}, "heatmap"),
-        _dropdown(mo, heatmap, "records", records, "inputs"),
+        _dropdown(mo, heatmap, "perturbation", perturbations, "inputs"),
         _dropdown(mo, heatmap, "top_k",
                   {"off": 0, **{f"top {k}": k for k in TOP_K_CHOICES}}, "binarize"),
         mo.ui.checkbox(value=heatmap.standardized, label="standardised (z)",

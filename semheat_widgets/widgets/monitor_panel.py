@@ -4,7 +4,7 @@ live counts, and a check of any dataset input or an uploaded image.
 Inputs: ``task`` (misclassification / adversarial) and ``monitor`` (``concept``, the stacked
 concept-space monitor, or ``heatmap``, the paper's; the bundle's own by default). The scores come
 from the bundle's fitted monitors; the panel computes none itself. Checking an input says why
-the monitor scored it so (:func:`~semheat_widgets.engine.figures.explain_record`).
+the monitor scored it so (:func:`~semheat_widgets.engine.reports.monitors.explain_record`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import traitlets
 
 from ..arguments import as_index, choice
 from ..charts import roc_chart
-from ..engine.figures import bundle_monitors, detector_scores, explain_record, monitor_report
+from ..engine.reports.monitors import (bundle_monitors, detector_scores, explain_record,
+                                       monitor_report)
 from ..engine.metrics import detection_summary
 from ..engine.models.registry import load_classifier
 from ..engine.detect.heatmap_monitor import runtime_monitor
@@ -120,7 +121,7 @@ class MonitorPanel(widgets.VBox):
     # -- checking inputs -------------------------------------------------------------------
     def check_index(self, i: int) -> dict:
         """Verdict of the shown monitor on dataset record ``i`` at the slider's threshold, and
-        what raised its score (:func:`~semheat_widgets.engine.figures.explain_record`)."""
+        what raised its score (:func:`~semheat_widgets.engine.reports.monitors.explain_record`)."""
         i = as_index(i, self.bundle.n, "input")
         if task_named(self.task) not in self.bundle.tasks:
             raise SemheatError(f"no {self.task} monitor")
@@ -134,7 +135,7 @@ class MonitorPanel(widgets.VBox):
         """Classify an uploaded image and run the runtime monitor on it."""
         import torch
 
-        from ..data.images import open_rgb  # (torch: only when an image is checked)
+        from ..engine.image_files import open_rgb  # (torch: only when an image is checked)
 
         im = open_rgb(image_bytes, "the uploaded image")
         if self._classifier is None:  # loaded once, on the first upload

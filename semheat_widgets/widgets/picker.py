@@ -27,18 +27,18 @@ class ConceptPicker(anywidget.AnyWidget):
     hidden = traitlets.List(traitlets.Unicode()).tag(sync=True)
     visible = traitlets.List(traitlets.Unicode())  # output
     message = traitlets.Unicode("").tag(sync=True)
-    busy = traitlets.Bool(False).tag(sync=True)
+    _busy = traitlets.Bool(False).tag(sync=True)  # adding a concept: the button waits
     # A typed concept arrives as a synced request with a nonce (so the same name twice is still
     # a change), not as a custom message: anywidget's model.send never reached the kernel in
     # JupyterLab in this project's browser tests, while a synced trait always did.
-    request = traitlets.Dict().tag(sync=True)
+    _request = traitlets.Dict().tag(sync=True)
 
     def __init__(self, bundle, vlm=None, **kwargs):
         self.bundle = as_bundle(bundle)
         self._vlm = vlm
         super().__init__(concepts=list(self.bundle.concept_names), **kwargs)
         self.observe(self._update_visible, names=["concepts", "hidden"])
-        self.observe(self._on_request, names=["request"])
+        self.observe(self._on_request, names=["_request"])
         self._update_visible()
 
     @property
@@ -69,7 +69,7 @@ class ConceptPicker(anywidget.AnyWidget):
         if name in self.concepts:
             self.message = f"{name!r} is already a concept"
             return False
-        self.busy = True
+        self._busy = True
         try:
             vlm = self.vlm
             unknown = vlm.unknown_words(name)
@@ -86,4 +86,4 @@ class ConceptPicker(anywidget.AnyWidget):
             self.message = f"could not add {name!r}: {type(exc).__name__}: {exc}"[:300]
             return False
         finally:
-            self.busy = False
+            self._busy = False

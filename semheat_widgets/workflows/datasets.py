@@ -12,6 +12,7 @@ from ..data.names import RIVAL10_ATTRIBUTES
 from ..data.rival10_prompts import RIVAL10_CLASS_PROMPTS, RIVAL10_PROMPTS
 from ..engine.concepts.bank import ConceptBank, default_class_prompts
 from ..errors import SemheatError
+from ..jobs import mentioning
 
 FOLDER_TRAIN_SHARE = 0.7  # an image folder is split 70/30 into train and test (seeded)
 
@@ -61,8 +62,9 @@ def load_data(spec: str, size: int = 224, attributes_csv=None,
                                   on_error="skip", check_images=True)
         names = list(full.attribute_names) or list(concepts or [])
         if not names:
-            raise SemheatError("folder data needs concepts: give --attributes CSV (its columns "
-                               "name the concepts) or --concepts a,b,c")
+            raise mentioning("folder data needs concept names: give attributes_csv (a CSV "
+                             "whose columns name them) or concepts", "attributes_csv",
+                             "concepts")
         order = np.random.default_rng(0).permutation(len(full))
         cut = int(round(FOLDER_TRAIN_SHARE * len(full)))
         tr, te = np.sort(order[:cut]), np.sort(order[cut:])

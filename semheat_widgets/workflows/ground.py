@@ -17,6 +17,7 @@ from ..engine.concepts.cam import input_images
 from ..engine.concepts.grounding import ground
 from ..engine.models.registry import load_classifier
 from ..errors import SemheatError
+from ..jobs import mentioning, option_error
 
 
 def bundle_classifier(bundle: Bundle, spec: str | None = None):
@@ -29,7 +30,7 @@ def bundle_classifier(bundle: Bundle, spec: str | None = None):
     if spec:
         name, _, ckpt = spec.partition(":")
         if name != "resnet18" or not ckpt:
-            raise SemheatError(f"--classifier must be resnet18:CKPT, got {spec!r}")
+            raise option_error("classifier", f"must be resnet18:CKPT, got {spec!r}")
         checkpoint = Path(ckpt)
     else:
         try:
@@ -37,8 +38,9 @@ def bundle_classifier(bundle: Bundle, spec: str | None = None):
         except SemheatError:
             recorded = bundle.manifest.get("classifier_checkpoint")
             if not recorded:
-                raise SemheatError(f"cannot re-open classifier {bundle.models.classifier!r}; "
-                                   f"give --classifier resnet18:CKPT") from None
+                raise mentioning(f"cannot re-open the bundle's classifier "
+                                 f"{bundle.models.classifier!r}; give classifier resnet18:CKPT",
+                                 "classifier") from None
             checkpoint = Path(recorded)
     if not checkpoint.is_file():
         raise SemheatError(f"classifier checkpoint not found: {checkpoint}")
@@ -62,11 +64,11 @@ def masked_inputs(bundle: Bundle, indices):
                        f"and RIVAL10 bundles have them)")
 
 
-def ground_bundle(bundle: Bundle, limit: int = 600, classifier_spec: str | None = None,
+def ground_bundle(bundle: Bundle, limit: int = 600, classifier: str | None = None,
                   seed: int = 0) -> dict:
     """Pointing game and IoU on up to ``limit`` natural eval inputs (chosen at random); for the
     toy encoder fault also on its shifted inputs (trucks and cars on water), for ``wet``."""
-    classifier = bundle_classifier(bundle, classifier_spec)
+    classifier = bundle_classifier(bundle, classifier)
     evaluated = np.flatnonzero(bundle.mask(perturbation="natural", split="eval"))
     if not len(evaluated):
         raise SemheatError("the bundle has no natural eval inputs")

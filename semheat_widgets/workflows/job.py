@@ -23,20 +23,18 @@ interruption.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Subset
 
-from ..engine.attacks import Attack
+from ..engine.extract.attacks import Attack
 from ..engine.models.classifier import IMAGENET_MEAN, IMAGENET_STD, ModelSplit
 from ..engine.models.device import resolve_device
 from ..engine.extract import extract
 from ..engine.models.registry import load_vlm
 from ..engine.pipeline import AnalysisConfig, analyze
-from ..errors import SemheatError, SemheatTypeError
-from ..jobs import IMAGE_SIZE, AnalysisJob, naming
+from ..jobs import IMAGE_SIZE, AnalysisJob, job_of, mentioning, naming
 from ..safe_io import check_replaceable, make_work_dir, recover, remove_owned, writer_lock
 from .datasets import load_data, reference_indices
 from .fine_tune import build_resnet18, fine_tune
@@ -62,20 +60,13 @@ def run_analysis(job: AnalysisJob | None = None, /, **options) -> Path:
     any work (:meth:`AnalysisJob.checked`). ``image_size`` is recorded as the bundle's
     ``image_size``.
     """
-    if job is None:
-        try:
-            job = AnalysisJob(**options)
-        except TypeError as exc:  # an unknown or missing option: one line
-            raise SemheatTypeError(f"run_analysis: {exc}") from None
-    elif options:
-        job = replace(job, **options)
-    job = job.checked()
+    job = job_of(AnalysisJob, job, options, "run_analysis")
     out = job.out
     with writer_lock(out):  # one run per output, for the whole run
         recover(out)
         found = check_replaceable(out, ("bundle",), "a bundle")
         if found == "bundle" and not job.overwrite:
-            raise SemheatError(f"{out} exists; use --force to replace it")
+            raise mentioning(f"{out} exists; pass overwrite=True to replace it", "overwrite")
         check_replaceable(out.parent / f"{out.name}.work", ("work",), "a work folder")
         return _run_analysis(job)
 
@@ -88,7 +79,7 @@ def _run_analysis(job: AnalysisJob) -> Path:
     _, _, ckpt = classifier.partition(":")
     extractor = extract
     if job.engine == "ray":
-        from ..engine.extract_ray import RayExtractor
+        from ..engine.extract.on_ray import RayExtractor
 
         extractor = RayExtractor(job.ray_address, num_actors=job.ray_actors,
                                  shard_size=job.ray_shard_size,

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from ..engine.models.classifier import ModelSplit
 from ..engine.concepts.bank import as_concept_bank, check_class_names, default_class_prompts
 from ..engine.models.device import resolve_device
-from ..engine.inputs import ArrayImages, PreparedImages, image_tensor
+from ..engine.extract.inputs import ArrayImages, PreparedImages, image_tensor
 from ..engine.pipeline import AnalysisConfig, analyze as engine_analyze, check_labels
 from ..errors import SemheatError
 

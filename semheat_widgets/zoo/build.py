@@ -28,14 +28,14 @@ import numpy as np
 from ..data.toy.captions import attribute_prompts, class_prompts
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
 from ..engine.pipeline import AnalysisConfig, analyze
-from ..engine.attacks import Attack
+from ..engine.extract.attacks import Attack
 from ..engine.bundle import Bundle
 from ..engine.concepts.bank import ConceptBank
 from ..errors import SemheatError, SemheatTypeError
-from ..jobs import ToyWorldJob, defaults
+from ..jobs import ToyWorldJob, defaults, mentioning
 from ..safe_io import (WORLD_FORMAT, atomic_write, check_replaceable, publish_dir, recover,
                        temp_dir_for, writer_lock)
-from . import inputs as shared
+from . import inputs as toy_inputs
 from .faults import (ENCODER_FAULT_CLASS, ENCODER_FAULT_CONCEPT, clean_train_world,
                      encoder_fault_train_world, shift_world)
 from .models import TOY_CLASSIFIERS, toy_classifier, toy_vlm
@@ -137,11 +137,11 @@ def build_toy_world(out_dir, *, n_reference: int | None = None, n_natural: int |
         if kind == "toy-world" and not overwrite:
             world = read_world(out_dir)
             if not missing_bundles(out_dir):
-                raise SemheatError(f"{out_dir} already holds a toy world; use --force to "
-                                   f"rebuild")
+                raise mentioning(f"{out_dir} already holds a toy world; pass overwrite=True "
+                                 f"to rebuild it", "overwrite")
             if any(world.get(k, DEFAULTS.get(k)) != v for k, v in settings.items()):
-                raise SemheatError(f"{out_dir} holds a partly built toy world with other "
-                                   f"settings; use --force to rebuild it")
+                raise mentioning(f"{out_dir} holds a partly built toy world with other "
+                                 f"settings; pass overwrite=True to rebuild it", "overwrite")
             _build_missing(out_dir, world, progress, device)
             return out_dir
         tmp = temp_dir_for(out_dir)
@@ -191,14 +191,14 @@ def _build_missing(folder: Path, world: dict, progress: bool, device, only=None)
     store = folder / "inputs"
     stages = tqdm(total=len(todo), desc="toy world", unit="bundle", disable=not progress)
     stages.set_postfix_str("rendering the test set")
-    test = shared.cached(store / "test", [
+    test = toy_inputs.cached(store / "test", [
         ("natural", ToyWorld(seed=TOY_WORLD_SEED), world["n_natural"]),
         ("shift", shift_world(TOY_WORLD_SEED + 1), world["n_shift"])], vlm, clean, progress)
     for name in todo:
         started = time.time()
         stages.set_postfix_str(f"{name}: rendering its reference set")
         ref_name = "encoder_fault" if name == "encoder_fault" else "clean"
-        ref = shared.cached(store / f"reference_{ref_name}", [
+        ref = toy_inputs.cached(store / f"reference_{ref_name}", [
             ("reference", reference_world(name), world["n_reference"])], vlm, clean, progress)
         stages.set_postfix_str(f"{name}: extraction, attacks, analysis")
         bundle = _analyze_one(name, world, ref, test, vlm, concepts, progress, device)
@@ -249,10 +249,10 @@ def analyze_like(name: str, classifier, directory=None, *, attacks: bool = False
         raise SemheatError(f"the toy world has no bundle {name!r}")
     world = read_world(directory)
     vlm, clean = toy_vlm(classifier.device), toy_classifier("clean", classifier.device)
-    test = shared.render([
+    test = toy_inputs.render([
         ("natural", ToyWorld(seed=TOY_WORLD_SEED), world["n_natural"]),
         ("shift", shift_world(TOY_WORLD_SEED + 1), world["n_shift"])], vlm, clean, progress)
-    ref = shared.render([("reference", reference_world(name), world["n_reference"])], vlm,
+    ref = toy_inputs.render([("reference", reference_world(name), world["n_reference"])], vlm,
                         clean, progress)
     settings = dict(world, attack_limit=world["attack_limit"] if attacks else 0)
     bundle = _analyze_one(name, settings, ref, test, vlm, toy_concepts(), progress,

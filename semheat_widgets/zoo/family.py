@@ -41,12 +41,13 @@ import torch
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
 from ..engine.models.classifier import ModelSplit
 from ..errors import SemheatError
+from ..jobs import FamilyJob
 from ..safe_io import atomic_write
 from .faults import CLASSIFIER_TRAIN_SEED, clean_train_world
 from .models import toy_split
 from .toy_resnet import ToyResNet, classifier_config
 
-FAMILY_TRAIN = {"n_train": 4000, "epochs": 3}  # about a minute on 2 cores; the ties still take
+FAMILY_TRAIN = FamilyJob().training()  # the tie classifiers' recipe (defaults: in FamilyJob)
 PROBE_SEED, PROBE_SIZE = 6161, 3000  # the probe's sample of each tie's own training world
 SHIFT_SEED = 4545
 

@@ -1,6 +1,6 @@
 """Build the fault family's bundles: one per tie and one per head fault, with both truths.
 
-    semheat toy family DIR [--ties wet-ship,text-truck,...]
+    semheat toy family DIR [--ties wet-ship,text-truck,...]   (options: jobs.FamilyJob)
 
 Every tie classifier (see :mod:`.family`) is analysed like the toy world's classifiers: a
 reference set from its own (tied) training world, a test set of fresh natural scenes plus the
@@ -21,16 +21,17 @@ from ..data.toy.captions import class_prompts
 from ..data.toy.world import ATTRIBUTES, CLASSES, ToyWorld
 from ..engine.bundle import Bundle
 from ..engine.pipeline import AnalysisConfig, analyze
+from ..errors import SemheatError
+from ..jobs import FamilyJob, job_of, option_error
 from ..safe_io import FAMILY_FORMAT, atomic_write, check_replaceable, writer_lock
-from . import inputs as shared
+from . import inputs as toy_inputs
 from .build import REFERENCE_SEED, TOY_WORLD_SEED, toy_concepts
 from .faults import clean_train_world
 from .family import (DEVELOPMENT, FAMILY, Tie, biased_head, damped_head, fit_probe,
-                     noisy_head, probe_truth, tie_classifier)
+                     noisy_head, probe_truth, tie_classifier, tie_named)
 from .family_file import check_family, read_family  # noqa: F401  (re-exported)
 from .models import load_toy_resnet, toy_classifier, toy_split, toy_vlm
 
-SIZES = {"n_reference": 2000, "n_natural": 1500, "n_shift": 900}
 MIN_TIED = 30  # known faults a bundle needs to count for or against a goal (issue 24)
 # The head faults, each on the clean encoder.
 HEADS = ("head-mix", "head-bias", "head-noise", "head-damp")
@@ -40,7 +41,8 @@ def _config(name: str) -> AnalysisConfig:
     return AnalysisConfig(attack_limit=0, batch_size=128, extra_info={"family": name})
 
 
-def _analyze(classifier, name, ref: shared.ToyInputs, test: shared.ToyInputs, vlm, progress):
+def _analyze(classifier, name, ref: toy_inputs.ToyInputs, test: toy_inputs.ToyInputs, vlm,
+             progress):
     both = ref + test
     present = [[a for a, on in zip(ATTRIBUTES, row) if on] for row in both.attributes]
     bundle = analyze(classifier, vlm, test.dataset(), reference=ref.dataset(), classes=CLASSES,
@@ -55,8 +57,8 @@ def tie_bundle(tie: Tie, vlm, clean, test_natural, progress: bool, sizes: dict,
                cache=None, train: dict | None = None) -> Bundle:
     """One tie's bundle with ``gt_fault`` (construction) and ``probe_fault`` (probe) columns."""
     classifier = tie_classifier(tie, cache, progress=progress, **(train or {}))
-    shift = shared.render([("shift", tie.shift(), sizes["n_shift"])], vlm, clean)
-    ref = shared.render([("reference", tie.world(REFERENCE_SEED), sizes["n_reference"])], vlm,
+    shift = toy_inputs.render([("shift", tie.shift(), sizes["n_shift"])], vlm, clean)
+    ref = toy_inputs.render([("reference", tie.world(REFERENCE_SEED), sizes["n_reference"])], vlm,
                         clean)
     bundle, both = _analyze(classifier, tie.name, ref, test_natural + shift, vlm, progress)
     src = bundle.column("source_id")
@@ -79,7 +81,7 @@ def tie_bundle(tie: Tie, vlm, clean, test_natural, progress: bool, sizes: dict,
 def head_bundles(vlm, clean, test_natural, progress: bool, sizes: dict):
     """The head faults on the clean encoder: mixed rows (the zoo's), a biased bias, noisy
     weights and a damped row."""
-    ref = shared.render([("reference", clean_train_world().with_overrides(seed=REFERENCE_SEED),
+    ref = toy_inputs.render([("reference", clean_train_world().with_overrides(seed=REFERENCE_SEED),
                           sizes["n_reference"])], vlm, clean)
     heads = {"head-mix": toy_classifier("head_fault")}
     for name, make in (("head-bias", biased_head), ("head-noise", noisy_head),
@@ -97,12 +99,18 @@ def head_bundles(vlm, clean, test_natural, progress: bool, sizes: dict):
         yield name, bundle
 
 
-def build_family(directory, ties=FAMILY, *, progress: bool = True, cache=None,
-                 sizes: dict | None = None, train: dict | None = None) -> Path:
-    """Build (or complete) the family's bundles into ``directory``; returns it. ``train``
-    overrides the tie classifiers' training recipe (:data:`.family.FAMILY_TRAIN`)."""
-    directory = Path(directory)
-    sizes = {**SIZES, **(sizes or {})}
+def build_family(directory, job: FamilyJob | None = None, /, *, progress: bool = True,
+                 cache=None, **options) -> Path:
+    """Build (or complete) the family's bundles into ``directory``; returns it. Give a
+    :class:`~semheat_widgets.jobs.FamilyJob`, or its options as keywords
+    (``build_family(d, ties=["wet-ship"], n_natural=300)``); ``cache``: where the tie
+    classifiers are kept (default: the user cache)."""
+    job = job_of(FamilyJob, job, options, "build_family")
+    try:
+        ties = FAMILY if job.ties is None else tuple(tie_named(t) for t in job.ties)
+    except SemheatError as exc:
+        raise option_error("ties", f"names an unknown tie: {exc}") from None
+    directory, sizes, train = Path(directory), job.sizes(), job.training()
     with writer_lock(directory):
         kind = check_replaceable(directory, ("family",), "a fault family")
         directory.mkdir(parents=True, exist_ok=True)
@@ -113,7 +121,7 @@ def build_family(directory, ties=FAMILY, *, progress: bool = True, cache=None,
             info = {"format": FAMILY_FORMAT, "sizes": sizes, "bundles": {}}
             atomic_write(info_path, json.dumps(info, indent=1))
         vlm, clean = toy_vlm(), toy_classifier("clean")
-        test = shared.render([("natural", ToyWorld(seed=TOY_WORLD_SEED), sizes["n_natural"])],
+        test = toy_inputs.render([("natural", ToyWorld(seed=TOY_WORLD_SEED), sizes["n_natural"])],
                              vlm, clean)
         for tie in ties:
             if tie.name in info["bundles"] and (directory / tie.name).is_dir():
@@ -140,7 +148,7 @@ def family_report(directory) -> dict:
     """Per-bundle and mean localization figures of a fault family, against both truths and
     for both rules; means separately over the development ties (where settings were chosen)
     and the held-out bundles (where they are reported)."""
-    from ..engine.figures import localization_report
+    from ..engine.reports.localization import localization_report
 
     info = read_family(directory)
     per, groups = {}, {}

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .world import ATTRIBUTES, Scene
+from .scene import ATTRIBUTES, Scene
 
 BODY_ID = 30
 OCCLUDER_ID = 40
@@ -48,10 +48,6 @@ class Anchors:
     y1: float
     facing: int  # +1: the front is on the right
     head: tuple[float, float, float]  # centre x, centre y, radius
-
-    @property
-    def front(self) -> float:
-        return self.x1 if self.facing > 0 else self.x0
 
     @property
     def rear(self) -> float:

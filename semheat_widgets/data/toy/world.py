@@ -18,11 +18,11 @@ from typing import Mapping
 
 import numpy as np
 
-from ..names import RIVAL10_ATTRIBUTES, RIVAL10_CLASSES
+from .render import render_scene
+from .scene import ATTRIBUTES, BACKGROUNDS, CLASSES, Scene
 
-CLASSES = RIVAL10_CLASSES
-ATTRIBUTES = RIVAL10_ATTRIBUTES
-BACKGROUNDS = ("sky", "grass", "sand", "road", "indoor", "dusk")
+__all__ = ["ATTRIBUTES", "BACKGROUNDS", "CLASSES", "DEFAULT_ATTRIBUTE_PROBS", "Scene",
+           "ToyWorld"]
 
 # P(attribute present | class). Unlisted attributes are absent (probability 0). Values strictly
 # between 0 and 1 give within-class variation, which the concept scores must pick up beyond
@@ -49,31 +49,6 @@ DEFAULT_ATTRIBUTE_PROBS: dict[str, dict[str, float]] = {
     "bird": {"wings": 0.85, "beak": 0.95, "tail": 0.55, "colored-eyes": 0.45, "patterned": 0.35,
              "wet": 0.1, "tall": 0.1},
 }
-
-
-@dataclass(frozen=True)
-class Scene:
-    """Everything that decides one image: its class, attributes, background and seed."""
-
-    index: int
-    label: int
-    attributes: tuple[bool, ...]
-    background: str
-    seed: int
-
-    @property
-    def class_name(self) -> str:
-        return CLASSES[self.label]
-
-    @property
-    def present(self) -> tuple[str, ...]:
-        return tuple(a for a, on in zip(ATTRIBUTES, self.attributes) if on)
-
-    def with_attribute(self, name: str, present: bool) -> "Scene":
-        """The same scene with one attribute switched on or off (all else unchanged)."""
-        flags = list(self.attributes)
-        flags[ATTRIBUTES.index(name)] = present
-        return dataclasses.replace(self, attributes=tuple(flags))
 
 
 def _freeze(mapping: Mapping | None) -> tuple:
@@ -182,8 +157,6 @@ class ToyWorld:
 
     def render(self, scene: Scene):
         """``(image uint8 HxWx3, {attribute: bool mask HxW})`` of one scene."""
-        from .render import render_scene
-
         return render_scene(scene, self.size, self.noise, self.occluder_prob)
 
     def image(self, index: int) -> np.ndarray:

@@ -213,8 +213,8 @@ class Bundle:
         return np.asarray(col)
 
     # -- heatmaps --------------------------------------------------------------------------
-    def confusion(self, *, records="natural", split=None) -> ConfusionSums:
-        m = self.mask(perturbation=records, split=split)
+    def confusion(self, *, perturbation="natural", split=None) -> ConfusionSums:
+        m = self.mask(perturbation=perturbation, split=split)
         idx = np.flatnonzero(m)
         labels, preds = self.column("label")[idx], self.column("prediction")[idx]
         if m.all():
@@ -223,19 +223,19 @@ class Bundle:
             scores = self.scores(idx)
         return ConfusionSums.from_scores(scores, labels, preds, len(self.classes))
 
-    def heatmap(self, kind: str = "differential", *, records="natural", split=None,
+    def heatmap(self, kind: str = "differential", *, perturbation="natural", split=None,
                 standardized: bool = True) -> Heatmap:
-        """One heatmap of ``kind`` over the chosen records (e.g. ``records="pgd"``)."""
+        """One heatmap of ``kind`` over the chosen records (e.g. ``perturbation="pgd"``)."""
         choice(kind, KINDS, "heatmap kind")
-        stats = self.confusion(records=records, split=split)
+        stats = self.confusion(perturbation=perturbation, split=split)
         hm = heatmap(kind, stats, self.classes, self.concept_names,
                      self.standardizer if standardized else None)
-        hm.meta.update(records=records, split=split)
+        hm.meta.update(perturbation=perturbation, split=split)
         return hm
 
-    def heatmaps(self, *, records="natural", split=None, standardized: bool = True
+    def heatmaps(self, *, perturbation="natural", split=None, standardized: bool = True
                  ) -> dict[str, Heatmap]:
-        stats = self.confusion(records=records, split=split)
+        stats = self.confusion(perturbation=perturbation, split=split)
         st = self.standardizer if standardized else None
         return {k: heatmap(k, stats, self.classes, self.concept_names, st) for k in KINDS}
 
@@ -248,23 +248,24 @@ class Bundle:
 
     # -- queries (see .queries) ------------------------------------------------------------
     def query(self, *, prediction: int | None = None, label: int | None = None,
-              correct: bool | None = None, records="natural", split=None,
+              correct: bool | None = None, perturbation="natural", split=None,
               sort_by: str | None = None, descending: bool = True, standardized: bool = True,
               offset: int = 0, limit: int | None = None, **filters) -> Selection:
         """Record indices matching the filters, sorted by a concept or a numeric column."""
         where = dict(prediction=prediction, label=label, correct=correct)
-        return queries.query(self, where, dict(perturbation=records, split=split, **filters),
+        return queries.query(self, where, dict(perturbation=perturbation, split=split, **filters),
                              sort_by, descending, standardized, offset, limit)
 
     def cell_query(self, heatmap_kind: str, row: str, concept: str | None = None, *,
-                   records="natural", split=None, **kwargs) -> Selection:
+                   perturbation="natural", split=None, **kwargs) -> Selection:
         """The inputs behind one heatmap cell, most extreme in ``concept`` first.
 
         For ``differential`` and ``incorrect`` cells these are the offending inputs: predicted
         ``row`` and wrong. For ``gt_minus_output`` the inputs wrongly predicted as ``row``.
         """
         where = queries.cell_records(self, heatmap_kind, row, concept)
-        return self.query(**where, records=records, split=split, sort_by=concept, **kwargs)
+        return self.query(**where, perturbation=perturbation, split=split, sort_by=concept,
+                          **kwargs)
 
     def rows(self, indices, columns: Sequence[str] | None = None) -> list[dict]:
         """Records at ``indices`` as dicts (only for the few shown on screen)."""
@@ -308,7 +309,7 @@ class Bundle:
         return open_vocabulary.add_concept(self, name, prompts, vlm, vector)
 
     def discover(self, selection, vocabulary=None, k: int = 20, *, reference="predicted",
-                 vlm=None, order_by: str = "image", records="natural", exclude_classes=True,
+                 vlm=None, order_by: str = "image", perturbation="natural", exclude_classes=True,
                  cache_dir=None):
         """Rank the phrases of ``vocabulary`` by how strongly they separate ``selection`` (a
         mask, indices or a query :class:`Selection`) from ``reference`` (``"predicted"``: the
@@ -323,7 +324,7 @@ class Bundle:
         if exclude_classes:
             phrases = phrases.without(self.classes)
         return discover(self, selection, phrases, k=k, reference=reference,
-                        order_by=order_by, records=records)
+                        order_by=order_by, perturbation=perturbation)
 
     def slices(self, task: str = "misclassification", vocabulary=None, *, vlm=None,
                cache_dir=None, **settings):
@@ -344,7 +345,7 @@ class Bundle:
     def compare(self, other: "Bundle"):
         """This bundle (before a fix) against ``other`` (after it), on the same inputs: a
         :class:`~.compare.Comparison` (accuracy, flipped inputs, heatmap deltas)."""
-        from ..compare import compare
+        from ..reports.compare import compare
 
         if not isinstance(other, Bundle):
             raise SemheatTypeError(f"compare needs another Bundle (use Bundle.load(path) for a "

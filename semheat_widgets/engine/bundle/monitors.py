@@ -5,7 +5,7 @@ see :mod:`..detect.protocol`)."""
 from __future__ import annotations
 
 from ...errors import SemheatError, SemheatTypeError
-from ..detect.protocol import unpack
+from ..detect.registry import unpack
 from ..tasks import TASKS, Task, task_named
 
 

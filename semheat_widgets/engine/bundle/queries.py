@@ -87,12 +87,12 @@ def mask(bundle, filters: dict) -> np.ndarray:
 
 
 def _check_values(bundle, key: str, values) -> None:
-    """``split=`` must name a split and ``records=`` a perturbation this bundle holds:
+    """``split=`` must name a split and ``perturbation=`` one this bundle holds:
     a typo must not quietly give an empty heatmap."""
     known = list(SPLITS) if key == "split" else bundle.codes("perturbation")[1]
     for v in values:
         if v not in known:
-            what = "split" if key == "split" else "records"
+            what = "split" if key == "split" else "perturbation"
             raise SemheatError(f"unknown {what} {v!r}; this bundle has {known}")
 
 

@@ -305,14 +305,6 @@ def validate_bundle(manifest: dict, records: pa.Table, arrays: dict, state: dict
     check_state(state, manifest, arrays, path / "state.safetensors")
 
 
-def category_values(table: pa.Table, name: str) -> list[str]:
-    """The distinct values of a string column (cheap on dictionary-encoded columns)."""
-    import pyarrow.compute as pc
-
-    col = table.column(name)
-    return sorted(str(v) for v in pc.unique(col).to_pylist() if v is not None)
-
-
 def verify_bundle(bundle, progress: bool = False) -> dict:
     """The full check of a loaded bundle: every value of every array (NaN/inf in the float
     ones), read chunk by chunk in bounded memory. Returns what was checked; one

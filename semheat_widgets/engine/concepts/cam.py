@@ -141,7 +141,7 @@ def input_images(bundle, indices) -> "torch.Tensor":
     """The images of some records for recomputing maps: the original file when the record
     names one (``path`` column) and it can be read, else the bundle's thumbnail (exact for the
     toy world, whose thumbnails are its images; an approximation for larger images)."""
-    from ...data.images import load_image
+    from ..image_files import load_image
 
     out = []
     paths = bundle.column("path") if bundle.has_column("path") else None

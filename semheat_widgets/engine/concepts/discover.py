@@ -294,7 +294,7 @@ def effect_sizes(emb, sel: np.ndarray, sel_cls: np.ndarray, ref: np.ndarray,
     return d, se
 
 
-def reference_rows(bundle, sel: np.ndarray, reference, records="natural"):
+def reference_rows(bundle, sel: np.ndarray, reference, perturbation="natural"):
     """Reference indices and the class each selected / reference record is matched on."""
     if isinstance(reference, str):
         if reference not in REFERENCES:
@@ -302,7 +302,7 @@ def reference_rows(bundle, sel: np.ndarray, reference, records="natural"):
                                f"{reference!r}")
         key = "prediction" if reference == "predicted" else "label"
         by = np.asarray(bundle.column(key)).astype(np.int64)
-        m = bundle.mask(perturbation=records) & np.asarray(bundle.column("correct"), bool)
+        m = bundle.mask(perturbation=perturbation) & np.asarray(bundle.column("correct"), bool)
         m[sel] = False
         m &= np.isin(by, np.unique(by[sel]))
         ref = np.flatnonzero(m)
@@ -313,7 +313,7 @@ def reference_rows(bundle, sel: np.ndarray, reference, records="natural"):
 
 
 def discover(bundle, selection, phrases: PhraseEmbeddings, *, k: int = 20,
-             reference="predicted", order_by: str = "image", records="natural",
+             reference="predicted", order_by: str = "image", perturbation="natural",
              spaces: Sequence[str] = SPACES, sample: int = REFERENCE_SAMPLE) -> Discovery:
     """Rank every phrase by how strongly it separates ``selection`` from ``reference``."""
     sel = as_indices(bundle.n, selection)
@@ -324,7 +324,7 @@ def discover(bundle, selection, phrases: PhraseEmbeddings, *, k: int = 20,
         raise SemheatError("the bundle has neither aligned nor image embeddings")
     if order_by not in spaces:
         order_by = spaces[0]
-    ref, sel_cls, ref_cls, ref_name = reference_rows(bundle, sel, reference, records)
+    ref, sel_cls, ref_cls, ref_name = reference_rows(bundle, sel, reference, perturbation)
     if len(ref) < 2:
         raise SemheatError(f"the {ref_name} reference of this selection has {len(ref)} "
                            f"records: too few to compare against")

@@ -113,7 +113,7 @@ def _residuals(emb: np.ndarray, rows: np.ndarray, labels: np.ndarray, correct: n
 def find_slices(bundle, phrases: PhraseEmbeddings, *, gamma: float = GAMMA,
                 max_components: int = MAX_COMPONENTS, min_size: int = MIN_SIZE,
                 fdr: float = FDR, min_effect: float = MIN_EFFECT, show: float = SHOW,
-                records="natural",
+                perturbation="natural",
                 top_phrases: int = 5, seed: int = 0) -> list[Slice]:
     """The error slices of the misclassification task (see the module docstring), largest
     first."""
@@ -123,7 +123,7 @@ def find_slices(bundle, phrases: PhraseEmbeddings, *, gamma: float = GAMMA,
 
     if "image_emb" not in bundle.arrays:
         raise SemheatError("the bundle has no image embeddings: cannot find slices")
-    natural = bundle.mask(perturbation=records)
+    natural = bundle.mask(perturbation=perturbation)
     labels = np.asarray(bundle.column("label")).astype(np.int64)
     preds = np.asarray(bundle.column("prediction")).astype(np.int64)
     correct = np.asarray(bundle.column("correct"), bool)
@@ -175,7 +175,7 @@ def find_slices(bundle, phrases: PhraseEmbeddings, *, gamma: float = GAMMA,
     for f in found:
         try:
             d = discover(bundle, f["indices"], phrases, reference="true", order_by="image",
-                         records=records)
+                         perturbation=perturbation)
         except SemheatError:
             d = None
         named.append(d)
@@ -203,13 +203,13 @@ def find_slices(bundle, phrases: PhraseEmbeddings, *, gamma: float = GAMMA,
         out.append(Slice(idx, bundle.classes[f["k"]], f["classes"], f["accuracy"],
                          f["n_component"], f["verdict"], d.phrases[top], eff, low,
                          float(q[top]), confident, d.top(top_phrases, "image")))
-    out = _merge_same_name(bundle, out, phrases, labels, natural & correct, emb, records,
+    out = _merge_same_name(bundle, out, phrases, labels, natural & correct, emb, perturbation,
                            top_phrases, show, min_size)
     out.sort(key=lambda s: -len(s.indices))
     return out
 
 
-def _merge_same_name(bundle, slices, phrases, labels, reference, emb, records, top_phrases,
+def _merge_same_name(bundle, slices, phrases, labels, reference, emb, perturbation, top_phrases,
                      show, min_size):
     """Confident slices of one predicted class that share their explanation (the name of one
     is among the other's top phrases) are one slice: merged, and named again."""
@@ -226,7 +226,7 @@ def _merge_same_name(bundle, slices, phrases, labels, reference, emb, records, t
                     continue
                 idx = np.union1d(x.indices, y.indices)
                 d = discover(bundle, idx, phrases, reference="true", order_by="image",
-                             records=records)
+                             perturbation=perturbation)
                 top = int(np.argmin(d.rank["image"]))
                 eff, se = float(d.effect["image"][top]), float(d.se["image"][top])
                 classes: dict = {}

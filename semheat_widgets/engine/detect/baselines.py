@@ -14,7 +14,7 @@ from ...errors import SemheatError
 from ..metrics import auroc
 from ..bundle.store import read_rows, row_chunks
 from ..vectors import EPS
-from .protocol import Detector, Evidence, register_detector
+from .protocol import Detector, Evidence
 
 BASELINES = ("msp", "energy", "mahalanobis")
 
@@ -25,7 +25,6 @@ def _tensor(x) -> "torch.Tensor":  # noqa: F821 (torch imported on use)
     return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
 
-@register_detector
 class MaxSoftmax(Detector):
     name, label, order = "msp", "max softmax", 20
 
@@ -35,7 +34,6 @@ class MaxSoftmax(Detector):
         return Impl.score(_tensor(evidence.need("logits", "msp"))).numpy().astype(np.float64)
 
 
-@register_detector
 class Energy(Detector):
     name, label, order = "energy", "energy", 21
 
@@ -46,7 +44,6 @@ class Energy(Detector):
             np.float64)
 
 
-@register_detector
 class Mahalanobis(Detector):
     """Class-conditional Gaussians with a shared covariance on the features ``z``.
 
@@ -121,7 +118,6 @@ class Mahalanobis(Detector):
         return self
 
 
-@register_detector
 class Combination(Detector):
     """Logistic regression on a few detectors' standardised scores (``evidence.extra``), fit
     on a calibration split; the output is a defect log-odds. scikit-learn fits it; the fitted

@@ -36,8 +36,8 @@ from ..metrics import auroc, class_thresholds
 from ..bundle.store import read_rows
 from ..vectors import ROW_CHUNK, unit_rows
 from .heatmap_monitor import SIMILARITIES
-from .protocol import Detector, Evidence, register_detector
-from .signals import SIGNAL_KEYS, SIGNALS, _FitData, _Inputs, _Signal
+from .protocol import Detector, Evidence
+from .signals import SIGNAL_KEYS, SIGNALS, _FitData, _Inputs
 
 N_FOLDS = 5  # cross-fitting folds of the stack's training signals
 STACK_GRID = tuple((c, w) for c in (0.01, 0.1, 1.0, 10.0) for w in (False, True))
@@ -114,7 +114,6 @@ def _check_matrix(name, x, shape):
     return x
 
 
-@register_detector
 class ConceptMonitor(Detector):
     """Nine concept-space signals, stacked (see the module docstring).
 
@@ -255,7 +254,7 @@ class ConceptMonitor(Detector):
         hyper, aucs, params = {}, {}, {}
         for sig in SIGNALS:
             grid = sig.grid if cal is not None and sig.grid else (sig.default,)
-            fitted = {h: {**self._fixed(sig), **sig.fit(data, h)} for h in grid}
+            fitted = {h: {**sig.fixed(self), **sig.fit(data, h)} for h in grid}
             best = sig.default
             if cal is not None:
                 scored = {h: _auroc_or_nan(sig.value(p, cal[0]), cal[1])
@@ -267,15 +266,6 @@ class ConceptMonitor(Detector):
             params[sig.key] = fitted[best]
             params[sig.key].update(sig.offsets(fitted[best], data.ok))
         return hyper, aucs, params
-
-    def _fixed(self, sig: _Signal) -> dict:
-        """Parameters a signal takes from the monitor rather than from data."""
-        if sig.key == "zero_shot":
-            return {"coef": unit_rows(self.class_embeddings), "intercept": np.zeros(
-                self.n_classes)}
-        if sig.key == "heatmap":
-            return {"euclidean": np.array([int(self.similarity == "euclidean")])}
-        return {}
 
     @staticmethod
     def _folds(data: _FitData, groups, reference_groups, seed):
@@ -313,7 +303,7 @@ class ConceptMonitor(Detector):
                             data.reference.take(reference_fold != f), data.n_classes)
             if not held.any() or not part.usable():
                 continue
-            params = {sig.key: {**self._fixed(sig), **sig.fit(part, self.hyper_.get(
+            params = {sig.key: {**sig.fixed(self), **sig.fit(part, self.hyper_.get(
                 sig.key, sig.default))} for sig in SIGNALS}
             X[held] = self._signal_matrix(params, data.members.take(held))
         return X
@@ -389,7 +379,7 @@ class ConceptMonitor(Detector):
         concepts = np.zeros((len(x), self.n_concepts))
         named = {sig.named: np.zeros(len(x)) for sig in SIGNALS if sig.named}
         for w, sig in zip(weights, SIGNALS):
-            const, parts, rest = sig.split(self.params_[sig.key], x)
+            const, parts, rest = sig.decompose(self.params_[sig.key], x)
             base += w * const
             if parts is not None:
                 concepts += w * parts

@@ -25,10 +25,11 @@ from .baselines import Combination, Energy, Mahalanobis, MaxSoftmax, best_baseli
 from .concept_monitor import ConceptMonitor
 from .heatmap_monitor import HeatmapMonitor
 from .names import check_monitor_name
-from .protocol import Evidence, pack, score_column
+from .protocol import Evidence
+from .registry import pack, score_column
 
 if TYPE_CHECKING:  # annotations only: the stage types import torch (Attack)
-    from ..stages import AnalysisConfig, ConceptScores, Records
+    from ..pipeline.types import AnalysisConfig, ConceptScores, Records
 
 MONITOR_FIT_ROWS = 5_000
 

@@ -23,7 +23,7 @@ from ...errors import SemheatError
 from ..metrics import class_thresholds
 from ..bundle.store import row_chunks
 from ..vectors import SCORE_CHUNK, row_norms, unit_rows
-from .protocol import Detector, Evidence, register_detector
+from .protocol import Detector, Evidence
 
 SIMILARITIES = ("cosine", "euclidean")
 
@@ -50,7 +50,6 @@ def _means_and_counts(scores: np.ndarray, groups: np.ndarray, n_groups: int):
         return sums / counts[:, None], counts
 
 
-@register_detector
 class HeatmapMonitor(Detector):
     """Reference rows per predicted class, a standardiser and calibrated thresholds.
 

@@ -1,13 +1,13 @@
-"""One protocol for every defect detector, and one registry of them.
+"""One protocol for every defect detector.
 
 A detector sees :class:`Evidence` about inputs — the classifier's logits and features, the
 concept scores in CLIP space — and gives each a defect score (higher = more likely a defect),
 scikit-learn style: ``fit(evidence, defect)`` / ``score_samples(evidence)``, fitted state in
 attributes ending in ``_``. Its state is a dict of arrays (``state()`` / ``from_state()``),
-stored in the bundle's ``state.safetensors`` under :func:`state_prefix`, and its record column
-is :func:`score_column`. Implementations: :mod:`.baselines` (MSP, energy, Mahalanobis, the
+stored in the bundle's ``state.safetensors`` (see :mod:`.registry`, which also names each
+detector's record column). Implementations: :mod:`.baselines` (MSP, energy, Mahalanobis, the
 combination), :mod:`.heatmap_monitor` (the paper's heatmap monitor) and
-:mod:`.concept_monitor` (the concept-space monitor), which register themselves here.
+:mod:`.concept_monitor` (the concept-space monitor).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import numpy as np
 
 from ...errors import SemheatError
 from ..bundle.store import read_rows
-from ..tasks import Task
 from ..vectors import ROW_CHUNK
 
 
@@ -107,60 +106,3 @@ class Detector:
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray], info: dict) -> "Detector":
         return cls()
-
-
-_registry: dict[str, type[Detector]] = {}
-
-
-def register_detector(cls: type[Detector]) -> type[Detector]:
-    """Class decorator: make a detector available by its ``name``."""
-    _registry[cls.name] = cls
-    return cls
-
-
-def _builtin() -> None:
-    """Register the built-in detectors (their modules register themselves on import; the
-    engine's namespace loads lazily, so a bundle reader may not have imported them yet)."""
-    from . import baselines, concept_monitor, heatmap_monitor  # noqa: F401
-
-
-def detector_class(name: str) -> type[Detector]:
-    if name not in _registry:
-        _builtin()
-    if name not in _registry:
-        raise SemheatError(f"unknown detector {name!r}; choose from {list(_registry)}")
-    return _registry[name]
-
-
-def detector_labels() -> dict[str, str]:
-    """``{name: label}`` of every registered detector, in display order."""
-    _builtin()
-    ranked = sorted(_registry.items(), key=lambda item: item[1].order)
-    return {name: cls.label for name, cls in ranked}
-
-
-def state_prefix(name: str, task: Task | None) -> str:
-    """Where a detector's arrays live in a bundle's state: ``detector.[task.]name.``."""
-    cls = detector_class(name)
-    return f"detector.{task.name}.{name}." if cls.per_task else f"detector.{name}."
-
-
-def score_column(name: str, task: Task) -> str:
-    """The record column holding a detector's scores for a task."""
-    return task.column(name) if detector_class(name).per_task else name
-
-
-def pack(detector: Detector, task: Task | None) -> dict[str, np.ndarray]:
-    prefix = state_prefix(detector.name, task)
-    return {prefix + k: v for k, v in detector.state().items()}
-
-
-def unpack(name: str, state: dict, task: Task | None, info: dict | None = None) -> Detector:
-    """A fitted detector back from a bundle's state (``info``: what the manifest says of it)."""
-    prefix = state_prefix(name, task)
-    mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    cls = detector_class(name)
-    if not mine and cls.state is not Detector.state:
-        where = f" for {task.name}" if task is not None else ""
-        raise SemheatError(f"the bundle has no fitted {name} detector{where}")
-    return cls.from_state(mine, info or {})

@@ -217,7 +217,7 @@ class _Signal:
     """One signal: ``fit`` (arrays), ``value`` and its additive ``terms``.
 
     ``terms(p, x)`` gives ``(concept terms N x C or None, named part N or None)`` that add up
-    to the value; ``split`` measures them from their means over the correct references.
+    to the value; ``decompose`` measures them from their means over the correct references.
     """
 
     def __init__(self, key, label, space, grid=(), default=None, named=None):
@@ -225,6 +225,11 @@ class _Signal:
         self.space = space  # the view it reads: "s", "a" or "az"
         self.grid, self.default = grid, default  # hyper-parameters tried on calib; default
         self.named = named  # the name of its non-concept part in explanations
+
+    def fixed(self, monitor) -> dict:
+        """Parameters it takes from the monitor (its class embeddings, its similarity) rather
+        than from data."""
+        return {}
 
     def fit(self, data: _FitData, h) -> dict:
         return {}
@@ -241,7 +246,7 @@ class _Signal:
         return {"offset_terms": np.zeros(0) if terms is None else terms.mean(0),
                 "offset_named": np.array([0.0 if named is None else named.mean()])}
 
-    def split(self, p: dict, x: _Inputs):
+    def decompose(self, p: dict, x: _Inputs):
         """``(constant, concept parts N x C or None, named part N or None)`` summing to the
         value exactly."""
         terms, named = self.terms(p, x)
@@ -283,8 +288,12 @@ class _ZeroShot(_LinearMargin):
         super().__init__("zero_shot", "zero-shot prefers another class", "a",
                          named="zero-shot prefers another class")
 
+    def fixed(self, monitor):
+        return {"coef": unit_rows(monitor.class_embeddings),
+                "intercept": np.zeros(monitor.n_classes)}
+
     def fit(self, data, h):
-        return {}  # the class embeddings are set by the monitor
+        return {}  # nothing learnt: the class embeddings are the model
 
 
 class _ClassMahalanobis(_Signal):
@@ -307,9 +316,9 @@ class _ClassMahalanobis(_Signal):
             return self._terms(p, x), None
         return None, self.value(p, x)
 
-    def split(self, p, x):
+    def decompose(self, p, x):
         if self.space != "s":
-            return super().split(p, x)
+            return super().decompose(p, x)
         # log q - log q0 = (q - q0) / L(q, q0): the difference of the quadratic form's terms
         # from their reference means, over the logarithmic mean
         t, tau = self._terms(p, x), p["offset_terms"]
@@ -353,6 +362,9 @@ class _Heatmap(_Signal):
 
     def __init__(self):
         super().__init__("heatmap", "heatmap monitor (paper) score", "s")
+
+    def fixed(self, monitor):
+        return {"euclidean": np.array([int(monitor.similarity == "euclidean")])}
 
     def fit(self, data, h):
         ok, bad = data.ok, data.bad

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import SemheatError
-from .pixels import to_float01
-from .tasks import METHODS  # (the attack names; tasks holds them, torch-free)
+from ...errors import SemheatError
+from ..pixels import to_float01
+from ..tasks import METHODS  # (the attack names; tasks holds them, torch-free)
 
 PGD_STEP_FACTOR = 2.5  # PGD's default step: 2.5 ε / steps (Madry et al.)
 

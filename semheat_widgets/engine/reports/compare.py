@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SemheatError
-from .heatmaps import Heatmap
-from .vectors import ROW_CHUNK
+from ...errors import SemheatError
+from ..heatmaps import Heatmap
+from ..vectors import ROW_CHUNK
+from .rounding import rounded, share
 
 SEPARATES = 0.5  # a differential cell this far from 0 (in z-scores) separates right from wrong
 SPLIT = "eval"
@@ -66,14 +67,14 @@ class Comparison:
         pb, pa = self.predictions("before"), self.predictions("after")
         fixed, broken = self.flips()
         per_class = {c: {"n": int((y == k).sum()),
-                         "accuracy_before": _r((pb == y)[y == k]),
-                         "accuracy_after": _r((pa == y)[y == k]),
+                         "accuracy_before": share((pb == y)[y == k]),
+                         "accuracy_after": share((pa == y)[y == k]),
                          "fixed": int((fixed & (y == k)).sum()),
                          "broken": int((broken & (y == k)).sum())}
                      for k, c in enumerate(classes)}
         out = {"before": self.before.name, "after": self.after.name, "split": SPLIT,
                "n_inputs": int(len(self.rows)),
-               "accuracy": {"before": _r(pb == y), "after": _r(pa == y)},
+               "accuracy": {"before": share(pb == y), "after": share(pa == y)},
                "flipped": {"fixed": int(fixed.sum()), "broken": int(broken.sum())},
                "per_class": per_class, "known_faults": self.known_faults(),
                "differential_delta": {}, "separating": {}}
@@ -95,7 +96,7 @@ class Comparison:
                 if b.has_column("gt_fault"):
                     counts[which] = int((b.column("gt_fault")[self.rows] == kind).sum())
             if counts.get("before"):
-                counts["fall"] = _r(1 - counts.get("after", 0) / counts["before"]) \
+                counts["fall"] = rounded(1 - counts.get("after", 0) / counts["before"]) \
                     if "after" in counts else None
                 out[kind] = counts
         return out
@@ -115,11 +116,6 @@ class Comparison:
 
 def _differential(bundle) -> np.ndarray:
     return bundle.heatmap("differential", split=SPLIT).values
-
-
-def _r(hits) -> float | None:
-    hits = np.asarray(hits)
-    return round(float(hits.mean()), 4) if hits.size else None
 
 
 def _num(x) -> float | None:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import SemheatError
-from .pixels import resize_center_crop
+from ...errors import SemheatError
+from ..pixels import resize_center_crop
 
 IMAGE_KEYS = ("image", "img", "pixel_values", "images", "x", "input")
 LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class")

@@ -74,8 +74,8 @@ def _median_time(fn, repeats: int) -> float:
 def synthetic_bundle(n: int, n_concepts: int = 18, dim: int = 512, n_classes: int = 10,
                      seed: int = 0):
     """An in-memory bundle of ``n`` records with random scores and aligned embeddings."""
-    from .engine.bundle import Bundle
-    from .engine.vectors import SCORE_CHUNK
+    from ..engine.bundle import Bundle
+    from ..engine.vectors import SCORE_CHUNK
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_classes, n).astype(np.int16)
@@ -105,7 +105,7 @@ def bench_heatmaps(bundle, repeats: int) -> dict:
     aligned = bundle.arrays["aligned"]
     concepts = bundle.state["concept_embeddings"]
     matmul = _median_time(lambda: aligned @ concepts.T, repeats)
-    heat = _median_time(lambda: bundle.heatmaps(records=None), repeats)
+    heat = _median_time(lambda: bundle.heatmaps(perturbation=None), repeats)
     return {"heatmaps": heat / matmul, "heatmaps_seconds": heat, "matmul_seconds": matmul}
 
 
@@ -129,7 +129,7 @@ def bench_add_concept(bundle, repeats: int) -> dict:
 
 
 def bench_discover(bundle, repeats: int, n_phrases: int = 10_000) -> dict:
-    from .engine.concepts.discover import PhraseEmbeddings, Vocabulary
+    from ..engine.concepts.discover import PhraseEmbeddings, Vocabulary
 
     aligned = bundle.arrays["aligned"]
     rng = np.random.default_rng(2)
@@ -137,9 +137,9 @@ def bench_discover(bundle, repeats: int, n_phrases: int = 10_000) -> dict:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     names = tuple(f"phrase {j}" for j in range(n_phrases))
     phrases = PhraseEmbeddings(Vocabulary(names, tuple((n,) for n in names)), vectors)
-    sel = bundle.query(prediction=3, correct=False, records=None).indices
+    sel = bundle.query(prediction=3, correct=False, perturbation=None).indices
     matmul = _median_time(lambda: np.asarray(aligned[sel]) @ vectors.T, repeats)
-    found = _median_time(lambda: bundle.discover(sel, phrases, records=None), repeats)
+    found = _median_time(lambda: bundle.discover(sel, phrases, perturbation=None), repeats)
     return {"discover": found / matmul, "discover_seconds": found,
             "discover_matmul_seconds": matmul, "discover_selection": int(len(sel)),
             "discover_phrases": n_phrases}
@@ -148,7 +148,7 @@ def bench_discover(bundle, repeats: int, n_phrases: int = 10_000) -> dict:
 def bench_cell_query(bundle, repeats: int) -> dict:
     k = bundle.classes[3]
     concept = bundle.concept_names[5]
-    t = _median_time(lambda: bundle.cell_query("differential", k, concept, records=None,
+    t = _median_time(lambda: bundle.cell_query("differential", k, concept, perturbation=None,
                                                limit=48), repeats)
     return {"cell_query_ms": t * 1000}
 
@@ -156,11 +156,11 @@ def bench_cell_query(bundle, repeats: int) -> dict:
 def bench_monitor(repeats: int) -> dict:
     from torchvision.models import resnet18
 
-    from .engine.models.aligner import LinearAligner
-    from .engine.models.classifier import ModelSplit
-    from .engine.detect.concept_monitor import ConceptMonitor
-    from .engine.detect.heatmap_monitor import HeatmapMonitor, RuntimeMonitor
-    from .engine.detect.protocol import Evidence
+    from ..engine.models.aligner import LinearAligner
+    from ..engine.models.classifier import ModelSplit
+    from ..engine.detect.concept_monitor import ConceptMonitor
+    from ..engine.detect.heatmap_monitor import HeatmapMonitor, RuntimeMonitor
+    from ..engine.detect.protocol import Evidence
 
     torch.manual_seed(0)
     split = ModelSplit(resnet18(num_classes=10).eval())
@@ -199,8 +199,8 @@ def bench_monitor(repeats: int) -> dict:
 def bench_extraction(n: int, repeats: int) -> dict:
     from torch.utils.data import TensorDataset
 
-    from .engine.extract import extract
-    from .zoo.models import toy_classifier, toy_vlm
+    from ..engine.extract import extract
+    from ..zoo.models import toy_classifier, toy_vlm
 
     split, vlm = toy_classifier("clean", "cpu"), toy_vlm("cpu")
     gen = torch.Generator().manual_seed(0)
@@ -234,9 +234,9 @@ def bench_ray_extraction(n: int, repeats: int = 1) -> dict:
 
     from torch.utils.data import TensorDataset
 
-    from .engine.extract import extract
-    from .engine.extract_ray import RayExtractor
-    from .zoo.models import toy_classifier, toy_vlm
+    from ..engine.extract import extract
+    from ..engine.extract.on_ray import RayExtractor
+    from ..zoo.models import toy_classifier, toy_vlm
 
     split, vlm = toy_classifier("clean", "cpu"), toy_vlm("cpu")
     gen = torch.Generator().manual_seed(0)
@@ -267,9 +267,9 @@ def bench_ray_extraction(n: int, repeats: int = 1) -> dict:
 def bench_concept_map(repeats: int) -> dict:
     """One concept activation map on click: the toy classifier on one 64-pixel image, one
     concept (a forward pass plus a few small products), against the bare forward pass."""
-    from .engine.models.aligner import LinearAligner
-    from .engine.concepts.cam import concept_maps
-    from .zoo.models import toy_classifier
+    from ..engine.models.aligner import LinearAligner
+    from ..engine.concepts.cam import concept_maps
+    from ..zoo.models import toy_classifier
 
     classifier = toy_classifier("clean", "cpu")
     rng = np.random.default_rng(0)
@@ -380,7 +380,7 @@ def _process_seconds(argv: list[str]) -> float:
 
 def bench_light_commands(repeats: int, saved: Path) -> dict:
     """Whole-process latencies of the commands that only read bundles (see the docstring)."""
-    from .zoo.build import default_toy_dir, is_world, missing_bundles
+    from ..zoo.build import default_toy_dir, is_world, missing_bundles
 
     cli = ["-m", "semheat_widgets.cli"]
 
@@ -403,7 +403,7 @@ def bench_light_commands(repeats: int, saved: Path) -> dict:
 
 
 def bench_load(bundle, folder: Path, repeats: int) -> dict:
-    from .engine.bundle import Bundle
+    from ..engine.bundle import Bundle
 
     path = bundle.save(folder / "bundle")
     load = _median_time(lambda: Bundle.load(path), repeats)

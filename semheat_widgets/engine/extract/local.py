@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..errors import SemheatError
-from ..safe_io import open_npy_memmap
-from .models.classifier import ModelSplit
-from .pixels import thumbnails
-from .bundle.store import ArrayStore
-from .models.vlm import VLM
+from ...errors import SemheatError
+from ...safe_io import open_npy_memmap
+from ..models.classifier import ModelSplit
+from ..pixels import thumbnails
+from ..bundle.store import ArrayStore
+from ..models.vlm import VLM
 
 FIELDS = ("features", "logits", "image_emb", "labels", "thumbs")
 
@@ -82,7 +82,7 @@ def extract(classifier: ModelSplit, vlm: VLM, dataset, *, batch_size: int = 128,
             into: ArrayStore | None = None, offset: int = 0) -> Extracted:
     """Run classifier and VLM over ``dataset`` (items ``(image tensor, label)``) once.
 
-    ``attack`` (an :class:`~semheat_widgets.engine.attacks.Attack`) perturbs every batch
+    ``attack`` (an :class:`~semheat_widgets.engine.extract.attacks.Attack`) perturbs every batch
     against ``classifier`` first. ``image_embeddings`` (one row per input, in order), when the
     caller already has the VLM's embeddings of these very images — several classifiers
     analysed on the same inputs — are used instead of running the VLM again. ``into``: the

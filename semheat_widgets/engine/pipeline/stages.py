@@ -23,23 +23,23 @@ from typing import Sequence
 import numpy as np
 from torch.utils.data import ConcatDataset, Subset
 
-from ..errors import SemheatError
-from .models.aligner import Fidelity, LinearAligner, fit_best_alpha
-from .bundle import Bundle
-from .models.classifier import ModelSplit
-from .concepts.bank import ConceptBank, as_concept_bank, check_class_names, default_class_prompts
-from .detect.fit import Detection, fit_detectors
-from .detect.names import check_monitor_name
-from .extract import extract
-from .heatmaps import ConfusionSums, Standardizer, heatmap
-from .localize import DECIDE_AT, FaultLocalizer, Localization, image_concept_scores
-from .bundle.schema import SPLITS
+from ...errors import SemheatError
+from ..models.aligner import Fidelity, LinearAligner, fit_best_alpha
+from ..bundle import Bundle
+from ..models.classifier import ModelSplit
+from ..concepts.bank import ConceptBank, as_concept_bank, check_class_names, default_class_prompts
+from ..detect.fit import Detection, fit_detectors
+from ..detect.names import check_monitor_name
+from ..extract.local import extract
+from ..heatmaps import ConfusionSums, Standardizer, heatmap
+from ..localize import DECIDE_AT, FaultLocalizer, Localization, image_concept_scores
+from ..bundle.schema import SPLITS
 # the stage types live in a leaf module; `from .pipeline import AnalysisConfig` still works
-from .stages import AnalysisConfig, ConceptScores, Records
-from .bundle.store import ArrayStore, array_chunks, read_rows, row_chunks
-from .tasks import NATURAL
-from .vectors import unit_rows, zero_shot
-from .models.vlm import VLM
+from .types import AnalysisConfig, ConceptScores, Records
+from ..bundle.store import ArrayStore, array_chunks, read_rows, row_chunks
+from ..tasks import NATURAL
+from ..vectors import unit_rows, zero_shot
+from ..models.vlm import VLM
 
 TOP_CONCEPTS = 3  # responsible concepts kept per misclassified input
 
@@ -299,7 +299,7 @@ def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str]
     are copied onto every record derived from that input, e.g. ground truth of the toy world.
 
     ``extractor`` runs the forward passes; it takes the arguments of :func:`extract` (the
-    default, in this process) — :class:`~semheat_widgets.engine.extract_ray.RayExtractor`
+    default, in this process) — :class:`~semheat_widgets.engine.extract.on_ray.RayExtractor`
     runs them on a Ray cluster instead and yields the same records.
 
     ``image_embeddings``: the VLM's embeddings of the natural inputs (reference first), when

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine.bundle import Bundle
-from .engine.metrics import detection_summary
-from .engine.figures import detector_scores
-from .engine.tasks import task_named
-from .errors import SemheatError
+from ..engine.bundle import Bundle
+from ..engine.metrics import detection_summary
+from ..engine.reports.monitors import detector_scores
+from ..engine.tasks import task_named
+from ..errors import SemheatError
 
 
 def _world_info(world) -> dict:
@@ -72,7 +72,7 @@ def quiz_card(world, item: QuizItem):
 
     import ipywidgets as widgets
 
-    from .widgets.detail import detail_facts
+    from .detail import detail_facts
 
     b = Bundle.load(Path(world) / item.bundle)
     f = detail_facts(b, item.index)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SemheatError
-from .extract import Extracted, forward_batch
+from ...errors import SemheatError
+from .local import Extracted, forward_batch
 
 CRASH_ONCE_ENV = "SEMHEAT_RAY_CRASH_ONCE"  # test hook: "<marker file>:<id>" kills one worker once
 COLUMNS = ("features", "logits", "image_emb", "thumbs")
@@ -96,7 +96,7 @@ class _ModelWorker:
         import ray
         import torch
 
-        from .models.vlm import resolve_device
+        from ..models.vlm import resolve_device
 
         if threads:
             torch.set_num_threads(threads)
@@ -300,7 +300,7 @@ class RayExtractor:
         """The shards in id order: into the caller's store (rows ``offset..``) or new arrays."""
         import pyarrow.parquet as pq
 
-        from .bundle.store import ArrayStore
+        from ..bundle.store import ArrayStore
 
         store = into if into is not None else ArrayStore(n)
         first = offset if into is not None else 0

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .models.aligner import LinearAligner
-from .attacks import Attack
-from .heatmaps import Standardizer
-from .bundle.store import ArrayStore
-from .tasks import NATURAL
+from ..models.aligner import LinearAligner
+from ..extract.attacks import Attack
+from ..heatmaps import Standardizer
+from ..bundle.store import ArrayStore
+from ..tasks import NATURAL
 
 
 @dataclass

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine.bundle.store import array_chunks, read_rows, row_chunks
-from .engine.vectors import unit_rows
+from ..engine.bundle.store import array_chunks, read_rows, row_chunks
+from ..engine.vectors import unit_rows
 
 DIM, EMBED_DIM, N_CLASSES, THUMB = 512, 512, 10, 64
 CONCEPTS = [f"concept {j}" for j in range(18)]
@@ -125,9 +125,9 @@ def one_pass(folder: Path, keys=("features", "logits", "image_emb", "thumbs")) -
 
 def run_scale(n: int, out: Path, attack_share: float = 0.05) -> dict:
     """One synthetic analysis of ``n`` inputs saved to ``out`` (in this process)."""
-    from .engine.attacks import Attack
-    from .engine.concepts.bank import ConceptBank
-    from .engine.pipeline import AnalysisConfig, analyze
+    from ..engine.extract.attacks import Attack
+    from ..engine.concepts.bank import ConceptBank
+    from ..engine.pipeline import AnalysisConfig, analyze
 
     extractor = SyntheticExtractor()
     config = AnalysisConfig(attack_limit=int(n * attack_share),
@@ -181,8 +181,8 @@ for row, concept in cells:
     ex.select(row, concept)
     whole.append(time.perf_counter() - t)
     times.append(shown[0] - t)
-    assert len(grid.images) == len(grid.tiles) == min(grid.total, grid.page_size)
-    assert grid.total == 0 or grid.images[0].startswith(b"\\x89PNG")
+    assert len(grid._images) == len(grid.tiles) == min(grid.total, grid.page_size)
+    assert grid.total == 0 or grid._images[0].startswith(b"\\x89PNG")
 ms = lambda x: 1000 * x  # noqa: E731
 print("RESULT " + json.dumps({"explorer_s": t2 - t0, "explorer_import_s": t1 - t0,
                               "explorer_build_s": t2 - t1, "click_first_ms": ms(times[0]),
@@ -226,11 +226,11 @@ def bench_scale(n: int, work: Path) -> dict:
     the bundle is removed afterwards."""
     import shutil
 
-    from .bench import measure_process
+    from .suite import measure_process
 
     out = Path(work) / f"scale-{n}"
     code = ("import json, sys; from pathlib import Path; "
-            "from semheat_widgets.bench_scale import run_scale; "
+            "from semheat_widgets.bench.scale import run_scale; "
             f"print('RESULT ' + json.dumps(run_scale({int(n)}, Path(sys.argv[1]))))")
     try:
         proc = measure_process([sys.executable, "-c", code, str(out)], timeout=4 * 3600)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from .errors import SemheatError
+from ..errors import SemheatError
 
 USAGE = "%semheat [--kind KIND] [--toy WHICH] [PATH]"
 
@@ -35,8 +35,8 @@ def explorer_for(line: str):
     """The :class:`~semheat_widgets.widgets.Explorer` a ``%semheat`` line asks for."""
     from IPython.core.error import UsageError
 
-    from .widgets import Explorer
-    from .widgets.heatmap import KINDS
+    from .explorer import Explorer
+    from .heatmap import KINDS
 
     args = _parse(line)
     if args.kind not in KINDS:
@@ -44,7 +44,7 @@ def explorer_for(line: str):
     try:
         if args.path:
             return Explorer(args.path, kind=args.kind)
-        from .zoo.build import toy_bundle
+        from ..zoo.build import toy_bundle
 
         return Explorer(toy_bundle(args.toy), kind=args.kind)
     except SemheatError as exc:  # a one-line message, not a traceback
