@@ -335,9 +335,9 @@ def test_unreadable_file_is_one_line(good, tmp_path):
 
 
 # -- wrong questions to a good bundle --------------------------------------------------------
-def test_unknown_records_and_splits_are_errors_not_empty_heatmaps(good):
+def test_unknown_perturbations_and_splits_are_errors_not_empty_heatmaps(good):
     b = Bundle.load(good)
-    with pytest.raises(SemheatError, match="unknown records 'pgd'"):
+    with pytest.raises(SemheatError, match="unknown perturbation 'pgd'"):
         b.heatmap("differential", perturbation="pgd")  # this bundle has no PGD inputs
     with pytest.raises(SemheatError, match="unknown split 'train'"):
         b.heatmap("differential", split="train")

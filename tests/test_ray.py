@@ -108,7 +108,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_shards(local_ray, t
 
 
 def test_without_the_extra_a_one_line_error_says_how_to_install(monkeypatch):
-    from semheat_widgets.engine import extract_ray
+    from semheat_widgets.engine.extract import on_ray as extract_ray
 
     real_import = builtins.__import__
 

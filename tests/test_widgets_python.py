@@ -240,7 +240,7 @@ def test_keyboard_moves_the_cursor_and_enter_opens_the_cell(bundle, tiny_vlm):
     keys = ex.heatmap.key_strip
     keys._request = {"move": [0, 0], "nonce": 1}  # the first key puts the cursor on a cell
     assert ex.heatmap.cursor == (0, 0) and ex.heatmap.cell is None
-    assert keys.label.startswith(f"{CLASSES[0]} · red: ")
+    assert keys._label.startswith(f"{CLASSES[0]} · red: ")
     keys._request = {"move": [1, 0], "nonce": 2}
     keys._request = {"move": [0, 1], "nonce": 3}
     assert ex.heatmap.cursor == (1, 1)
@@ -249,7 +249,7 @@ def test_keyboard_moves_the_cursor_and_enter_opens_the_cell(bundle, tiny_vlm):
     assert ex.heatmap.cursor == (0, 3)
     keys._request = {"open": True, "nonce": 5}  # Enter: the grid shows the cell's inputs
     assert ex.heatmap.cell.row == CLASSES[0] and ex.heatmap.cell.column == XSS
-    assert "(open)" in keys.label
+    assert "(open)" in keys._label
     keys._request = {"clear": True, "nonce": 6}
     assert ex.heatmap.cell is None and ex.grid.tiles == []
 
