@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from jupyter_browser import browser_page, jupyterlab, open_and_run_all, write_notebook  # noqa: E402
+from helpers.jupyter_browser import browser_page, jupyterlab, open_and_run_all, write_notebook  # noqa: E402
 
 CELLS = "g.mark-rect path[aria-label*='concept: ']"
 ARM = """() => {

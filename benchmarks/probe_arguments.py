@@ -7,7 +7,7 @@ sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
 os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np
 import torch
-from conftest import CLASSES, TINY_CLIP_CFG, make_resnet, colour_images
+from helpers.tiny import CLASSES, TINY_CLIP_CFG, colour_images, make_resnet
 import open_clip
 from open_clip.model import CLIP
 from torch.utils.data import TensorDataset

@@ -1,6 +1,6 @@
 """Probe every read-only command on the corpus of damaged bundles (issue 28's "corpus"
-probe): each damage of ``tests/test_damaged_bundles.py`` (manifest, records, arrays, state
-and folder damage) and of its value damages, times each command that reads a bundle.
+probe): each damage of ``tests/unit/engine/test_damaged_bundles.py`` (manifest, records,
+arrays, state and folder damage) and of its value damages, times each command that reads a bundle.
 
 Each probe runs the command line in-process (``cli.main``) and is classified as
 
@@ -44,7 +44,7 @@ def _small_bundle(where: Path) -> Path:
     import open_clip
     from open_clip.model import CLIP
 
-    from conftest import CLASSES, TINY_CLIP_CFG, colour_images, make_resnet
+    from helpers.tiny import CLASSES, TINY_CLIP_CFG, colour_images, make_resnet
     from semheat_widgets.engine.extract.attacks import Attack
     from semheat_widgets.engine.models.classifier import ModelSplit
     from semheat_widgets.engine.concepts.bank import ConceptBank

@@ -40,7 +40,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-_LOAD_ATTEMPTS = 5  # a load cut short by a concurrent save is retried on the new version
+_LOAD_ATTEMPTS = 20  # a load cut short by a concurrent save is retried on the new version
+# (only when the folder was replaced meanwhile: real damage still fails at once; 5 were seen
+# all cut short on a loaded 2-core machine, with a writer saving in a tight loop)
 
 
 class _Folder:
