@@ -3,8 +3,9 @@
     python benchmarks/run_toy_figures.py WORLD [--out benchmarks/toy_figures.json]
 
 WORLD is a toy world built by ``semheat toy build WORLD`` (default sizes). The file written holds
-the JSON of ``semheat localize WORLD --json`` and ``semheat monitor WORLD --json`` unchanged, so
-that ``docs/figures.md`` shows exactly what those commands print.
+the JSON of ``semheat localize WORLD --json``, ``semheat monitor WORLD --json`` and ``semheat
+ground WORLD/BUNDLE --json`` for each bundle, unchanged, so that ``docs/figures.md`` shows
+exactly what those commands print.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ if __name__ == "__main__":
     ap.add_argument("--out", default=str(Path(__file__).with_name("toy_figures.json")))
     args = ap.parse_args()
     figures = {"localize": command_json("localize", args.world, "--json"),
-               "monitor": command_json("monitor", args.world, "--json")}
-    for report in figures.values():
+               "monitor": command_json("monitor", args.world, "--json"),
+               "ground": {name: command_json("ground", str(Path(args.world) / name), "--json")
+                          for name in ("clean", "encoder_fault", "head_fault")}}
+    for report in (figures["localize"], figures["monitor"], *figures["ground"].values()):
         report.pop("world", None)  # a path of the measuring machine, not a figure
     tmp = Path(args.out).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(figures, indent=1) + "\n")

@@ -266,18 +266,23 @@ def bench_ray_extraction(n: int, repeats: int = 1) -> dict:
 
 def bench_concept_map(repeats: int) -> dict:
     """One concept activation map on click: the toy classifier on one 64-pixel image, one
-    concept (a forward pass plus a few small products), against the bare forward pass."""
-    from ..engine.models.aligner import LinearAligner
+    concept through the finer maps' aligner on ``layer2`` (a forward pass plus a few small
+    products; what a click draws), against the bare forward pass."""
     from ..engine.concepts.cam import concept_maps
+    from ..engine.concepts.finer_maps import MapAligner
+    from ..engine.models.aligner import LinearAligner
     from ..zoo.models import toy_classifier
 
     classifier = toy_classifier("clean", "cpu")
     rng = np.random.default_rng(0)
     aligner = LinearAligner().fit(rng.normal(size=(400, 192)), rng.normal(size=(400, 128)))
+    finer = MapAligner("layer2", LinearAligner().fit(rng.normal(size=(400, 48)),
+                                                     rng.normal(size=(400, 128))),
+                       rng.normal(size=(2000, 128)).astype(np.float32))
     concept = rng.normal(size=(1, 128)).astype(np.float32)
     image = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
     one_map = lambda: concept_maps(classifier, aligner, concept, [0.0], [1.0], image,  # noqa
-                                   ["c"])
+                                   ["c"], map_aligner=finer)
     one_map()  # warm-up
     t_map = _median_time(one_map, max(repeats, 10))
     with torch.inference_mode():

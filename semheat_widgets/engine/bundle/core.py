@@ -155,6 +155,17 @@ class Bundle:
         return LinearAligner.from_state(self.state)
 
     @property
+    def map_aligner(self):
+        """The finer concept maps' aligner (a :class:`~..concepts.finer_maps.MapAligner`), or
+        ``None`` for a bundle without one (another architecture, or written before them)."""
+        if "map_aligner.W" not in self.state:
+            return None
+        from ..concepts.finer_maps import MapAligner  # (torch: only for maps)
+
+        layer = (self.manifest.get("concept_maps") or {}).get("layer", "layer2")
+        return MapAligner.from_state(self.state, layer)
+
+    @property
     def models(self) -> ModelIds:
         """The identifiers of the classifier and the VLM the bundle was built with."""
         m = self.manifest.get("models") or {}

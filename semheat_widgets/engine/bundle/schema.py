@@ -255,6 +255,13 @@ def check_state(state: dict, manifest: dict, arrays: dict, file) -> None:
         expect["aligner.b"] = (m,)
         if "features" in arrays:
             expect["aligner.W"] = (arrays["features"].shape[1], m)
+    if "map_aligner.W" in state:  # the finer concept maps' aligner (optional)
+        for key in ("map_aligner.b", "map_aligner.fit_aligned"):
+            if key not in state:
+                raise SemheatError(f"{file}: tensor {key} is missing")
+        expect["map_aligner.b"] = (m,)
+        expect["map_aligner.W"] = (state["map_aligner.W"].shape[0], m)
+        expect["map_aligner.fit_aligned"] = (state["map_aligner.fit_aligned"].shape[0], m)
     for key, shape in expect.items():
         if key in state and tuple(state[key].shape) != shape:
             raise SemheatError(f"{file}: tensor {key} has shape {list(state[key].shape)}, "

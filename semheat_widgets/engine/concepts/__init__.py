@@ -9,13 +9,14 @@ vocabulary, the error slices they name, and where in an image the classifier sho
 - :mod:`.slices` — error slices: the mistakes grouped in CLIP space, each named by discovery
   (:class:`Slice`, :func:`find_slices`);
 - :mod:`.cam` — concept activation maps (exact for average-pooled encoders, Grad-CAM otherwise)
-  and their overlays;
+  and their overlays; :mod:`.finer_maps` — the second aligner that makes them finer (an earlier
+  feature map of the classifier);
 - :mod:`.grounding` — whether the maps point at the right place: the pointing game and mask
   IoU against attribute masks, beside baselines (:func:`ground`).
 
-Modules import downward only: ``discover`` <- ``slices``; ``cam`` <- ``grounding``; ``bank``
-imports none of them. The models they need (the registry, the classifier) are opened inside
-functions, from :mod:`..models`.
+Modules import downward only: ``discover`` <- ``slices``; ``finer_maps`` <- ``cam`` <-
+``grounding``; ``bank`` imports none of them. The models they need (the registry, the
+classifier) are opened inside functions, from :mod:`..models`.
 """
 
 from ..lazy import lazy_names
@@ -32,6 +33,7 @@ _LAZY = {
     "Slice": "slices", "find_slices": "slices",
     "EXACT": "cam", "GRADIENT": "cam", "ConceptMaps": "cam", "bundle_concept_maps": "cam",
     "class_maps": "cam", "concept_maps": "cam",
+    "MapAligner": "finer_maps", "fit_map_aligner": "finer_maps", "map_layer": "finer_maps",
     "ground": "grounding",
 }
 

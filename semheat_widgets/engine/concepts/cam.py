@@ -9,9 +9,11 @@ in CLIP space, through the classifier's own features. Dividing by ``|A z|`` and 
 with the bundle's per-concept mean and spread makes the map's mean over locations equal to the
 input's z-score of that concept in the heatmaps (:data:`EXACT`).
 
-For encoders without a final average pool the map falls back to Grad-CAM (Selvaraju et al.,
-ICCV 2017) of the concept score through the aligner, on the last spatial activation
-(:data:`GRADIENT`); the map says which method made it.
+Where the bundle has the finer maps' aligner (:mod:`.finer_maps`: ResNet-layout classifiers,
+``layer2``), maps come from it instead, by the same argument on that finer feature map
+(:func:`finer_method`). For encoders without a final average pool the map falls back to
+Grad-CAM (Selvaraju et al., ICCV 2017) of the concept score through the aligner, on the last
+spatial activation (:data:`GRADIENT`); the map says which method made it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from ...errors import SemheatError
 from ..vectors import EPS
 
 EXACT, GRADIENT = "exact (average-pooled features)", "gradient (Grad-CAM of the concept score)"
+
+
+def finer_method(layer: str) -> str:
+    return f"exact ({layer} features through their own aligner)"
 
 
 @dataclass
@@ -65,9 +71,12 @@ def _pooled_features(classifier, images):
 
 
 def concept_maps(classifier, aligner, concept_embeddings, mean, std, images,
-                 concepts: list[str]) -> ConceptMaps:
+                 concepts: list[str], map_aligner=None) -> ConceptMaps:
     """Maps of the concepts (unit text embeddings ``C x m``, with the per-concept ``mean`` and
-    ``std`` of their scores) on a batch of images, through ``classifier`` and ``aligner``."""
+    ``std`` of their scores) on a batch of images, through ``classifier`` and ``aligner`` —
+    or, given a :class:`~.finer_maps.MapAligner`, through it at its finer layer."""
+    if map_aligner is not None:
+        return _finer_maps(classifier, map_aligner, concept_embeddings, images, concepts)
     T = torch.as_tensor(np.asarray(concept_embeddings), dtype=torch.float32)
     W = torch.as_tensor(np.asarray(aligner.W_), dtype=torch.float32)
     b = torch.as_tensor(np.asarray(aligner.b_), dtype=torch.float32)
@@ -84,6 +93,26 @@ def concept_maps(classifier, aligner, concept_embeddings, mean, std, images,
             raw = torch.einsum("nhwm,cm->nchw", local, T) / norm  # mean_hw = cos(A z, t_j)
             return ConceptMaps(((raw - mu) / sd).cpu().numpy(), EXACT, list(concepts))
     return ConceptMaps(_gradient_maps(classifier, W, b, T, mu, sd, images), GRADIENT,
+                       list(concepts))
+
+
+def _finer_maps(classifier, map_aligner, concept_embeddings, images, concepts) -> ConceptMaps:
+    """The exact maps of :mod:`.finer_maps`: per location ``t_j · (F_hw W + b) / |A₂ z₂|``,
+    standardised with the fit inputs' mean and spread of ``cos(A₂ z₂, t_j)``."""
+    from .finer_maps import layer_features
+
+    fmap = layer_features(classifier, images, map_aligner.layer)
+    dev = fmap.device
+    W = torch.as_tensor(map_aligner.aligner.W_, dtype=torch.float32, device=dev)
+    b = torch.as_tensor(map_aligner.aligner.b_, dtype=torch.float32, device=dev)
+    T = torch.as_tensor(np.asarray(concept_embeddings), dtype=torch.float32, device=dev)
+    mean, std = (torch.as_tensor(a, dtype=torch.float32, device=dev)[None, :, None, None]
+                 for a in map_aligner.stats(concept_embeddings))
+    with torch.inference_mode():
+        local = torch.einsum("ndhw,dm->nhwm", fmap, W) + b  # per-location A₂
+        norm = local.mean((1, 2)).norm(dim=1).clamp_min(EPS)[:, None, None, None]
+        raw = torch.einsum("nhwm,cm->nchw", local, T) / norm  # mean_hw = cos(A₂ z₂, t_j)
+    return ConceptMaps(((raw - mean) / std).cpu().numpy(), finer_method(map_aligner.layer),
                        list(concepts))
 
 
@@ -133,8 +162,13 @@ def bundle_concept_maps(bundle, classifier, images, concepts: list[str]) -> Conc
         raise SemheatError(f"unknown concept {missing[0]!r}")
     cols = [names.index(c) for c in concepts]
     st = bundle.standardizer
+    finer = bundle.map_aligner
+    if finer is not None:  # a classifier given in its place may lack the layer: coarser maps
+        from .finer_maps import map_layer
+
+        finer = finer if map_layer(classifier) == finer.layer else None
     return concept_maps(classifier, bundle.aligner, bundle.concept_embeddings[cols],
-                        st.mean[cols], st.std[cols], images, concepts)
+                        st.mean[cols], st.std[cols], images, concepts, map_aligner=finer)
 
 
 def input_images(bundle, indices) -> "torch.Tensor":

@@ -5,7 +5,9 @@ Stages (design §2), each a function below:
 1. :func:`extract_records` — features, logits and VLM embeddings of every input, and of
    adversarial versions of a subset; the natural inputs split into ``fit`` / ``calib`` /
    ``eval``.
-2. :func:`score_concepts` — the aligner fit on ``fit``, every concept scored, the standardiser.
+2. :func:`score_concepts` — the aligner fit on ``fit``, every concept scored, the standardiser;
+   then the finer concept maps' aligner (:func:`~..concepts.finer_maps.fit_map_aligner`, one
+   more classifier pass over at most 2,500 reference inputs; ResNet-layout classifiers).
 3. :func:`localize_faults` — the oracle and heatmap verdicts of every misclassified input.
 4. :func:`~.detect.fit.fit_detectors` — the baselines; per task the concept-space monitors
    (the paper's heatmap monitor and the stacked one) and their combination with the best
@@ -27,7 +29,9 @@ from ...errors import SemheatError
 from ..models.aligner import Fidelity, LinearAligner, fit_best_alpha
 from ..bundle import Bundle
 from ..models.classifier import ModelSplit
-from ..concepts.bank import ConceptBank, as_concept_bank, check_class_names, default_class_prompts
+from ..concepts.bank import (ConceptBank, as_concept_bank, check_class_names,
+                             default_class_prompts)
+from ..concepts.finer_maps import fit_map_aligner
 from ..detect.fit import Detection, fit_detectors
 from ..detect.names import check_monitor_name
 from ..extract.local import extract
@@ -230,8 +234,9 @@ def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, clas
 # -- stage 5: the bundle -------------------------------------------------------------------------
 def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det: Detection, *,
              classes, concepts: ConceptBank, class_prompts, class_emb, models: dict,
-             cfg: AnalysisConfig, name: str, extra_columns) -> Bundle:
-    """Stage 5: records, arrays, fitted state and manifest, as one in-memory bundle."""
+             cfg: AnalysisConfig, name: str, extra_columns, maps=None) -> Bundle:
+    """Stage 5: records, arrays, fitted state and manifest, as one in-memory bundle
+    (``maps``: the finer concept maps' aligner and what it records, or ``None``)."""
     correct = rec.correct
     defect = np.where(correct, "none", np.where(~rec.natural & det.columns["source_correct"],
                                                 "adversarial", "misclassified"))
@@ -273,6 +278,9 @@ def assemble(rec: Records, cs: ConceptScores, loc: Localization, localizer, det:
         "splits": {s: int(rec.where(s).sum()) for s in SPLITS},
         "accuracy": float(correct[rec.natural].mean()), **cfg.extra_info,
     }
+    if maps is not None:
+        state.update(maps[0].state())
+        info["concept_maps"] = maps[1]
     if cfg.started_at is not None:
         info["build_seconds"] = round(time.time() - cfg.started_at, 1)
     return Bundle.create(name=name, classes=classes, concepts=concepts.to_json(),
@@ -347,10 +355,14 @@ def _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config,
     class_prompts = class_prompts or default_class_prompts(classes)
     class_emb = ConceptBank([(c, class_prompts[c]) for c in classes]).embed(vlm)
     cs = score_concepts(rec, vlm, concepts, class_emb, cfg.aligner_alpha)
+    maps = fit_map_aligner(classifier, dataset, np.flatnonzero(rec.where("fit")),
+                           np.flatnonzero(rec.where("calib")), rec.image_emb,
+                           batch_size=cfg.batch_size, progress=progress,
+                           seed=cfg.split_seed) if cfg.finer_maps else None
     loc, localizer = localize_faults(rec, cs, class_emb, classes, concepts.names,
                                      cfg.localization)
     det = fit_detectors(rec, cs, cfg)
     return assemble(rec, cs, loc, localizer, det, classes=classes, concepts=concepts,
                     class_prompts=class_prompts, class_emb=class_emb,
                     models={"classifier": classifier.name, "vlm": vlm.name}, cfg=cfg,
-                    name=name, extra_columns=extra_columns)
+                    name=name, extra_columns=extra_columns, maps=maps)

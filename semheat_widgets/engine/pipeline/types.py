@@ -31,6 +31,7 @@ class AnalysisConfig:
     monitor_similarity: str = "cosine"  # or "euclidean"
     aligner_alpha: float | str = "auto"  # ridge strength, or "auto": chosen on calib fidelity
     localization: str = "consensus"  # or "paper" (see .localize)
+    finer_maps: bool = True  # fit the finer concept maps' aligner (see concepts.finer_maps)
     batch_size: int = 128
     num_workers: int = 0
     thumb_size: int = 64

@@ -11,7 +11,10 @@ import torch
 from semheat_widgets import cli
 from semheat_widgets.engine import Bundle, load_classifier
 from semheat_widgets.engine.concepts.cam import (EXACT, GRADIENT, bundle_concept_maps, class_maps,
-                                        input_images, overlay)
+                                                concept_maps, finer_method, input_images,
+                                                overlay)
+from semheat_widgets.engine.concepts.finer_maps import layer_features
+from semheat_widgets.engine.vectors import unit_rows
 from semheat_widgets.engine.concepts.grounding import dilate
 from semheat_widgets.errors import SemheatError
 
@@ -21,11 +24,13 @@ def clean(mini_world):
     return Bundle.load(mini_world / "clean"), load_classifier("toy:clean")
 
 
-def test_maps_are_exact_decompositions_of_the_concept_scores(clean):
+def test_final_feature_maps_are_exact_decompositions_of_the_concept_scores(clean):
     bundle, classifier = clean
     idx = np.arange(0, 60, 3)
     images = input_images(bundle, idx)
-    maps = bundle_concept_maps(bundle, classifier, images, bundle.concept_names)
+    st = bundle.standardizer
+    maps = concept_maps(classifier, bundle.aligner, bundle.concept_embeddings, st.mean, st.std,
+                        images, bundle.concept_names)  # without the finer maps' aligner
     assert maps.method == EXACT and maps.values.shape == (len(idx), 18, 4, 4)
     z = bundle.standardizer(bundle.scores(idx).astype(np.float64))
     # the mean over locations of each map is the input's z-score of that concept
@@ -36,11 +41,33 @@ def test_maps_are_exact_decompositions_of_the_concept_scores(clean):
     assert cams.shape == (len(idx), 4, 4)
 
 
-def test_without_average_pooling_the_map_is_a_gradient_map(clean, tiny_split):
+def test_finer_maps_are_exact_decompositions_of_the_earlier_stage_scores(clean):
+    """The bundle's finer maps (layer2, 16 x 16 on 64-pixel images): each map's mean over
+    locations is the z-score of cos(A2 z2, t_j), z2 the pooled layer2 features, standardised
+    with the fit inputs' statistics."""
+    bundle, classifier = clean
+    finer = bundle.map_aligner
+    assert finer is not None and finer.layer == "layer2"
+    assert bundle.manifest["concept_maps"]["feature_map"] == [16, 16]
+    assert 0.5 < bundle.manifest["concept_maps"]["fidelity"]["mean_cosine"] <= 1
+    idx = np.arange(1, 60, 3)
+    images = input_images(bundle, idx)
+    maps = bundle_concept_maps(bundle, classifier, images, ["wet", "wheels", "wings"])
+    assert maps.method == finer_method("layer2") and maps.values.shape == (len(idx), 3, 16, 16)
+    T = bundle.concept_embeddings[[bundle.concept_names.index(c)
+                                   for c in ("wet", "wheels", "wings")]]
+    z2 = layer_features(classifier, images, "layer2").mean((2, 3)).numpy()
+    cos = unit_rows(finer.aligner.transform(z2)) @ T.T
+    mean, std = finer.stats(T)
+    assert np.allclose(maps.values.mean((2, 3)), (cos - mean) / std, atol=1e-4)
+    # a classifier without that layer, given in its place, gets the final features' maps
+    assert bundle_concept_maps(bundle, _max_pooled(), images[:2], ["wet"]).method == GRADIENT
+
+
+def _max_pooled():
     from semheat_widgets.engine.models.classifier import ModelSplit
     from semheat_widgets.zoo.models import load_toy_resnet
 
-    bundle, _ = clean
     net = load_toy_resnet("clean")
 
     class MaxPooled(torch.nn.Module):  # max pooling: no exact decomposition
@@ -52,8 +79,13 @@ def test_without_average_pooling_the_map_is_a_gradient_map(clean, tiny_split):
         def forward(self, x):
             return self.body(x).amax((2, 3))
 
-    split = ModelSplit(encoder=MaxPooled(), head=net.fc, mean=(0.5,) * 3, std=(0.25,) * 3,
-                       input_size=64).eval()
+    return ModelSplit(encoder=MaxPooled(), head=net.fc, mean=(0.5,) * 3, std=(0.25,) * 3,
+                      input_size=64).eval()
+
+
+def test_without_average_pooling_the_map_is_a_gradient_map(clean):
+    bundle, _ = clean
+    split = _max_pooled()
     images = input_images(bundle, [0, 1])
     maps = bundle_concept_maps(bundle, split, images, ["wet", "wheels"])
     assert maps.method == GRADIENT and maps.values.shape == (2, 2, 4, 4)
@@ -77,7 +109,8 @@ def test_ground_command_on_a_toy_bundle(mini_world, capsys):
     assert cli.main(["ground", str(mini_world / "encoder_fault"), "--limit", "80",
                      "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["method"] == EXACT and r["n_inputs"] == 80 and r["tolerance_px"] == 4
+    assert r["method"] == finer_method("layer2") and r["n_inputs"] == 80
+    assert r["tolerance_px"] == 4
     for concept, e in r["concepts"].items():
         assert e["n"] >= 1
         for key in ("map", "random", "centre", "class_cam", "iou_map", "iou_random"):

@@ -236,6 +236,10 @@ DAMAGE = [
     ("state-monitor-rows", _state(lambda s: s.__setitem__(
         "detector.misclassification.heatmap.correct_rows",
         s["detector.misclassification.heatmap.correct_rows"][:2].copy())), "correct_rows"),
+    ("state-map-aligner-half", _state(lambda s: s.pop("map_aligner.fit_aligned")),
+     "map_aligner.fit_aligned"),
+    ("state-map-aligner-shape", _state(lambda s: s.__setitem__(
+        "map_aligner.b", s["map_aligner.b"][:3].copy())), "map_aligner.b"),
     # the folder itself
     ("bundle-is-file", lambda p: (shutil.rmtree(p), p.write_text("x")), "not a bundle"),
     ("bundle-missing", lambda p: shutil.rmtree(p), "no such bundle"),
