@@ -6,6 +6,9 @@ arrays) through one ``DataLoader``; a full ``sw.analyze`` on a few of them (all:
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -103,14 +106,21 @@ def input_kinds(seed=0):
     ]
 
 
-def _check(name, build):
+def _check(name, build, kind=None):
+    """Every input kind in one batch (``kind=None``), or three inputs of one kind alone."""
     torch.manual_seed(0)
     split = split_of(name, build())
     side = SIDE.get(name.split()[0], 32)
-    items = [(image, label) for _, image, label in input_kinds()]
-    with pytest.warns(UserWarning, match="normalised"):
+    if kind is None:
+        items = [(image, label) for _, image, label in input_kinds()]
+    else:
+        items = [(image, label) for seed in range(3) for k, image, label in input_kinds(seed)
+                 if k == kind]
+    normalised = kind in (None, "normalised float")
+    with pytest.warns(UserWarning, match="normalised") if normalised else _no_warning():
         loader = DataLoader(PreparedImages(items, side, mean=MEAN, std=STD), batch_size=len(items))
         (images, labels), = list(loader)
+    assert labels.tolist() == [label for _, label in items]
     assert images.shape == (len(items), 3, side, side)
     with torch.no_grad():
         z, logits = split.features_and_logits(images)
@@ -132,6 +142,23 @@ def test_architecture_takes_every_input_kind(name):
 @pytest.mark.parametrize("name", list(SLOW_BUILDERS))
 def test_large_architecture_takes_every_input_kind(name):
     _check(name, SLOW_BUILDERS[name])
+
+
+@pytest.mark.filterwarnings("ignore:.*changes the output")
+@pytest.mark.parametrize("kind", [k for k, _, _ in input_kinds()])
+@pytest.mark.parametrize("name", ["resnet18", "vit (torchvision VisionTransformer)",
+                                  "Sequential", "dict output, head 'out', temperature"])
+def test_each_input_kind_alone(name, kind):
+    """The matrix crossed one by one: a dataset of one input kind only (three inputs of
+    different sizes), on a CNN, a ViT, a Sequential and a dict-returning model."""
+    _check(name, BUILDERS[name], kind)
+
+
+@contextlib.contextmanager
+def _no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "normalised" guess on raw pixels
+        yield
 
 
 def test_the_split_found_the_right_layers():
