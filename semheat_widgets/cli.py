@@ -308,7 +308,7 @@ def cmd_report(args) -> int:
 
     bundles, _ = _targets(args.bundle)
     out = write_report(list(bundles.values()), args.html, compare_with=args.compare,
-                       maps=not args.no_maps)
+                       maps=not args.no_maps, slices=not args.no_slices)
     print(f"report written to {out} ({out.stat().st_size // 1024} KiB)")
     return 0
 
@@ -536,8 +536,10 @@ def _add_report(sub) -> None:
     rep.add_argument("--compare", default=None,
                      help="a bundle of the same inputs after a fix: adds the comparison")
     rep.add_argument("--no-maps", action="store_true",
-                     help="no concept maps under the thumbnails (reads only the bundle: no "
-                          "classifier, no torch)")
+                     help="no concept maps under the thumbnails (they re-open the classifier)")
+    rep.add_argument("--no-slices", action="store_true",
+                     help="no error slices (they embed a vocabulary with the VLM; with "
+                          "--no-maps the report reads only the bundle: no torch)")
     rep.set_defaults(func=cmd_report)
 
     cmp_ = sub.add_parser("compare", help="two bundles of the same inputs: did the fix work?")

@@ -4,7 +4,8 @@
 
 One file that opens offline: the Vega libraries are inlined (bundled by vl-convert), the
 thumbnails are embedded as data URIs. It shows the differential heatmap, the inputs behind its
-most telling cells, the localization figures and the runtime-monitor figures with ROC curves.
+most telling cells, the error slices of the mistakes with their names and inputs, the
+localization figures and the runtime-monitor figures with ROC curves.
 Every name and label is escaped (or drawn by Vega as text), never interpreted as HTML.
 """
 
@@ -81,12 +82,59 @@ def telling_cells(bundle: Bundle, k: int = 4, min_n: int = 5,
     return sorted(rows, key=lambda r: r[2])[:k]
 
 
+def _effect(phrase: dict, space: str) -> str:
+    if f"effect_{space}" not in phrase:
+        return "–"
+    return f"{phrase[f'effect_{space}']:.2f} ± {phrase[f'se_{space}']:.2f}"
+
+
+def slices_section(bundle: Bundle, top: int = 3, per_slice: int = 8) -> str:
+    """The ``top`` largest error slices of the mistakes (:meth:`Bundle.slices`): each named by
+    its top phrase (said to be confident only past the false-discovery control), with its size,
+    predicted and true classes, accuracy and verdicts, its top phrases in both spaces and
+    ``per_slice`` of its inputs."""
+    head = ("<h2>Error slices</h2><p>The mistakes of each predicted class grouped where they "
+            "look alike in CLIP space, each named by the phrase that best separates it from the "
+            "correct inputs of that class (effect in z-units, in what the classifier reads and "
+            "in what the image shows).</p>")
+    try:
+        found = bundle.slices()[:top]
+    except SemheatError as exc:
+        return head + f"<p class='muted'>no error slices: {e(str(exc).splitlines()[0])}</p>"
+    if not found:
+        return head + "<p class='muted'>no slice of at least a few mistakes.</p>"
+    classes = bundle.classes
+    parts = [head]
+    for sl in found:
+        d = sl.to_dict()
+        said = ("named with confidence" if d["confident"] else
+                "<i>name not confident</i> (it does not pass the false-discovery control)")
+        verdicts = ", ".join(f"{e(v)} {share:.0%}" for v, share in d["verdict"].items())
+        true = ", ".join(f"{e(c)} {n}" for c, n in d["classes"].items())
+        phrases = _table(["phrase", "effect in what the classifier reads (± s.e.)",
+                          "effect in the image (± s.e.)"],
+                         [[p["phrase"], _effect(p, "aligned"), _effect(p, "image")]
+                          for p in d["phrases"]])
+        idx = sl.indices[:per_slice]
+        tiles = "".join(
+            f"<div class='thumb'><img src='{_png_uri(bundle.thumbnail_png(int(i)))}' "
+            f"alt='input {int(r['id'])}'><br>{e(classes[r['label']])} → "
+            f"{e(sl.predicted)}</div>"
+            for i, r in zip(idx, bundle.rows(idx, ["id", "label"])))
+        parts.append(f"<div class='cell'><b>“{e(d['name'])}”</b> — {d['size']} mistakes "
+                     f"predicted {e(d['predicted'])} (true: {true}); accuracy "
+                     f"{d['accuracy']:.2f} where they lie; verdicts: {verdicts or '–'}; "
+                     f"{said}{phrases}<div class='thumbs'>{tiles}</div></div>")
+    return "".join(parts)
+
+
 def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
-                   per_cell: int = 8, maps: bool = True) -> str:
+                   per_cell: int = 8, maps: bool = True, slices: bool = True) -> str:
     """The HTML of one bundle; its chart specs go into ``charts`` under ids ``key-...``.
 
     ``maps``: draw concept maps under the thumbnails (re-opens the classifier: imports torch);
-    without them the report reads only the bundle."""
+    ``slices``: the error slices (embeds the vocabulary with the bundle's VLM, cached after the
+    first time); without both the report reads only the bundle."""
     hm = bundle.heatmap("differential")
     charts[f"{key}-heatmap"] = heatmap_chart(
         hm, bundle.concept_names, selectable=False,
@@ -126,6 +174,8 @@ def bundle_section(bundle: Bundle, key: str, charts: dict, *, cells: int = 6,
                      f"(difference {value:.2f}, {sel.total} misclassified inputs; the "
                      f"strongest in {e(concept)} first{note})<div class='thumbs'>"
                      f"{''.join(tiles)}</div></div>")
+    if slices:
+        parts.append(slices_section(bundle))
     parts.append("<h2>Fault localization</h2>")
     parts.append(_table(["verdict", "misclassified natural inputs"],
                         [[k, v] for k, v in loc["counts"].items()]))
@@ -207,7 +257,7 @@ def comparison_section(comparison, charts: dict, per_kind: int = 8) -> str:
 
 
 def render_report(bundles, *, cells: int = 6, per_cell: int = 8, compare_with=None,
-                  maps: bool = True) -> str:
+                  maps: bool = True, slices: bool = True) -> str:
     """One self-contained HTML page reporting on one or more bundles (and, with
     ``compare_with``, on the first one against that bundle of the same inputs)."""
     import vl_convert as vlc
@@ -218,8 +268,8 @@ def render_report(bundles, *, cells: int = 6, per_cell: int = 8, compare_with=No
     if compare_with is not None:  # checked first: a mismatch must not wait for the report
         after = compare_with if isinstance(compare_with, Bundle) else Bundle.load(compare_with)
         comparison = bundles[0].compare(after)
-    sections = [bundle_section(b, f"b{n}", charts, cells=cells, per_cell=per_cell, maps=maps)
-                for n, b in enumerate(bundles)]
+    sections = [bundle_section(b, f"b{n}", charts, cells=cells, per_cell=per_cell, maps=maps,
+                               slices=slices) for n, b in enumerate(bundles)]
     if comparison is not None:
         sections.insert(0, comparison_section(comparison, charts))
     title = " · ".join(b.name for b in bundles)

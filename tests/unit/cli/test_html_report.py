@@ -62,7 +62,22 @@ def test_report_of_a_toy_world_covers_every_bundle(mini_world, tmp_path, capsys)
         assert f"<h1>{name}</h1>" in text
     assert "Known encoder faults" in text and "Known head faults" in text
     assert len(re.findall(r"src='data:image/png;base64,", text)) > 10
+    # the encoder fault's error slices: the cars and trucks on water called ship, named by
+    # water, with their inputs (issue 25)
+    section = text.split("<h1>encoder_fault</h1>")[1].split("<h2>Error slices</h2>")[1].split(
+        "<h2>Fault localization</h2>")[0]
+    first = section.split("<div class='cell'>")[1]
+    assert "predicted ship" in first and re.search(r"“(water|wet|on water|in the water)”", first)
+    assert first.count("src='data:image/png;base64,") >= 4 and "→ ship" in first
     assert main(["report", str(tmp_path / "missing"), "--html", str(out)]) == 2
+
+
+def test_a_report_without_slices_or_maps_says_nothing_of_them(evil_bundle):
+    text = render_report(evil_bundle, cells=1, per_cell=2, maps=False, slices=False)
+    assert "Error slices" not in text and "where the classifier sees" not in text
+    # a bundle whose VLM has no vocabulary: the section says why, in one line
+    text = render_report(evil_bundle, cells=1, per_cell=2, maps=False)
+    assert "<h2>Error slices</h2>" in text and "no error slices: " in text
 
 
 @pytest.mark.browser

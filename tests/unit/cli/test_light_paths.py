@@ -94,8 +94,8 @@ def test_reading_a_bundle_imports_nothing_heavy(bundle, tmp_path, code):
 
 @pytest.mark.slow
 def test_report_without_maps_imports_no_model_code(bundle, tmp_path):
-    rc, heavy = _imports_of(_cli("report", bundle, "--html", tmp_path / "r.html", "--no-maps"),
-                            tmp_path)
+    rc, heavy = _imports_of(_cli("report", bundle, "--html", tmp_path / "r.html", "--no-maps",
+                                 "--no-slices"), tmp_path)
     assert rc == 0 and (tmp_path / "r.html").stat().st_size > 0
     # Altair (the charts) validates its specs with jsonschema; no model code is loaded
     assert set(heavy) <= {"jsonschema"}
