@@ -22,7 +22,7 @@ from ..engine.tasks import MISCLASSIFICATION
 from ..errors import SemheatError
 from .cell import Cell, SelectsOnClick, cell_trait
 from .grid import PAGE_SIZE, TileGrid
-from .shared import as_bundle, empty_chart
+from .base import as_bundle, empty_chart
 
 
 class FlippedGrid(TileGrid):

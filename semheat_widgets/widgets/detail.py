@@ -24,7 +24,7 @@ from ..engine.heatmaps import Heatmap
 from ..engine.tasks import task_of
 from ..engine.vectors import zero_shot_probabilities
 from ..errors import SemheatError
-from .shared import as_bundle, empty_chart
+from .base import as_bundle, empty_chart
 
 TOP_CLASSES = 3  # zero-shot classes listed
 ZOOM = 128  # pixels the thumbnail is shown at

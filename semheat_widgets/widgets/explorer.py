@@ -24,7 +24,7 @@ from .discovery_panel import DiscoveryPanel
 from .grid import ImageGrid
 from .heatmap import HeatmapView
 from .picker import ConceptPicker
-from .shared import as_bundle
+from .base import as_bundle
 
 
 class Explorer(widgets.VBox):

@@ -16,7 +16,7 @@ import traitlets
 from ..engine.bundle import Selection
 from ..engine.tasks import task_of
 from .cell import cell_trait
-from .shared import JS, as_bundle
+from .base import JS, as_bundle
 
 SORTS = {"concept": "selected concept", "defect": "defect score", "flag": "monitor verdict",
          "confidence": "confidence (low first)", "fault": "fault verdict",

@@ -27,7 +27,7 @@ from ..engine.heatmaps import KINDS, Heatmap
 from ..engine.tasks import METHODS, NATURAL
 from ..errors import SemheatError
 from .cell import Cell, SelectsOnClick, cell_trait
-from .shared import JS, as_bundle, empty_chart
+from .base import JS, as_bundle, empty_chart
 
 KIND_LABELS = {
     "differential": "differential: correct − incorrect",

@@ -24,7 +24,7 @@ from ..engine.models.registry import load_classifier
 from ..engine.detect.heatmap_monitor import runtime_monitor
 from ..engine.tasks import TASKS, task_named
 from ..errors import SemheatError
-from .shared import as_bundle, empty_chart
+from .base import as_bundle, empty_chart
 
 ROC_POINTS = 200
 SLIDER_STEPS = 500

@@ -13,7 +13,7 @@ import traitlets
 from ..engine.models.registry import load_vlm
 from ..arguments import clean_name
 from ..errors import SemheatError
-from .shared import JS, as_bundle
+from .base import JS, as_bundle
 
 
 class ConceptPicker(anywidget.AnyWidget):

@@ -77,7 +77,7 @@ def test_installed_wheel_renders_in_jupyterlab(wheel, tmp_path, tiny_split, tiny
         "from PIL import Image\n"
         "from semheat_widgets.engine.bundle import png_bytes\n"
         "from semheat_widgets.widgets.grid import ImageGrid\n"
-        "from semheat_widgets.widgets.shared import JS\n"
+        "from semheat_widgets.widgets.base import JS\n"
         "print('assets from', JS)\n"
         f"g = ImageGrid(r'{bundle}')\n"
         "g._tiles = [{'index': i, 'id': i, 'label': 'cat', 'prediction': 'dog', 'correct': False,"

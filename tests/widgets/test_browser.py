@@ -5,6 +5,7 @@ Screenshots go to ``artifacts/screenshots/``; the click-to-images time goes to
 """
 
 import json
+import re
 import time
 
 import numpy as np
@@ -112,6 +113,35 @@ def test_explorer_in_jupyterlab(mini_world, tmp_path):
         assert page.locator("img[src='x']").count() == 0
         assert page.dialogs == []
         screenshot(page, "explorer_xss_concept")
+
+        # the selected cell's suggested concepts (issue 25): the engine's top phrases for its
+        # mistakes, listed beside the heatmap; a click on one adds it as a heatmap column
+        found = bundle.discover(bundle.cell_query("incorrect", "ship", None), k=8)
+        phrase = next(r["phrase"] for r in found.top(8) if r["phrase"] not in (
+            *bundle.concept_names, "stripes"))
+        button = page.locator(".widget-button").filter(has_text=re.compile(
+            "^" + re.escape(phrase) + "$"))
+        button.first.wait_for(timeout=60_000)
+        n_before = heatmap.locator(CELLS).count()
+        button.first.click()
+        page.locator(f".semheat-picker-row[data-concept='{phrase}']").wait_for(timeout=60_000)
+        expect(heatmap.locator(CELLS)).to_have_count(n_before + len(bundle.classes),
+                                                     timeout=60_000)
+        screenshot(page, "explorer_suggestion_added")
+
+        # error slices: a click on one pulls its inputs into the grid
+        page.locator(".widget-button").filter(has_text="find slices").click()
+        first_slice = bundle.slices()[0]
+        entry = page.locator(".widget-button").filter(has_text=f"→ {first_slice.predicted}")
+        entry.first.wait_for(timeout=120_000)
+        entry.first.click()
+        page.wait_for_function(
+            "i => document.querySelector('.semheat-tile') && "
+            "document.querySelector('.semheat-tile').dataset.index === String(i)",
+            arg=int(first_slice.indices[0]), timeout=30_000)
+        shown = [int(tiles.nth(i).get_attribute("data-index")) for i in range(tiles.count())]
+        assert shown == first_slice.indices[:24].tolist()
+        screenshot(page, "explorer_slice_pulled")
 
         # warm clicks: the median of six, from click to the new cell's first thumbnail
         warm = warm_clicks(page, heatmap, bundle, 6, after=shown[0])

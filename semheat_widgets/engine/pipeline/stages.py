@@ -113,7 +113,7 @@ def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
     """Stage 1: natural inputs (reference first), their splits, then attacked copies — all
     written into one :class:`~.bundle.store.ArrayStore` (memory maps in ``folder``, when
     given)."""
-    shared = {} if image_embeddings is None else {"image_embeddings": image_embeddings}
+    given = {} if image_embeddings is None else {"image_embeddings": image_embeddings}
     run = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                thumb_size=cfg.thumb_size, progress=progress)
     n = len(dataset)
@@ -131,7 +131,7 @@ def extract_records(classifier: ModelSplit, vlm: VLM, dataset, n_reference: int,
                 store.write(key, offset + rows.start, read_rows(values, rows))
         return part
 
-    into_store(dataset, 0, desc="classifier + VLM", **shared)
+    into_store(dataset, 0, desc="classifier + VLM", **given)
     labels = read_rows(store["labels"], slice(0, n))
     check_labels(labels, classes)
     if n_reference:  # reference -> fit / calib, stratified; the dataset itself -> eval

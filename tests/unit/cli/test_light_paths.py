@@ -226,7 +226,7 @@ def test_the_offline_vega_bundle_is_built_once_and_read_back(tmp_path):
              "if sys.argv[1] == 'cached':\n"
              "    def refuse(*a, **k):\n        raise AssertionError('bundled again')\n"
              "    vl_convert.javascript_bundle = refuse\n"
-             "from semheat_widgets.widgets.shared import enable_offline\nenable_offline()\n"
+             "from semheat_widgets.widgets.base import enable_offline\nenable_offline()\n"
              "assert alt.JupyterChart._is_offline\n"
              "print(hashlib.sha256(alt.JupyterChart._esm.encode()).hexdigest())\n")
     env = dict(os.environ, SEMHEAT_JS_CACHE=str(tmp_path / "js"))

@@ -1,5 +1,5 @@
-"""What every widget shares: how a bundle is given, where the front-end modules live, and how
-Altair renders offline."""
+"""What every widget builds on: how a bundle is given, where the front-end modules live, and
+how Altair renders offline."""
 
 from __future__ import annotations
 
@@ -93,8 +93,10 @@ def _store(path: Path, text) -> None:
 def empty_chart(mark: str = "rect") -> alt.JupyterChart:
     """An Altair chart widget that follows JupyterLab's theme (see ``widgets.css``)."""
     enable_offline()
+    # debounce_wait=0: a click is one selection event, sent at once (Altair's default waits
+    # 10 ms for more events, which a click never brings)
     chart = alt.JupyterChart(getattr(alt.Chart(alt.Data(values=[])), f"mark_{mark}")(),
-                             embed_options=EMBED_OPTIONS)
+                             embed_options=EMBED_OPTIONS, debounce_wait=0)
     chart.add_class("semheat-chart")
     return chart
 
