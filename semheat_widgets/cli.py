@@ -221,6 +221,16 @@ def cmd_localize(args) -> int:
 def cmd_monitor(args) -> int:
     from .engine.reports.monitors import monitor_report
 
+    if args.family:
+        from .zoo.family_build import family_monitor_report
+
+        if args.bundle or args.explain is not None:
+            raise SemheatError(f"give a bundle ({args.bundle or '--explain'}) or --family "
+                               f"{args.family}, not both")
+        _emit(family_monitor_report(args.family), args.json, _render_family_monitor)
+        return 0
+    if not args.bundle:
+        raise SemheatError("give a bundle or toy-world directory, or --family DIR")
     if args.explain is not None:
         return _explain(args)
     reports, primary = _collect(args.bundle, monitor_report)
@@ -364,6 +374,17 @@ def _render_family(r: dict) -> str:
                      f"{f(e['probe_paper_accuracy']):>6s} "
                      f"{e.get('responsible_concept_rank') or '–'!s:>4s}")
     lines += [f"mean {k}: {v}" for k, v in r["means"].items()]
+    return "\n".join(lines)
+
+
+def _render_family_monitor(r: dict) -> str:
+    lines = [f"{'bundle':20s} {'role':12s} {'mistakes':>8s} {'monitor':>8s} {'MSP':>6s}"]
+    for name, e in r["bundles"].items():
+        d = e["detectors"]
+        lines.append(f"{name:20s} {e['role'] if e['counted'] else 'barely takes':12s} "
+                     f"{e['n_positive'] or 0:8d} {d[e['monitor']]['auroc']:8.3f} "
+                     f"{d['msp']['auroc']:6.3f}")
+    lines += [f"{k}: {v}" for k, v in r["means"].items()]
     return "\n".join(lines)
 
 
@@ -512,8 +533,11 @@ def _add_readers(sub) -> None:
     loc.set_defaults(func=cmd_localize)
 
     mon = sub.add_parser("monitor", help="runtime monitor figures")
-    mon.add_argument("bundle", help="a bundle directory or a toy-world directory")
+    mon.add_argument("bundle", nargs="?", help="a bundle directory or a toy-world directory")
     _add_json(mon)
+    mon.add_argument("--family", default=None,
+                     help="a fault family directory: each bundle's misclassification monitors "
+                          "against maximum softmax")
     mon.add_argument("--explain", type=NON_NEGATIVE, default=None, metavar="I",
                      help="why the monitor scored record I as it did (one bundle)")
     mon.add_argument("--reasons", type=POSITIVE, default=3,

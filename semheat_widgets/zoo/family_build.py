@@ -184,3 +184,39 @@ def family_report(directory) -> dict:
         if aligned:
             means[key]["ties_with_rank_1_aligned"] = sum(r == 1 for r in aligned)
     return {"family": str(directory), "rule": "consensus", "bundles": per, "means": means}
+
+
+def family_monitor_report(directory) -> dict:
+    """The misclassification monitors of every bundle of a fault family (AUROC, and TPR / FPR
+    at the calibrated 5 % false-alarm rate, of each detector), and per group (fault kind and
+    role, as :func:`family_report`) how many bundles the bundle's own monitor ranks at least as
+    well as maximum softmax (AUROC). Family bundles have no attacks: misclassification only."""
+    from ..engine.reports.monitors import monitor_report
+
+    info = read_family(directory)
+    per, groups = {}, {}
+    for name, meta in info["bundles"].items():
+        bundle = Bundle.load(Path(directory) / name)
+        task = monitor_report(bundle)["misclassification"]
+        known = (bundle.column("gt_fault").astype(str) != "") & bundle.mask(split="eval")
+        detectors = {d: {k: task[d].get(k) for k in ("auroc", "tpr", "fpr")}
+                     for d in ("concept", "heatmap", "msp", "energy", "mahalanobis", "combined")
+                     if isinstance(task.get(d), dict)}
+        role = meta["role"] if int(known.sum()) >= MIN_TIED else "barely takes"
+        own = task.get("monitor", "concept")
+        per[name] = {**{k: meta.get(k) for k in ("fault", "concept", "class", "kind", "role")},
+                     "counted": role != "barely takes", "n_positive": task.get("n_positive"),
+                     "monitor": own, "detectors": detectors,
+                     "monitor_at_least_msp": (detectors.get(own, {}).get("auroc") or 0)
+                     >= (detectors.get("msp", {}).get("auroc") or 0)}
+        groups.setdefault(f"{meta['fault']}_{role.replace(' ', '_')}", []).append(per[name])
+    means = {key: {"bundles": len(entries),
+                   "monitor_at_least_msp": sum(e["monitor_at_least_msp"] for e in entries),
+                   **{f"{d}_auroc": round(float(np.mean([e["detectors"][d]["auroc"]
+                                                         for e in entries])), 4)
+                      for d in ("concept", "heatmap", "msp") if all(
+                          e["detectors"].get(d, {}).get("auroc") is not None for e in entries)}}
+             for key, entries in sorted(groups.items())}
+    return {"family": str(directory), "task": "misclassification", "bundles": per,
+            "means": means}
+

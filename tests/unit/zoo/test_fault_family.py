@@ -111,6 +111,30 @@ def test_family_report_and_its_command(family, capsys):
     assert cli.main(["localize"]) == 2 and "--family" in capsys.readouterr().err
 
 
+def test_family_monitor_report_and_its_command(family, capsys):
+    """Each bundle's misclassification monitors against maximum softmax (issue 24, part 5):
+    the figures are the bundle's own `semheat monitor` figures, grouped like the localization
+    report."""
+    from semheat_widgets.engine.bundle import Bundle
+    from semheat_widgets.engine.reports.monitors import monitor_report
+
+    root, _ = family
+    assert cli.main(["monitor", "--family", str(root), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert set(rep["bundles"]) == {"wet-ship", "head-mix", "head-bias", "head-noise",
+                                   "head-damp"}
+    own = monitor_report(Bundle.load(root / "wet-ship"))["misclassification"]
+    tie = rep["bundles"]["wet-ship"]
+    assert tie["detectors"]["msp"]["auroc"] == own["msp"]["auroc"]
+    assert tie["detectors"][tie["monitor"]]["auroc"] == own[own["monitor"]]["auroc"]
+    assert tie["monitor_at_least_msp"] == (own[own["monitor"]]["auroc"] >= own["msp"]["auroc"])
+    assert sum(m["bundles"] for m in rep["means"].values()) == 5
+    assert cli.main(["monitor", "--family", str(root)]) == 0
+    assert "wet-ship" in capsys.readouterr().out
+    assert cli.main(["monitor", str(root / "wet-ship"), "--family", str(root)]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
 def test_the_consensus_rule_needs_its_probe():
     loc = FaultLocalizer(np.eye(3), np.zeros((3, 2)))
     with pytest.raises(SemheatError, match="fit_probe"):
