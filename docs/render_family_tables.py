@@ -1,6 +1,6 @@
 """Render the fault family's tables in docs/localization.md from the JSON of
-``semheat localize --family DIR --json`` (files in docs/family_figures/), so that no figure
-there is typed by hand:
+``semheat localize --family DIR --json`` and ``semheat monitor --family DIR --json`` (files in
+docs/family_figures/), so that no figure there is typed by hand:
 
     python docs/render_family_tables.py
 """
@@ -24,10 +24,33 @@ def fmt(v):
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def render_monitor(rep: dict) -> list[str]:
+    """The table of ``semheat monitor --family DIR --json``."""
+    out = [f"From `family_monitor.json` (`semheat monitor --family {rep['family']} --json`; "
+           "misclassification, AUROC):\n",
+           "| bundle | role | mistakes | concept monitor | heatmap monitor (paper) | MSP | "
+           "monitor ≥ MSP |", "|---" * 7 + "|"]
+    for name, e in rep["bundles"].items():
+        d = e["detectors"]
+        role = e["role"] if e["counted"] else "barely takes (< 30)"
+        out.append(f"| {name} | {role} | {e['n_positive']} | {fmt(d['concept']['auroc'])} | "
+                   f"{fmt(d['heatmap']['auroc'])} | {fmt(d['msp']['auroc'])} | "
+                   f"{'yes' if e['monitor_at_least_msp'] else '**no**'} |")
+    for key, m in rep["means"].items():
+        out.append(f"| **mean, {key.replace('_', ' ')}** ({m['bundles']}) | | | "
+                   f"{fmt(m.get('concept_auroc'))} | {fmt(m.get('heatmap_auroc'))} | "
+                   f"{fmt(m.get('msp_auroc'))} | {m['monitor_at_least_msp']} of "
+                   f"{m['bundles']} |")
+    return out + [""]
+
+
 def render() -> str:
     out = []
     for path in sorted((HERE / "family_figures").glob("*.json")):
         rep = json.loads(path.read_text())
+        if rep.get("task") == "misclassification":
+            out += render_monitor(rep)
+            continue
         out.append(f"From `{path.name}` (`semheat localize --family {rep['family']} --json`):\n")
         out.append("| bundle | " + " | ".join(h for _, h in COLS) + " |")
         out.append("|---" * (len(COLS) + 1) + "|")
