@@ -40,6 +40,7 @@ class Bundle:
         self._columns: dict[str, np.ndarray] = {}
         self._categories: dict[str, tuple[np.ndarray, list[str]]] = {}
         self._extra: list[dict] = []  # concepts added after the bundle was built
+        self._pngs = images.PngCache()  # the last thumbnails encoded (see .images)
         check_parts(manifest, records, arrays)
 
     # -- construction ----------------------------------------------------------------------
@@ -299,8 +300,9 @@ class Bundle:
         return images.thumbnail(self, i)
 
     def thumbnail_png(self, i: int) -> bytes:
-        """Record ``i``'s thumbnail encoded as PNG (what the widgets and reports send)."""
-        return images.png_bytes(self.thumbnail(i))
+        """Record ``i``'s thumbnail encoded as PNG (what the widgets and reports send; the
+        last few thousand are kept)."""
+        return self._pngs.get(self, as_index(i, self.n, "record"))
 
     def thumbnail_pngs(self, indices) -> list[bytes]:
         """:meth:`thumbnail_png` of each of ``indices`` (a page of the grid), their rows read

@@ -264,6 +264,22 @@ def test_category_codes_from_arrow_match_numpy_unique():
     assert _arrow_codes(pa.chunked_array([pa.array([1, 2])])) is None
 
 
+def test_encoded_thumbnails_are_kept_and_the_same(bundle):
+    """A bundle keeps its last PNG encodings (a click on a neighbouring cell shows many of the
+    same inputs): the same bytes as a fresh encoding, the oldest dropped past the cache size."""
+    from semheat_widgets.engine.bundle import Bundle
+    from semheat_widgets.engine.bundle.images import PngCache, png_bytes
+
+    b = Bundle.load(bundle)
+    first = b.thumbnail_png(2)
+    assert first == png_bytes(b.thumbnail(2)) and b.thumbnail_png(2) is first  # kept
+    small = PngCache(size=3)
+    for i in (0, 1, 2, 0, 3):  # 0 used again, so 1 is the oldest when 3 arrives
+        small.get(b, i)
+    assert list(small._items) == [2, 0, 3]
+    assert small.get(b, 1) == png_bytes(b.thumbnail(1))
+
+
 def test_a_page_of_thumbnails_is_read_ahead_with_the_same_bytes_and_errors(bundle):
     """``thumbnail_pngs`` (the grid's page: rows asked of the disk together) gives what
     ``thumbnail_png`` gives one at a time, and refuses a bad index the same way."""
