@@ -188,20 +188,27 @@ def _collect(path: str, report):
     return reports, primary
 
 
+def _one_of_bundle_or_family(args, report: str, render) -> bool:
+    """``--family DIR``: print the family's report (``report``, a function of
+    :mod:`.zoo.family_build`) and say so; otherwise check that a bundle was given."""
+    if not args.family:
+        if not args.bundle:
+            raise SemheatError("give a bundle or toy-world directory, or --family DIR")
+        return False
+    if args.bundle or getattr(args, "explain", None) is not None:
+        raise SemheatError(f"give a bundle ({args.bundle or '--explain'}) or --family "
+                           f"{args.family}, not both")
+    from .zoo import family_build
+
+    _emit(getattr(family_build, report)(args.family), args.json, render)
+    return True
+
+
 def cmd_localize(args) -> int:
     from .engine.reports.localization import localization_report
 
-    if args.family:
-        from .zoo.family_build import family_report
-
-        if args.bundle:
-            raise SemheatError(f"give a bundle ({args.bundle}) or --family {args.family}, "
-                               f"not both")
-
-        _emit(family_report(args.family), args.json, _render_family)
+    if _one_of_bundle_or_family(args, "family_report", _render_family):
         return 0
-    if not args.bundle:
-        raise SemheatError("give a bundle or toy-world directory, or --family DIR")
     reports, primary = _collect(args.bundle, localization_report)
     if primary is None:
         result = next(iter(reports.values()))
@@ -221,16 +228,8 @@ def cmd_localize(args) -> int:
 def cmd_monitor(args) -> int:
     from .engine.reports.monitors import monitor_report
 
-    if args.family:
-        from .zoo.family_build import family_monitor_report
-
-        if args.bundle or args.explain is not None:
-            raise SemheatError(f"give a bundle ({args.bundle or '--explain'}) or --family "
-                               f"{args.family}, not both")
-        _emit(family_monitor_report(args.family), args.json, _render_family_monitor)
+    if _one_of_bundle_or_family(args, "family_monitor_report", _render_family_monitor):
         return 0
-    if not args.bundle:
-        raise SemheatError("give a bundle or toy-world directory, or --family DIR")
     if args.explain is not None:
         return _explain(args)
     reports, primary = _collect(args.bundle, monitor_report)

@@ -19,6 +19,7 @@ import pytest
 from semheat_widgets.engine.bundle.json_schema import validate_json
 from semheat_widgets.engine.bundle.schema import MANIFEST_SCHEMA
 from semheat_widgets.errors import SemheatError
+from helpers.json_walk import json_paths
 
 
 HEAVY = ("torch", "torchvision", "open_clip", "jsonschema")
@@ -120,16 +121,7 @@ def _mutations(manifest: dict, rng: random.Random, n: int):
     values = [None, True, False, 0, -1, 2.5, 1e9, "", "x", "../x", [], [""], {}, {"a": 1},
               [1, 2], ["a", "a"], float(3)]
 
-    def paths(obj, prefix=()):
-        yield prefix
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                yield from paths(v, prefix + (k,))
-        elif isinstance(obj, list):
-            for i, v in enumerate(obj):
-                yield from paths(v, prefix + (i,))
-
-    fields = [p for p in paths(manifest) if p]
+    fields = [p for p in json_paths(manifest) if p]
     for _ in range(n):
         m = json.loads(json.dumps(manifest))
         where = rng.choice(fields)

@@ -21,6 +21,7 @@ from helpers.guards import no_hang
 from semheat_widgets import cli
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.errors import SemheatError
+from helpers.json_walk import json_paths
 
 SECONDS = 20  # a generous bound for one load on a loaded CI machine; a hang fails, not waits
 
@@ -419,16 +420,7 @@ def test_random_manifest_mutations_never_escape(good, tmp_path):
     path = tmp_path / "b"
     shutil.copytree(good, path)
 
-    def paths(obj, prefix=()):
-        yield prefix
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                yield from paths(v, prefix + (k,))
-        elif isinstance(obj, list):
-            for i, v in enumerate(obj[:3]):
-                yield from paths(v, prefix + (i,))
-
-    fields = [p for p in paths(manifest) if p]
+    fields = [p for p in json_paths(manifest, items=3) if p]
     values = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6)
                           | st.floats(allow_nan=False) | st.text(max_size=8),
                           lambda inner: st.lists(inner, max_size=3)
