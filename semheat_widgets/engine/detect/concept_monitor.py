@@ -343,9 +343,18 @@ class ConceptMonitor(Detector):
     def score_features(self, z, logits) -> np.ndarray:
         """Defect log-odds of inputs given as arrays: features ``z`` (N x d) and logits."""
         self._check_fitted()
-        X = self._signal_matrix(self.params_, self._inputs(z, logits))
+        return self._score_inputs(self._inputs(z, logits))
+
+    def _score_inputs(self, x: _Inputs) -> np.ndarray:
+        X = self._signal_matrix(self.params_, x)
         return (X - self.stack_mean_) / self.stack_scale_ @ self.stack_coef_ + \
             self.stack_intercept_
+
+    def reads_like(self, other: "ConceptMonitor") -> bool:
+        """Whether ``other`` sees inputs as this one does (the same aligner, concepts, classes
+        and standardiser): then one reading of the inputs serves both (:func:`score_together`)."""
+        return all(np.array_equal(getattr(self, k), getattr(other, k)) for k in (
+            "W", "b", "concept_embeddings", "class_embeddings", "mean", "std"))
 
     def score_samples(self, evidence: Evidence) -> np.ndarray:
         """Defect log-odds per input (features read ``SCORE_ROWS`` rows at a time)."""
@@ -363,6 +372,24 @@ class ConceptMonitor(Detector):
         # million inputs keeps tens of MB of features resident, not gigabytes
         return join([fn(read_rows(feats, slice(s, s + step)), np.asarray(logits[s:s + step]))
                      for s in starts])
+
+    @staticmethod
+    def score_together(monitors: list["ConceptMonitor"], evidence: Evidence
+                       ) -> list[np.ndarray]:
+        """:meth:`score_samples` of several fitted monitors that read inputs alike (those of
+        both tasks of one analysis): each chunk's ``A z``, its unit rows and concept scores
+        are computed once and scored by every monitor — the same figures, one aligner
+        product per input instead of one per monitor."""
+        first = monitors[0]
+        if not all(first.reads_like(m) for m in monitors[1:]):
+            return [m.score_samples(evidence) for m in monitors]
+
+        def both(z, logits):
+            x = first._inputs(z, logits)
+            return [m._score_inputs(x) for m in monitors]
+
+        chunks = first._chunked(evidence, both, list)
+        return [np.concatenate([c[i] for c in chunks]) for i in range(len(monitors))]
 
     def predict(self, evidence: Evidence) -> np.ndarray:
         """True where an input is flagged as a likely defect."""

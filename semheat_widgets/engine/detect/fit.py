@@ -54,6 +54,7 @@ def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detec
     out.columns.update({k: v.astype(np.float32) for k, v in base.items()})
     source_correct = rec.correct[:rec.n_natural][rec.source]
     out.columns["source_correct"] = source_correct
+    fitted = {}  # task -> (member, positive, calibrated, its monitors)
     for task, (member, positive) in task_sets(rec.perturbation, rec.correct,
                                               source_correct).items():
         ref, cal = member & (rec.split == "fit"), member & (rec.split == "calib")
@@ -66,12 +67,21 @@ def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detec
                                               cs.standardizer.std).fit(evidence.take(ref),
                                                                        positive[ref]),
                     "concept": _fit_concept_monitor(rec, cs, cfg, evidence, ref, cal, positive)}
-        scores = {}
-        for name, mon in monitors.items():
-            if calibrated:
+        if calibrated:
+            for mon in monitors.values():
                 mon.calibrate(evidence.take(cal), positive[cal], cfg.target_fpr,
                               cfg.per_class_thresholds)
-            scores[name] = mon.score_samples(evidence)
+        fitted[task] = (member, positive, calibrated, monitors)
+    # every record scored by the concept monitors of both tasks in one pass (they read the
+    # inputs alike: one aligner product per record, not one per task)
+    concept = ConceptMonitor.score_together([f[3]["concept"] for f in fitted.values()],
+                                            evidence) if fitted else []
+    for (task, (member, positive, calibrated, monitors)), concept_scores in zip(
+            fitted.items(), concept):
+        cal = member & (rec.split == "calib")
+        scores = {"heatmap": monitors["heatmap"].score_samples(evidence),
+                  "concept": concept_scores}
+        for name, mon in monitors.items():
             out.columns[score_column(name, task)] = scores[name].astype(np.float32)
             out.state.update(pack(mon, task))
         chosen = monitors[cfg.monitor]

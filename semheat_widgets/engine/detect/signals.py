@@ -309,7 +309,15 @@ class _ClassMahalanobis(_Signal):
         return _quad_terms(X - p["means"][x.pred], p["precision"])
 
     def value(self, p, x):
-        return np.log(np.maximum(self._terms(p, x).sum(1), 0.0) + LOG_FLOOR)
+        if self.space == "s":  # a few dimensions: the terms, as the explanation sums them
+            q = self._terms(p, x).sum(1)
+        else:  # D'PD = X'PX - 2 X'P m_k + m_k'P m_k, without forming the N x d differences
+            X, P, M = x.view(self.space), p["precision"], p["means"]
+            XP = X @ P
+            rows = np.arange(len(X))
+            q = (np.einsum("nd,nd->n", XP, X) - 2.0 * (XP @ M.T)[rows, x.pred]
+                 + np.einsum("kd,kd->k", M @ P, M)[x.pred])
+        return np.log(np.maximum(q, 0.0) + LOG_FLOOR)
 
     def terms(self, p, x):
         if self.space == "s":

@@ -162,6 +162,26 @@ def test_attacks_are_explained_by_the_size_of_a_z():
     assert np.mean([t == "A z atypical for the predicted class" for t in top]) > 0.5
 
 
+def test_both_tasks_are_scored_in_one_reading_of_the_inputs():
+    """score_together gives each monitor's own score_samples, bit for bit, reading the inputs
+    once where the monitors read them alike (the two tasks of one analysis), and falls back
+    to one pass each where they do not."""
+    w, mis = _fitted("misclassification")
+    _, adv = _fitted("adversarial")
+    ev = _evidence(w)
+    together = ConceptMonitor.score_together([mis, adv], ev)
+    assert mis.reads_like(adv)
+    assert np.array_equal(together[0], mis.score_samples(ev))
+    assert np.array_equal(together[1], adv.score_samples(ev))
+    _, euclid = _fitted("misclassification", "euclidean")
+    other = ConceptMonitor.from_state(mis.state(), {})
+    other.std = other.std * 2  # another standardiser: not read alike
+    assert not mis.reads_like(other)
+    apart = ConceptMonitor.score_together([mis, other], ev)
+    assert np.array_equal(apart[1], other.score_samples(ev))
+    assert len(ConceptMonitor.score_together([euclid], ev)[0]) == len(ev)
+
+
 def test_state_survives_safetensors_and_json():
     w, mon = _fitted("adversarial", "cosine")
     ev = _evidence(w)
