@@ -330,9 +330,15 @@ class ConceptMonitor(Detector):
                   per_class: bool = False) -> "ConceptMonitor":
         """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged
         (per class where asked and where that class has non-defective inputs)."""
-        self.thresholds_ = class_thresholds(self.score_samples(evidence), defect,
-                                            evidence.predictions, self.n_classes, target_fpr,
-                                            per_class)
+        return self.calibrate_scores(self.score_samples(evidence), defect,
+                                     evidence.predictions, target_fpr, per_class)
+
+    def calibrate_scores(self, scores, defect, predictions, target_fpr: float = 0.05,
+                         per_class: bool = False) -> "ConceptMonitor":
+        """:meth:`calibrate` from this monitor's scores of the calibration inputs, when they
+        are already known (the pipeline scores every record once)."""
+        self.thresholds_ = class_thresholds(np.asarray(scores), defect, np.asarray(predictions),
+                                            self.n_classes, target_fpr, per_class)
         return self
 
     # -- scoring -----------------------------------------------------------------------------

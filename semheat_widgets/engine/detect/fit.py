@@ -67,13 +67,10 @@ def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detec
                                               cs.standardizer.std).fit(evidence.take(ref),
                                                                        positive[ref]),
                     "concept": _fit_concept_monitor(rec, cs, cfg, evidence, ref, cal, positive)}
-        if calibrated:
-            for mon in monitors.values():
-                mon.calibrate(evidence.take(cal), positive[cal], cfg.target_fpr,
-                              cfg.per_class_thresholds)
         fitted[task] = (member, positive, calibrated, monitors)
     # every record scored by the concept monitors of both tasks in one pass (they read the
-    # inputs alike: one aligner product per record, not one per task)
+    # inputs alike: one aligner product per record, not one per task); thresholds then come
+    # from the scores of the calibration records, not from scoring them again
     concept = ConceptMonitor.score_together([f[3]["concept"] for f in fitted.values()],
                                             evidence) if fitted else []
     for (task, (member, positive, calibrated, monitors)), concept_scores in zip(
@@ -82,6 +79,9 @@ def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detec
         scores = {"heatmap": monitors["heatmap"].score_samples(evidence),
                   "concept": concept_scores}
         for name, mon in monitors.items():
+            if calibrated:
+                mon.calibrate_scores(scores[name][cal], positive[cal], rec.predictions[cal],
+                                     cfg.target_fpr, cfg.per_class_thresholds)
             out.columns[score_column(name, task)] = scores[name].astype(np.float32)
             out.state.update(pack(mon, task))
         chosen = monitors[cfg.monitor]

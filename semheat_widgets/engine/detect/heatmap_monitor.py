@@ -110,9 +110,15 @@ class HeatmapMonitor(Detector):
                   per_class: bool = False) -> "HeatmapMonitor":
         """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged
         (per class where asked and where that class has non-defective inputs)."""
-        self.thresholds_ = class_thresholds(self.score_samples(evidence), defect,
-                                            evidence.predictions, len(self.correct_rows_),
-                                            target_fpr, per_class)
+        return self.calibrate_scores(self.score_samples(evidence), defect,
+                                     evidence.predictions, target_fpr, per_class)
+
+    def calibrate_scores(self, scores, defect, predictions, target_fpr: float = 0.05,
+                         per_class: bool = False) -> "HeatmapMonitor":
+        """:meth:`calibrate` from this monitor's scores of the calibration inputs, when they
+        are already known (the pipeline scores every record once)."""
+        self.thresholds_ = class_thresholds(np.asarray(scores), defect, np.asarray(predictions),
+                                            len(self.correct_rows_), target_fpr, per_class)
         return self
 
     # -- scoring ----------------------------------------------------------------------------

@@ -224,6 +224,11 @@ def test_thresholds_meet_the_target_false_alarm_rate():
     for k in range(K):
         neg = (pred == k) & ~pc[mc]
         assert flags[neg].mean() <= 0.1 + 1.0 / neg.sum()
+    # from scores already known (the pipeline scores every record once): the same thresholds
+    scores = mon.score_samples(cal)
+    before = mon.thresholds_.copy()
+    mon.calibrate_scores(scores, pc[mc], cal.predictions, 0.1, per_class=True)
+    assert np.array_equal(mon.thresholds_, before)
     mon.calibrate(cal, pc[mc], 0.05)  # leave the shared monitor as the other tests expect
 
 

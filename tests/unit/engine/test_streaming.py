@@ -196,3 +196,22 @@ def test_monitor_fit_rows_are_capped_keeping_the_rare_defects():
     assert common[cap_rows(rows, common, 1000, rng)].sum() == 500
     assert len(cap_rows(rows, np.ones(100_000, bool), 1000, rng)) == 1000  # no correct ones
     assert cap_rows(rows[:10], flagged, 1000, rng).tolist() == rows[:10].tolist()  # all fit
+
+
+def test_at_scale_the_aligner_reads_a_sample_of_each_split(tiny_split, tiny_vlm, colour_dataset,
+                                                           monkeypatch):
+    """Past ALIGNER_ROWS records a split is sampled for the aligner's fit (seeded: the same
+    bundle twice), while its fidelity is still measured on every record of the split."""
+    import semheat_widgets.engine.pipeline.stages as stages
+
+    whole = _run(tiny_split, tiny_vlm, colour_dataset)
+    monkeypatch.setattr(stages, "ALIGNER_ROWS", 20)
+    sampled = _run(tiny_split, tiny_vlm, colour_dataset)
+    again = _run(tiny_split, tiny_vlm, colour_dataset)
+    n_fit = int((sampled.column("split") == "fit").sum() - sampled.mask(perturbation="fgsm")[
+        sampled.column("split") == "fit"].sum())
+    assert n_fit > 20  # so the sample is smaller than the split
+    assert sampled.manifest["aligner"]["fidelity"]["fit"]["n"] == n_fit
+    assert not np.array_equal(sampled.state["aligner.W"], whole.state["aligner.W"])
+    assert np.array_equal(sampled.state["aligner.W"], again.state["aligner.W"])
+
