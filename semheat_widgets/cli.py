@@ -580,6 +580,7 @@ def _add_ground(sub) -> None:
                     help="eval inputs checked (default %(default)s, chosen at random)")
     gr.add_argument("--classifier", default=None,
                     help="resnet18:CKPT when the bundle's classifier cannot be re-opened")
+    gr.set_defaults(flags=_option_flags(gr))  # errors naming the classifier show its flag
     _add_json(gr)
     gr.set_defaults(func=cmd_ground)
 

@@ -173,7 +173,7 @@ b, grid = ex.bundle, ex.grid
 K, C = len(b.classes), len(b.concept_names)
 cells = [(b.classes[i % K], b.concept_names[(5 * i + 3) % C]) for i in range(clicks + 1)]
 shown = []  # when the grid's thumbnails are set (their message goes out then)
-grid.observe(lambda _change: shown.append(time.perf_counter()), names=["images"])
+grid.observe(lambda _change: shown.append(time.perf_counter()), names=["_images"])
 times, whole = [], []
 for row, concept in cells:
     shown.clear()

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import SemheatError
 
 NATURAL = "natural"
-METHODS = ("fgsm", "pgd")  # the attacks (engine.attacks; here for readers without torch)
+METHODS = ("fgsm", "pgd")  # the attacks (engine.extract.attacks; here for readers without torch)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,18 @@ def test_no_module_is_in_an_import_circle():
     assert cycles(graph) == []
 
 
+def test_every_lazy_name_of_a_package_loads():
+    """The names a package exports lazily (PEP 562) each come from the module its table says:
+    none points at a module that moved away."""
+    import importlib
+
+    for package in ("engine", "engine.extract", "engine.pipeline", "engine.reports",
+                    "engine.detect", "engine.bundle", "engine.models", "engine.concepts"):
+        module = importlib.import_module(f"{ROOT}.{package}")
+        for name in module.__all__:
+            assert getattr(module, name) is not None, (package, name)
+
+
 def test_a_cycle_is_found():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

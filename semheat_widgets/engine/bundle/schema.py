@@ -259,6 +259,10 @@ def check_state(state: dict, manifest: dict, arrays: dict, file) -> None:
         for key in ("map_aligner.b", "map_aligner.fit_aligned"):
             if key not in state:
                 raise SemheatError(f"{file}: tensor {key} is missing")
+        for key in ("map_aligner.W", "map_aligner.fit_aligned"):
+            if state[key].ndim != 2:
+                raise SemheatError(f"{file}: tensor {key} must be a matrix, got shape "
+                                   f"{list(state[key].shape)}")
         expect["map_aligner.b"] = (m,)
         expect["map_aligner.W"] = (state["map_aligner.W"].shape[0], m)
         expect["map_aligner.fit_aligned"] = (state["map_aligner.fit_aligned"].shape[0], m)

@@ -167,8 +167,14 @@ def bundle_concept_maps(bundle, classifier, images, concepts: list[str]) -> Conc
         from .finer_maps import map_layer
 
         finer = finer if map_layer(classifier) == finer.layer else None
-    return concept_maps(classifier, bundle.aligner, bundle.concept_embeddings[cols],
-                        st.mean[cols], st.std[cols], images, concepts, map_aligner=finer)
+    args = (classifier, bundle.aligner, bundle.concept_embeddings[cols], st.mean[cols],
+            st.std[cols], images, concepts)
+    if finer is not None:
+        try:
+            return concept_maps(*args, map_aligner=finer)
+        except SemheatError:  # that layer gives no spatial map here: the coarser maps
+            pass
+    return concept_maps(*args)
 
 
 def input_images(bundle, indices) -> "torch.Tensor":

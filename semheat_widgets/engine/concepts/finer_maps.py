@@ -28,6 +28,7 @@ localization and monitors use it alone.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,16 @@ def fit_map_aligner(classifier, dataset, fit_rows, calib_rows, image_emb, *,
     layer = map_layer(classifier)
     if layer is None or len(fit_rows) < 2:
         return None
+    try:
+        return _fit(classifier, dataset, layer, fit_rows, calib_rows, image_emb, batch_size,
+                    progress, seed)
+    except SemheatError as exc:  # a layer by that name that is no spatial stage: no finer maps
+        warnings.warn(f"no finer concept maps: {exc}", stacklevel=2)
+        return None
+
+
+def _fit(classifier, dataset, layer, fit_rows, calib_rows, image_emb, batch_size, progress,
+         seed):
     rng = np.random.default_rng(seed)
     fit = np.sort(rng.choice(fit_rows, min(MAP_FIT_ROWS, len(fit_rows)), replace=False))
     cal = np.sort(rng.choice(calib_rows, min(MAP_CALIB_ROWS, len(calib_rows)), replace=False)) \

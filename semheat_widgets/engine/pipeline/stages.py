@@ -7,7 +7,8 @@ Stages (design §2), each a function below:
    ``eval``.
 2. :func:`score_concepts` — the aligner fit on ``fit``, every concept scored, the standardiser;
    then the finer concept maps' aligner (:func:`~..concepts.finer_maps.fit_map_aligner`, one
-   more classifier pass over at most 2,500 reference inputs; ResNet-layout classifiers).
+   more classifier pass over at most 2,500 ``fit`` and ``calib`` inputs; ResNet-layout
+   classifiers).
 3. :func:`localize_faults` — the oracle and heatmap verdicts of every misclassified input.
 4. :func:`~.detect.fit.fit_detectors` — the baselines; per task the concept-space monitors
    (the paper's heatmap monitor and the stacked one) and their combination with the best

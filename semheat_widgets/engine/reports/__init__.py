@@ -14,7 +14,8 @@ _LAZY = {
     "bundle_monitors": "monitors", "detector_scores": "monitors", "explain_record": "monitors",
     "monitor_report": "monitors", "localization_report": "localization",
     "shown_scores": "localization", "verdict_confidence": "localization",
-    "Comparison": "compare", "compare": "compare", "same_inputs": "compare",
+    # (the function compare is not a name here: it would be shadowed by its module)
+    "Comparison": "compare", "same_inputs": "compare",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -83,6 +83,30 @@ def _max_pooled():
                       input_size=64).eval()
 
 
+def test_a_layer2_that_is_no_spatial_stage_gives_no_finer_maps(tiny_vlm):
+    """A model with the ResNet names but whose ``layer2`` gives no spatial map: the analysis
+    warns and goes on without finer maps (it does not fail after extraction)."""
+    from semheat_widgets.engine.concepts.finer_maps import fit_map_aligner
+    from semheat_widgets.engine.models.classifier import ModelSplit
+
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+            self.layer2 = torch.nn.Linear(4, 4)
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(self.layer2(self.avgpool(self.conv(x)).flatten(1)))
+
+    split = ModelSplit(Odd().eval(), input_size=16)
+    data = [(torch.rand(3, 16, 16), i % 3) for i in range(12)]
+    with pytest.warns(UserWarning, match="no finer concept maps"):
+        assert fit_map_aligner(split, data, np.arange(8), np.arange(8, 12),
+                               np.random.default_rng(0).normal(size=(12, 32))) is None
+
+
 def test_without_average_pooling_the_map_is_a_gradient_map(clean):
     bundle, _ = clean
     split = _max_pooled()
@@ -118,6 +142,7 @@ def test_ground_command_on_a_toy_bundle(mini_world, capsys):
     assert set(r["mean"]) >= {"map", "random", "centre", "class_cam"}
     assert "wet" in r["shift"]["concepts"]  # the encoder fault's shifted inputs
     assert cli.main(["ground", str(mini_world / "clean"), "--classifier", "vgg:x"]) == 2
+    assert "--classifier must be resnet18:CKPT" in capsys.readouterr().err  # the flag
 
 
 def test_widgets_show_maps(clean):

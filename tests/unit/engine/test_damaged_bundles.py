@@ -241,6 +241,8 @@ DAMAGE = [
      "map_aligner.fit_aligned"),
     ("state-map-aligner-shape", _state(lambda s: s.__setitem__(
         "map_aligner.b", s["map_aligner.b"][:3].copy())), "map_aligner.b"),
+    ("state-map-aligner-vector", _state(lambda s: s.__setitem__(
+        "map_aligner.W", s["map_aligner.W"][0].copy())), "map_aligner.W must be a matrix"),
     # the folder itself
     ("bundle-is-file", lambda p: (shutil.rmtree(p), p.write_text("x")), "not a bundle"),
     ("bundle-missing", lambda p: shutil.rmtree(p), "no such bundle"),
