@@ -502,7 +502,11 @@ def _add_toy(sub) -> None:
                       "classifier once, about half a minute each, cached)", cmd_toy_family)
     fam.add_argument("dir")
     fam.add_argument("--ties", type=_names,
-                     help="comma-separated ties such as wet-ship,text-truck (default: all)")
+                     help="comma-separated ties such as wet-ship,text-truck (default: all of "
+                          "the round)")
+    fam.add_argument("--round", type=int, choices=(1, 2),
+                     help="1: the declared family; 2: the ties held out in round 2, round 1's "
+                          "becoming development (default %(default)s)")
     fam.add_argument("--reference", dest="n_reference", type=POSITIVE, metavar="N",
                      help="reference inputs of every bundle (default %(default)s)")
     fam.add_argument("--natural", dest="n_natural", type=POSITIVE, metavar="N",

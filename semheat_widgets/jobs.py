@@ -67,7 +67,7 @@ def _count(job, name: str, minimum: int, maximum: int | None = None, optional=Fa
 def _one_of(job, name: str, choices) -> str:
     value = getattr(job, name)
     if value not in choices:
-        raise option_error(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        raise option_error(name, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
     return value
 
 
@@ -206,12 +206,14 @@ class ToyWorldJob:
 @dataclass(frozen=True)
 class FamilyJob:
     """The fault family built into a directory (``semheat toy family``): the ``ties`` to build
-    (names such as ``wet-ship``; ``None``: every tie the family declares), each tie's classifier
+    (names such as ``wet-ship``; ``None``: every tie of ``round`` 1 or 2 — round 2 holds out
+    new ties and makes round 1's development), each tie's classifier
     trained on ``n_train`` images for ``epochs`` (then cached); every bundle analysed with
     ``n_reference`` reference inputs and ``n_natural`` natural test inputs, a tie's also with
     ``n_shift`` inputs where its tie breaks."""
 
     ties: tuple[str, ...] | None = None
+    round: int = 1  # 1: the declared family and its roles; 2: the ties held out in round 2
     n_reference: int = 2000
     n_natural: int = 1500
     n_shift: int = 900
@@ -225,7 +227,8 @@ class FamilyJob:
                 raise option_error("ties", "must be a list of tie names such as wet-ship",
                                    SemheatTypeError)
             ties = tuple(dict.fromkeys(ties))  # each tie once, in the order given
-        return replace(self, ties=ties, n_reference=_count(self, "n_reference", 20),
+        return replace(self, ties=ties, round=_one_of(self, "round", (1, 2)),
+                       n_reference=_count(self, "n_reference", 20),
                        n_natural=_count(self, "n_natural", 20),
                        n_shift=_count(self, "n_shift", 1),
                        n_train=_count(self, "n_train", 10), epochs=_count(self, "epochs", 1))

@@ -27,8 +27,8 @@ from ..safe_io import FAMILY_FORMAT, atomic_write, check_replaceable, writer_loc
 from . import inputs as toy_inputs
 from .build import REFERENCE_SEED, TOY_WORLD_SEED, toy_concepts
 from .faults import clean_train_world
-from .family import (DEVELOPMENT, FAMILY, Tie, biased_head, damped_head, fit_probe,
-                     noisy_head, probe_truth, tie_classifier, tie_named)
+from .family import (FAMILY, ROUND_2, Tie, biased_head, damped_head, fit_probe, noisy_head,
+                     probe_truth, role, tie_classifier, tie_named)
 from .family_file import check_family, read_family  # noqa: F401  (re-exported)
 from .models import load_toy_resnet, toy_classifier, toy_split, toy_vlm
 
@@ -106,8 +106,9 @@ def build_family(directory, job: FamilyJob | None = None, /, *, progress: bool =
     (``build_family(d, ties=["wet-ship"], n_natural=300)``); ``cache``: where the tie
     classifiers are kept (default: the user cache)."""
     job = job_of(FamilyJob, job, options, "build_family")
+    default = FAMILY if job.round == 1 else ROUND_2
     try:
-        ties = FAMILY if job.ties is None else tuple(tie_named(t) for t in job.ties)
+        ties = default if job.ties is None else tuple(tie_named(t) for t in job.ties)
     except SemheatError as exc:
         raise option_error("ties", f"names an unknown tie: {exc}") from None
     directory, sizes, train = Path(directory), job.sizes(), job.training()
@@ -117,8 +118,11 @@ def build_family(directory, job: FamilyJob | None = None, /, *, progress: bool =
         info_path = directory / "family.json"
         if kind == "family":  # an earlier (perhaps interrupted) build: completed
             info = read_family(directory)
+            if info.get("round", 1) != job.round:
+                raise option_error("round", f"is {job.round}, but {directory} holds a family of "
+                                            f"round {info.get('round', 1)}")
         else:  # written first, so an interrupted build leaves a folder recognised as ours
-            info = {"format": FAMILY_FORMAT, "sizes": sizes, "bundles": {}}
+            info = {"format": FAMILY_FORMAT, "sizes": sizes, "round": job.round, "bundles": {}}
             atomic_write(info_path, json.dumps(info, indent=1))
         vlm, clean = toy_vlm(), toy_classifier("clean")
         test = toy_inputs.render([("natural", ToyWorld(seed=TOY_WORLD_SEED), sizes["n_natural"])],
@@ -131,15 +135,14 @@ def build_family(directory, job: FamilyJob | None = None, /, *, progress: bool =
                 directory / tie.name, overwrite=True)
             info["bundles"][tie.name] = {
                 "fault": "encoder", "concept": tie.concept, "class": tie.cls, "kind": tie.kind,
-                "role": "development" if tie.name in DEVELOPMENT else "held out",
+                "role": role(tie.name, info.get("round", 1)),
                 "seconds": round(time.time() - started, 1)}
             atomic_write(info_path, json.dumps(info, indent=1))
-        if not all((directory / h).is_dir() for h in HEADS):
+        if info.get("round", 1) == 1 and not all((directory / h).is_dir() for h in HEADS):
             for name, bundle in head_bundles(vlm, clean, test, progress, sizes):
                 bundle.save(directory / name, overwrite=True)
                 # the zoo's mixed head is what the method was first checked on: development
-                info["bundles"][name] = {"fault": "head", "role": "development"
-                                         if name in DEVELOPMENT else "held out"}
+                info["bundles"][name] = {"fault": "head", "role": role(name)}
                 atomic_write(info_path, json.dumps(info, indent=1))
     return directory
 

@@ -25,6 +25,7 @@ FAMILY_SCHEMA = {
     "properties": {
         "format": {"const": FAMILY_FORMAT},
         "sizes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        "round": {"enum": [1, 2]},
         "bundles": {
             "type": "object",
             "propertyNames": {"pattern": BUNDLE_NAME},

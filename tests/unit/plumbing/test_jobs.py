@@ -83,7 +83,9 @@ def test_the_family_is_one_typed_job_checked_before_any_work(tmp_path):
     assert job.ties == ("wet-ship", "text-truck") and job.sizes()["n_natural"] == 1500
     assert cli.job_from(_parsed("toy", "family", "d", "--ties", "wet-ship", "--epochs", "2")
                         ) == FamilyJob(ties=("wet-ship",), epochs=2)
+    assert FamilyJob(round=2).checked().round == 2
     for options, option in (({"n_natural": 5}, "n_natural"), ({"ties": "wet-ship"}, "ties"),
+                            ({"round": 3}, "round"),
                             ({"ties": ["nope"]}, "ties"), ({"epochs": 0}, "epochs")):
         with pytest.raises(SemheatError) as caught:
             build_family(tmp_path / "f", **options)

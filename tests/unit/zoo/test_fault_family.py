@@ -135,6 +135,27 @@ def test_family_monitor_report_and_its_command(family, capsys):
     assert "not both" in capsys.readouterr().err
 
 
+def test_round_two_holds_out_new_ties_and_makes_round_one_development():
+    from semheat_widgets.zoo.family import DEVELOPMENT, FAMILY, ROUND_2, role
+
+    new = {t.name for t in ROUND_2}
+    assert len(new) == 10 and not new & {t.name for t in FAMILY}
+    assert len({t.kind for t in ROUND_2}) >= 4 and len({t.cls for t in ROUND_2}) >= 6
+    assert all(role(t.name, 2) == "held out" for t in ROUND_2)
+    assert all(role(t.name, 2) == "development" for t in FAMILY)
+    assert [role(t.name, 1) for t in FAMILY].count("development") == len(DEVELOPMENT) - 1
+    assert tie_named("wet-equine") == Tie("wet", "equine", "background")
+
+
+def test_a_family_of_one_round_is_not_completed_as_another(family):
+    from semheat_widgets.zoo.family_build import build_family
+
+    root, cache = family
+    with pytest.raises(SemheatError, match="round") as caught:
+        build_family(root, round=2, cache=cache, progress=False)
+    assert caught.value.option == "round"
+
+
 def test_the_consensus_rule_needs_its_probe():
     loc = FaultLocalizer(np.eye(3), np.zeros((3, 2)))
     with pytest.raises(SemheatError, match="fit_probe"):
