@@ -37,7 +37,8 @@ from ..detect.fit import Detection, fit_detectors
 from ..detect.names import check_monitor_name
 from ..extract.local import extract
 from ..heatmaps import ConfusionSums, Standardizer, heatmap
-from ..localize import DECIDE_AT, FaultLocalizer, Localization, image_concept_scores
+from ..localize import (DECIDE_AT, FaultLocalizer, Localization, class_reference,
+                        image_concept_scores)
 from ..bundle.schema import SPLITS
 # the stage types live in a leaf module; `from .pipeline import AnalysisConfig` still works
 from .types import AnalysisConfig, ConceptScores, Records
@@ -221,12 +222,12 @@ def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, clas
     wrong_rows = np.flatnonzero(rec.labels != rec.predictions)
     shown_fit = image_concept_scores(read_rows(rec.image_emb, fit_rows), cs.concept_emb)
     shown_st = Standardizer.fit(shown_fit, concept_names)
-    shown_stats = ConfusionSums.from_scores(shown_fit, rec.labels[fit], rec.predictions[fit],
-                                            len(classes))
-    shown_truth = heatmap("ground_truth", shown_stats, classes, concept_names, shown_st).values
+    right = rec.correct[fit_rows]  # what the correct reference images of each class show
+    shown_reference = class_reference(shown_st(shown_fit[right]), rec.labels[fit_rows][right],
+                                      len(classes))
     shown = shown_st(image_concept_scores(read_rows(rec.image_emb, wrong_rows),
                                           cs.concept_emb))  # the misclassified rows
-    localizer = FaultLocalizer(class_emb, gt_rows, rule, shown_truth).fit_probe(
+    localizer = FaultLocalizer(class_emb, gt_rows, rule, shown_reference).fit_probe(
         z[fit], rec.labels[fit], z[cal], rec.labels[cal])
     cal_rows = np.flatnonzero(cal)
     localizer.fit_oracle_scale(read_rows(rec.store["aligned"], cal_rows), rec.labels[cal_rows])

@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..bundle import Bundle
-from ..heatmaps import ConfusionSums, Standardizer, heatmap
+from ..heatmaps import Standardizer
 from ..localize import VERDICTS as VERDICT_KINDS
-from ..localize import concept_ranking, image_concept_scores, responsibility, verdict_counts
+from ..localize import (class_reference, concept_ranking, image_concept_scores, responsibility,
+                        verdict_counts)
 from .rounding import rounded, share
 
 
@@ -126,31 +127,35 @@ def _confidence_figures(bundle: Bundle, m: np.ndarray, probe, kind: str) -> dict
 
 
 def _responsibility(bundle: Bundle, mask: np.ndarray, shown: bool = True) -> np.ndarray:
-    """Responsibility rows (see :mod:`.localize`) of the masked misclassified records; what the
-    inputs show is read by the VLM from their images where the bundle keeps the image
-    embeddings (``shown``), from the aligned features otherwise."""
+    """Responsibility rows (see :mod:`..localize`) of the masked misclassified records, against
+    the correctly classified natural ``fit`` inputs of their true classes; what the inputs show
+    is read by the VLM from their images where the bundle keeps the image embeddings
+    (``shown``), from the aligned features otherwise."""
     idx = np.flatnonzero(mask)
-    s = bundle.standardizer(bundle.scores(idx).astype(np.float64))
-    gt = bundle.heatmap("ground_truth", perturbation="natural", split="fit").values
-    labels = bundle.column("label")[idx].astype(int)
-    preds = bundle.column("prediction")[idx].astype(int)
-    if not shown or "image_emb" not in bundle.arrays:
-        return responsibility(s, gt, labels, preds)
-    shown_std, shown_truth = shown_scores(bundle, idx)
-    return responsibility(s, gt, labels, preds, shown_std, shown_truth)
+    labels = bundle.column("label").astype(int)
+    if shown and "image_emb" in bundle.arrays:
+        values, reference = shown_scores(bundle, idx)
+        return responsibility(values, labels[idx], reference)
+    right = np.flatnonzero(bundle.mask(perturbation="natural", split="fit")
+                           & bundle.column("correct").astype(bool))
+    z = bundle.standardizer
+    reference = class_reference(z(bundle.scores(right).astype(np.float64)), labels[right],
+                                len(bundle.classes))
+    return responsibility(z(bundle.scores(idx).astype(np.float64)), labels[idx], reference)
 
 
-def shown_scores(bundle: Bundle, rows) -> tuple[np.ndarray, np.ndarray]:
+def shown_scores(bundle: Bundle, rows) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """What the images of ``rows`` show, read by the VLM from their pixels: standardised
-    concept scores of their image embeddings, and the ground-truth heatmap of those scores
-    over the natural ``fit`` inputs (the reference the bundle's heatmaps use)."""
+    concept scores of their image embeddings (over the natural ``fit`` inputs, as the bundle's
+    heatmaps), and per true class the mean and spread of those scores over the correctly
+    classified ``fit`` inputs (:func:`~..localize.class_reference`)."""
     T = bundle.concept_embeddings
     emb = bundle.arrays["image_emb"]
     fit = np.flatnonzero(bundle.mask(perturbation="natural", split="fit"))
     p_fit = image_concept_scores(np.asarray(emb[fit]), T).astype(np.float64)
     st = Standardizer.fit(p_fit, bundle.concept_names)
-    stats = ConfusionSums.from_scores(p_fit, bundle.column("label")[fit],
-                                      bundle.column("prediction")[fit], len(bundle.classes))
-    truth = heatmap("ground_truth", stats, bundle.classes, bundle.concept_names, st).values
+    right = bundle.column("correct").astype(bool)[fit]
+    reference = class_reference(st(p_fit[right]), bundle.column("label").astype(int)[fit][right],
+                                len(bundle.classes))
     return st(image_concept_scores(np.asarray(emb[np.asarray(rows)]), T).astype(np.float64)), \
-        truth
+        reference

@@ -52,13 +52,14 @@ def test_correct_inputs_get_no_verdict():
     assert loc.verdict[0] == "" and np.isnan(loc.responsibility[0]).all()
 
 
-def test_responsible_concepts_are_unusual_for_y_and_typical_for_yhat():
-    # True class 0, predicted 2: the input shows concept 2 (typical of class 2) strongly.
+def test_responsible_concepts_are_what_an_input_shows_beyond_its_true_class():
+    # True class 0, predicted 2: the input shows concept 2 far more than class 0 does.
     scores = [[1.5, -1.0, 2.5]]
-    r = responsibility(np.array(scores), GT, [0], [2])
+    spread = np.full_like(GT, 0.5)
+    r = responsibility(np.array(scores), [0], (GT, spread))
     assert r.shape == (1, 3)
     assert np.argmax(r[0]) == 2
-    assert r[0, 2] == pytest.approx(min(2.5 - (-1.0), 2.0 - (-1.0)))
+    assert r[0, 2] == pytest.approx((2.5 - (-1.0)) / 0.5)
     loc = FaultLocalizer(CLASS_EMB, GT, "paper").localize(*_case(2, scores[0], label=0, pred=2))
     assert loc.top_concepts(["a", "b", "c"], k=1) == [["c"]]
     ranking = concept_ranking(loc.responsibility, ["a", "b", "c"])

@@ -1,47 +1,92 @@
-"""Responsible concepts read from the image (issue 24), and verdicts that know their confidence:
-small planted faults where today's ranking (aligned features) names the wrong concept."""
+"""Responsible concepts read from the image against the true class's correct inputs (issue 24),
+and verdicts that know their confidence: small planted faults where the earlier rankings name
+the wrong concept."""
 
 import numpy as np
 
-from semheat_widgets.engine.localize import (DECIDE_AT, FaultLocalizer, concept_ranking,
-                                             responsibility)
+from semheat_widgets.engine.localize import (DECIDE_AT, FaultLocalizer, class_reference,
+                                             concept_ranking, responsibility)
 
-# two classes, two concepts: 0 = "horns" (the tie: typical of class 1 in its training data, rare
-# in class 0), 1 = "floppy ears" (class 1's own part; class 0 never shows it)
-GT = np.array([[-1.0, -1.0], [1.0, 2.0]])
+NAMES = ["horns", "floppy ears"]
+
+
+def _reference(n=200, seed=1):
+    """Correct reference inputs of two classes, two concepts: 0 = "horns" (the tie: in the
+    training data only class 1 shows it), 1 = "floppy ears" (class 1's own part)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n // 2)
+    centres = np.array([[-1.0, -1.0], [1.0, 2.0]])
+    return centres[labels] + 0.3 * rng.standard_normal((n, 2)), labels
 
 
 def _encoder_fault_rows(n=40, seed=0):
     """Inputs of class 0 called class 1 by an encoder that makes them look like class 1 in
     every concept (aligned scores = class 1's row), while the images show horns only."""
     rng = np.random.default_rng(seed)
-    aligned = GT[1] + 0.1 * rng.standard_normal((n, 2))
+    aligned = np.array([1.0, 2.0]) + 0.1 * rng.standard_normal((n, 2))
     shown = np.array([1.0, -1.0]) + 0.1 * rng.standard_normal((n, 2))
     return aligned, shown, np.zeros(n, int), np.ones(n, int)
 
 
-def test_aligned_reading_credits_the_predicted_class_own_part():
-    aligned, _, y, yh = _encoder_fault_rows()
-    ranking = concept_ranking(responsibility(aligned, GT, y, yh), ["horns", "floppy ears"])
-    assert ranking[0][0] == "floppy ears"  # today's ranking: the wrong concept first
+def _old_score(values, gt, y, yh):
+    """The earlier ranking: shown unusually for the true class *and* typical of the
+    prediction, min(v - GT[y], GT[yh] - GT[y])."""
+    return np.minimum(values - gt[y], gt[yh] - gt[y])
+
+
+def test_the_aligned_reading_credits_the_predicted_class_own_part():
+    aligned, _, y, _ = _encoder_fault_rows()
+    reference = class_reference(*_reference(), 2)
+    ranking = concept_ranking(responsibility(aligned, y, reference), NAMES)
+    assert ranking[0][0] == "floppy ears"  # the features look like class 1 in everything
 
 
 def test_the_image_witness_names_the_tied_concept():
-    aligned, shown, y, yh = _encoder_fault_rows()
-    r = responsibility(aligned, GT, y, yh, shown, GT)
-    ranking = concept_ranking(r, ["horns", "floppy ears"])
+    _, shown, y, _ = _encoder_fault_rows()
+    ranking = concept_ranking(responsibility(shown, y, class_reference(*_reference(), 2)), NAMES)
     assert ranking[0][0] == "horns"
-    assert ranking[0][1] > ranking[1][1] + 1.0  # by a wide margin, not a rounding
+    assert ranking[0][1] > ranking[1][1] + 3.0  # by a wide margin, not a rounding
+
+
+def test_a_tie_the_vlm_barely_sees_in_the_predicted_class_is_still_named():
+    """The predicted class's own reference images show the tied concept only a little (the VLM
+    barely sees metallic on a dog) while they show another concept far more; the mistakes show
+    the tie plainly. The earlier score, which asked the concept to be typical of the
+    prediction, named the other concept; the contrast with the true class names the tie."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1], 100)
+    centres = np.array([[0.0, 0.0], [0.2, 2.0]])  # the tie barely shows in class 1's images
+    reference = centres[labels] + 0.3 * rng.standard_normal((200, 2))
+    mistakes = np.array([2.0, 0.5]) + 0.1 * rng.standard_normal((40, 2))  # tie shown plainly
+    y, yh = np.zeros(40, int), np.ones(40, int)
+    old = concept_ranking(_old_score(mistakes, centres, y, yh), NAMES)
+    new = concept_ranking(responsibility(mistakes, y, class_reference(reference, labels, 2)),
+                          NAMES)
+    assert old[0][0] == "floppy ears" and new[0][0] == "horns"
+
+
+def test_a_class_without_enough_correct_inputs_takes_the_pooled_reference():
+    values = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    mean, sd = class_reference(values, np.array([0, 0, 1]), 3)
+    assert np.allclose(mean[0], [1.0, 2.0]) and np.allclose(mean[1], values.mean(0))
+    assert np.allclose(mean[2], values.mean(0)) and (sd > 0).all()
 
 
 def test_the_localizer_uses_the_image_scores_when_given():
     aligned, shown, y, yh = _encoder_fault_rows(10)
-    loc = FaultLocalizer(np.eye(2), GT, rule="paper", shown_truth=GT)
+    reference = class_reference(*_reference(), 2)
+    gt = np.array([[-1.0, -1.0], [1.0, 2.0]])
+    loc = FaultLocalizer(np.eye(2), gt, rule="paper", shown_reference=reference)
     emb = np.tile([0.0, 1.0], (10, 1))
-    with_pixels = loc.localize(emb, aligned, y, yh, shown_std=shown)
-    without = loc.localize(emb, aligned, y, yh)
-    assert (with_pixels.top_concepts(["horns", "ears"], 1) == [["horns"]] * 10)
-    assert (without.top_concepts(["horns", "ears"], 1) == [["ears"]] * 10)
+    ref_scores, ref_labels = _reference(20)
+    scores = np.r_[aligned, ref_scores]  # the correct inputs give the aligned reading's reference
+    labels, preds = np.r_[y, ref_labels], np.r_[yh, ref_labels]
+    emb = np.r_[emb, np.eye(2)[ref_labels]]
+    with_pixels = loc.localize(emb, scores, labels, preds,
+                               shown_std=np.r_[shown, ref_scores])
+    without = loc.localize(emb, scores, labels, preds)
+    assert with_pixels.top_concepts(NAMES, 1)[:10] == [["horns"]] * 10
+    assert without.top_concepts(NAMES, 1)[:10] == [["floppy ears"]] * 10
 
 
 def _fitted_localizer(seed=0):
