@@ -24,9 +24,9 @@ def fmt(v):
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def render_monitor(rep: dict) -> list[str]:
+def render_monitor(rep: dict, name: str) -> list[str]:
     """The table of ``semheat monitor --family DIR --json``."""
-    out = [f"From `family_monitor.json` (`semheat monitor --family {rep['family']} --json`; "
+    out = [f"From `{name}` (`semheat monitor --family {rep['family']} --json`; "
            "misclassification, AUROC):\n",
            "| bundle | role | mistakes | concept monitor | heatmap monitor (paper) | MSP | "
            "monitor ≥ MSP |", "|---" * 7 + "|"]
@@ -49,9 +49,11 @@ def render() -> str:
     for path in sorted((HERE / "family_figures").glob("*.json")):
         rep = json.loads(path.read_text())
         if rep.get("task") == "misclassification":
-            out += render_monitor(rep)
+            out += render_monitor(rep, path.name)
             continue
-        out.append(f"From `{path.name}` (`semheat localize --family {rep['family']} --json`):\n")
+        out.append(f"From `{path.name}` (`semheat localize --family {rep['family']} --json`"
+                   + ("; round 1, measured before the ranking of responsible concepts changed"
+                      if path.name == "family.json" else "; round 2, held out") + "):\n")
         out.append("| bundle | " + " | ".join(h for _, h in COLS) + " |")
         out.append("|---" * (len(COLS) + 1) + "|")
         for name, e in rep["bundles"].items():

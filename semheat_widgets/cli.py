@@ -87,8 +87,9 @@ def cmd_toy_family(args) -> int:
     from .zoo.family_file import read_family
 
     out = build_family(args.dir, job_from(args), progress=not args.quiet)
-    ties = sum(b["fault"] == "encoder" for b in read_family(out)["bundles"].values())
-    print(f"fault family built in {out}: {ties} ties and the head faults")
+    bundles = read_family(out)["bundles"].values()
+    ties, heads = (sum(b["fault"] == kind for b in bundles) for kind in ("encoder", "head"))
+    print(f"fault family built in {out}: {ties} ties and {heads} head faults")
     return 0
 
 
