@@ -124,7 +124,8 @@ class FaultLocalizer:
         self.probe_strength_, self.probe_ = best[1], best[2]
         return self
 
-    def fit_oracle_scale(self, aligned_calib, calib_labels) -> "FaultLocalizer":
+    def fit_oracle_scale(self, aligned_calib, calib_labels, *, cosines=None
+                         ) -> "FaultLocalizer":
         """The oracle's temperature: the zero-shot logit scale (softmax of scale x cosine of
         ``A z`` with the class prompts) with the lowest log-loss on calibration inputs —
         temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML
@@ -133,7 +134,8 @@ class FaultLocalizer:
         from sklearn.metrics import log_loss
 
         cos = unit_rows(np.asarray(aligned_calib, dtype=np.float64)) @ unit_rows(
-            self.class_embeddings.astype(np.float64)).T
+            self.class_embeddings.astype(np.float64)).T if cosines is None \
+            else np.asarray(cosines, dtype=np.float64)  # (or the class cosines, given)
         labels = np.asarray(calib_labels)
         if not len(labels):
             return self

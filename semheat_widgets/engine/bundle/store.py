@@ -64,6 +64,17 @@ def read_rows(array, rows) -> np.ndarray:
     return out
 
 
+def map_rows(array, rows, fn, size: int = ROW_CHUNK) -> np.ndarray:
+    """``fn(array[rows])`` computed ``size`` rows at a time and stacked: for a function that
+    makes few columns of many (concept scores of embeddings), half a million rows of a memory
+    map cost the memory of one chunk, not of all of them."""
+    rows = np.asarray(rows)
+    if not len(rows):
+        return np.asarray(fn(read_rows(array, rows)))
+    return np.concatenate([np.asarray(fn(read_rows(array, rows[s:s + size])))
+                           for s in range(0, len(rows), size)])
+
+
 def row_chunks(n: int, size: int = ROW_CHUNK):
     """``slice`` objects covering ``0..n-1`` in chunks of ``size`` rows."""
     for start in range(0, n, size):

@@ -42,7 +42,7 @@ from ..localize import (DECIDE_AT, FaultLocalizer, Localization, class_reference
 from ..bundle.schema import SPLITS
 # the stage types live in a leaf module; `from .pipeline import AnalysisConfig` still works
 from .types import AnalysisConfig, ConceptScores, Records
-from ..bundle.store import ArrayStore, array_chunks, read_rows, row_chunks
+from ..bundle.store import ArrayStore, array_chunks, map_rows, read_rows, row_chunks
 from ..tasks import NATURAL
 from ..vectors import unit_rows, zero_shot
 from ..models.vlm import VLM
@@ -220,19 +220,27 @@ def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, clas
     # what the images show, read by the VLM from their pixels (responsibility's witness)
     fit_rows = np.flatnonzero(fit)
     wrong_rows = np.flatnonzero(rec.labels != rec.predictions)
-    shown_fit = image_concept_scores(read_rows(rec.image_emb, fit_rows), cs.concept_emb)
+    def seen(e):  # the VLM's concept scores of some image embeddings
+        return image_concept_scores(e, cs.concept_emb)
+
+    def class_cos(a):  # cosines of some (unit) aligned embeddings with the class prompts
+        return np.asarray(a, np.float64) @ unit_rows(np.asarray(class_emb, np.float64)).T
+
+    # (each read a chunk at a time: at 1M inputs the fit split's embeddings alone are 1 GB)
+    shown_fit = map_rows(rec.image_emb, fit_rows, seen)
     shown_st = Standardizer.fit(shown_fit, concept_names)
     right = rec.correct[fit_rows]  # what the correct reference images of each class show
     shown_reference = class_reference(shown_st(shown_fit[right]), rec.labels[fit_rows][right],
                                       len(classes))
-    shown = shown_st(image_concept_scores(read_rows(rec.image_emb, wrong_rows),
-                                          cs.concept_emb))  # the misclassified rows
+    shown = shown_st(map_rows(rec.image_emb, wrong_rows, seen))  # the misclassified rows
     localizer = FaultLocalizer(class_emb, gt_rows, rule, shown_reference).fit_probe(
         z[fit], rec.labels[fit], z[cal], rec.labels[cal])
     cal_rows = np.flatnonzero(cal)
-    localizer.fit_oracle_scale(read_rows(rec.store["aligned"], cal_rows), rec.labels[cal_rows])
-    oracle_cos = read_rows(rec.store["aligned"], wrong_rows).astype(np.float64) @ unit_rows(
-        np.asarray(class_emb, np.float64)).T
+    localizer.fit_oracle_scale(None, rec.labels[cal_rows],
+                               cosines=map_rows(rec.store["aligned"], cal_rows,
+                                                lambda a: class_cos(unit_rows(
+                                                    np.asarray(a, np.float64)))))
+    oracle_cos = map_rows(rec.store["aligned"], wrong_rows, class_cos)
     return localizer.localize(None, z, rec.labels, rec.predictions,
                               oracle_pred=cs.oracle_pred, shown_std=shown,
                               oracle_cos=oracle_cos), localizer
