@@ -273,21 +273,26 @@ def _full_proba(model, X, n_classes: int) -> np.ndarray:
     return out
 
 
-def class_reference(values, labels, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per true class, the mean and spread (``K x C``) of ``values`` — concept scores of
-    correctly classified reference inputs; a class with fewer than two of them takes the mean
-    and spread of them all."""
+def class_reference(values, labels, n_classes: int, correct=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per true class, the mean and spread (``K x C``) of ``values`` — standardised concept
+    scores of reference inputs — over those ``correct``-ly classified (all of them when
+    ``correct`` is not given). A class with fewer than two correct inputs takes the pool of
+    every class's correct inputs; fewer than two of those, the pool of every input; fewer than
+    two inputs in all, the standardised scale itself (mean 0, spread 1). A weak classifier (one
+    epoch on a small dataset) still gets a ranking, never an error."""
     v, labels = np.asarray(values, dtype=np.float64), np.asarray(labels)
-    if len(v) < 2:
-        raise SemheatError("responsible concepts need at least two correctly classified "
-                           "reference inputs")
-    pooled_mean, pooled_sd = v.mean(0), v.std(0)
-    mean = np.tile(pooled_mean, (n_classes, 1))
-    sd = np.tile(pooled_sd, (n_classes, 1))
+    ok = np.ones(len(v), bool) if correct is None else np.asarray(correct, bool)
+    pool = next((v[rows] for rows in (ok, np.ones(len(v), bool)) if rows.sum() >= 2), None)
+    n_concepts = v.shape[1] if v.ndim == 2 else 0
+    mean = np.zeros((n_classes, n_concepts)) if pool is None else \
+        np.tile(pool.mean(0), (n_classes, 1))
+    sd = np.ones((n_classes, n_concepts)) if pool is None else \
+        np.tile(pool.std(0), (n_classes, 1))
     for k in range(n_classes):
-        rows = v[labels == k]
-        if len(rows) >= 2:
-            mean[k], sd[k] = rows.mean(0), rows.std(0)
+        rows = ok & (labels == k)
+        if rows.sum() >= 2:
+            mean[k], sd[k] = v[rows].mean(0), v[rows].std(0)
     return mean, np.maximum(sd, 1e-6)
 
 

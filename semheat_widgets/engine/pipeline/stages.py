@@ -230,8 +230,8 @@ def localize_faults(rec: Records, cs: ConceptScores, class_emb: np.ndarray, clas
     shown_fit = map_rows(rec.image_emb, fit_rows, seen)
     shown_st = Standardizer.fit(shown_fit, concept_names)
     right = rec.correct[fit_rows]  # what the correct reference images of each class show
-    shown_reference = class_reference(shown_st(shown_fit[right]), rec.labels[fit_rows][right],
-                                      len(classes))
+    shown_reference = class_reference(shown_st(shown_fit), rec.labels[fit_rows], len(classes),
+                                      right)
     shown = shown_st(map_rows(rec.image_emb, wrong_rows, seen))  # the misclassified rows
     localizer = FaultLocalizer(class_emb, gt_rows, rule, shown_reference).fit_probe(
         z[fit], rec.labels[fit], z[cal], rec.labels[cal])

@@ -136,11 +136,10 @@ def _responsibility(bundle: Bundle, mask: np.ndarray, shown: bool = True) -> np.
     if shown and "image_emb" in bundle.arrays:
         values, reference = shown_scores(bundle, idx)
         return responsibility(values, labels[idx], reference)
-    right = np.flatnonzero(bundle.mask(perturbation="natural", split="fit")
-                           & bundle.column("correct").astype(bool))
+    fit = np.flatnonzero(bundle.mask(perturbation="natural", split="fit"))
     z = bundle.standardizer
-    reference = class_reference(z(bundle.scores(right).astype(np.float64)), labels[right],
-                                len(bundle.classes))
+    reference = class_reference(z(bundle.scores(fit).astype(np.float64)), labels[fit],
+                                len(bundle.classes), bundle.column("correct").astype(bool)[fit])
     return responsibility(z(bundle.scores(idx).astype(np.float64)), labels[idx], reference)
 
 
@@ -155,7 +154,7 @@ def shown_scores(bundle: Bundle, rows) -> tuple[np.ndarray, tuple[np.ndarray, np
     p_fit = image_concept_scores(np.asarray(emb[fit]), T).astype(np.float64)
     st = Standardizer.fit(p_fit, bundle.concept_names)
     right = bundle.column("correct").astype(bool)[fit]
-    reference = class_reference(st(p_fit[right]), bundle.column("label").astype(int)[fit][right],
-                                len(bundle.classes))
+    reference = class_reference(st(p_fit), bundle.column("label").astype(int)[fit],
+                                len(bundle.classes), right)
     return st(image_concept_scores(np.asarray(emb[np.asarray(rows)]), T).astype(np.float64)), \
         reference

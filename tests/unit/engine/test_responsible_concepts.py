@@ -127,3 +127,17 @@ def test_the_oracle_temperature_is_chosen_by_calibration_log_loss():
     noisy = FaultLocalizer(np.eye(3), np.eye(3)).fit_oracle_scale(
         np.eye(3)[labels] + 1.0 * rng.standard_normal((180, 3)), labels)
     assert noisy.oracle_scale_ <= loc.oracle_scale_
+
+
+def test_a_weak_classifier_still_gets_a_reference():
+    # one epoch on a small dataset: almost nothing correct — the reference falls back to the
+    # pool of every input, then to the standardised scale, and never raises
+    values = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 7.0]])
+    labels, none_right = np.array([0, 1, 2]), np.zeros(3, bool)
+    mean, sd = class_reference(values, labels, 3, none_right)
+    assert np.allclose(mean, values.mean(0)) and np.allclose(sd[0], values.std(0))
+    mean, sd = class_reference(values[:1], labels[:1], 3, none_right[:1])
+    assert mean.shape == (3, 2) and np.allclose(mean, 0.0) and np.allclose(sd, 1.0)
+    one_right = np.array([True, False, False])
+    mean, _ = class_reference(values, labels, 3, one_right)  # one correct: not a pool either
+    assert np.allclose(mean, values.mean(0))
