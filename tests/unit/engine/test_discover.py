@@ -5,7 +5,8 @@ import pytest
 
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.engine.concepts.discover import (PhraseEmbeddings, Vocabulary,
-                                                      phrase_embeddings, weights_digest)
+                                                      effect_sizes, phrase_embeddings,
+                                                      weights_digest)
 from semheat_widgets.errors import SemheatError
 
 DIM, N_PHRASES, K = 24, 40, 4
@@ -77,6 +78,23 @@ def test_discover_finds_nothing_large_in_a_random_selection():
     correct = np.flatnonzero(bundle.column("correct"))
     d = bundle.discover(rng.choice(correct, 100, replace=False), phrases)
     assert np.abs(d.effect["image"]).max() < 0.6
+
+
+def test_effect_sizes_equal_cohens_d_over_every_score():
+    # spreads read from the residual embeddings' second moments are the spreads of the scores
+    # themselves, phrase by phrase (every row used: no sampling)
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((300, DIM)).astype(np.float32)
+    vectors = _unit(rng.standard_normal((N_PHRASES, DIM)))
+    sel, ref = np.arange(0, 60), np.arange(60, 300)
+    sel_cls, ref_cls = rng.integers(0, 3, 60), rng.integers(0, 3, 240)
+    d, se = effect_sizes(emb, sel, sel_cls, ref, ref_cls, vectors, 3, sample=10_000)
+    scores = emb.astype(np.float64) @ vectors.T.astype(np.float64)
+    mu = np.stack([scores[ref][ref_cls == k].mean(0) for k in range(3)])
+    res_sel, res_ref = scores[sel] - mu[sel_cls], scores[ref] - mu[ref_cls]
+    expected = res_sel.mean(0) / np.sqrt((res_sel.var(0) + (res_ref ** 2).mean(0)) / 2)
+    assert np.allclose(d, expected, rtol=1e-4, atol=1e-5)
+    assert np.allclose(se, np.sqrt(1 / 60 + 1 / 240 + expected ** 2 / 600), rtol=1e-4)
 
 
 def test_discover_rejects_bad_selections():
