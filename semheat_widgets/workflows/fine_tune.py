@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..engine.models.classifier import ModelSplit
+from ..engine.memory import release_freed_memory
 from ..engine.models.device import resolve_device
 from ..errors import SemheatError
 from ..safe_io import check_regular, space_errors
@@ -126,6 +127,7 @@ def fine_tune(model, dataset, *, epochs: int, work: Path, batch_size: int = 64,
         _save_state(model, opt, scaler, work / TRAIN_STATE, job, epoch + 1)
     _save_weights(model, work / CHECKPOINT)  # also after a resume that found all epochs done
     model.eval()
+    release_freed_memory()  # the batches' activations and gradients
     return {"epochs": epochs, "resumed_from_epoch": done}
 
 

@@ -29,6 +29,7 @@ LAYERS = (
     ("", "errors", "arguments", "safe_io", "tables", "engine", "engine.lazy"),
     # the engine's leaves: small helpers, the bundle's format and array store, monitor names
     ("engine.vectors", "engine.tasks", "engine.metrics", "engine.pixels", "engine.image_files",
+     "engine.memory",
      "engine.bundle.json_schema", "engine.bundle.schema", "engine.bundle.store",
      "engine.bundle.files", "engine.detect.names"),
     # the method's arithmetic, what opens models, what names concepts

@@ -37,6 +37,7 @@ from ..detect.fit import Detection, fit_detectors
 from ..detect.names import check_monitor_name
 from ..extract.local import extract
 from ..heatmaps import ConfusionSums, Standardizer, heatmap
+from ..memory import release_freed_memory
 from ..localize import (DECIDE_AT, FaultLocalizer, Localization, class_reference,
                         image_concept_scores)
 from ..bundle.schema import SPLITS
@@ -341,12 +342,15 @@ def analyze(classifier: ModelSplit, vlm: VLM, dataset, *, classes: Sequence[str]
                         name, extra_columns, progress, reference, extractor, image_embeddings,
                         arrays_folder)
 
-    if save_to is None:
-        return run(None)
-    with Bundle.writing(save_to, overwrite) as folder:
-        bundle = run(folder / "arrays")
-        bundle.write_files(folder)
-    return Bundle.load(save_to)
+    try:
+        if save_to is None:
+            return run(None)
+        with Bundle.writing(save_to, overwrite) as folder:
+            bundle = run(folder / "arrays")
+            bundle.write_files(folder)
+        return Bundle.load(save_to)
+    finally:  # the stages' intermediate arrays are gone; give their memory back
+        release_freed_memory()
 
 
 def _analyze(classifier, vlm, dataset, classes, concepts, class_prompts, config, name,
