@@ -469,7 +469,7 @@ def _add_json(p) -> None:
 
 
 def _add_toy(sub) -> None:
-    from .jobs import FamilyJob, ToyWorldJob
+    from .jobs import FAMILY_ROUNDS, FamilyJob, ToyWorldJob
 
     toy = sub.add_parser("toy", help="the embedded toy world")
     toy_sub = toy.add_subparsers(dest="toy_command", required=True)
@@ -505,7 +505,7 @@ def _add_toy(sub) -> None:
     fam.add_argument("--ties", type=_names,
                      help="comma-separated ties such as wet-ship,text-truck (default: all of "
                           "the round)")
-    fam.add_argument("--round", type=int, choices=(1, 2),
+    fam.add_argument("--round", type=int, choices=FAMILY_ROUNDS,
                      help="1: the declared family; 2: the ties held out in round 2, round 1's "
                           "becoming development (default %(default)s)")
     fam.add_argument("--reference", dest="n_reference", type=POSITIVE, metavar="N",

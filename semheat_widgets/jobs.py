@@ -203,6 +203,9 @@ class ToyWorldJob:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+FAMILY_ROUNDS = (1, 2)  # the fault family's rounds (see zoo.family)
+
+
 @dataclass(frozen=True)
 class FamilyJob:
     """The fault family built into a directory (``semheat toy family``): the ``ties`` to build
@@ -227,7 +230,7 @@ class FamilyJob:
                 raise option_error("ties", "must be a list of tie names such as wet-ship",
                                    SemheatTypeError)
             ties = tuple(dict.fromkeys(ties))  # each tie once, in the order given
-        return replace(self, ties=ties, round=_one_of(self, "round", (1, 2)),
+        return replace(self, ties=ties, round=_one_of(self, "round", FAMILY_ROUNDS),
                        n_reference=_count(self, "n_reference", 20),
                        n_natural=_count(self, "n_natural", 20),
                        n_shift=_count(self, "n_shift", 1),

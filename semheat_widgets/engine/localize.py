@@ -207,11 +207,9 @@ class FaultLocalizer:
                 shown = np.asarray(shown_std)
                 shown = shown[wrong] if len(shown) == n else shown
                 resp[wrong] = responsibility(shown, labels[wrong], self.shown_reference)
-            else:  # the aligned reading, against the correct inputs given (or, with fewer
-                # than two, the ground-truth heatmap: standardised scores, unit spread)
+            else:  # the aligned reading, against the correct inputs among those given
                 z = np.asarray(scores_std, dtype=np.float64)
-                reference = class_reference(z[~wrong], labels[~wrong], len(gt)) \
-                    if (~wrong).sum() >= 2 else (np.nan_to_num(gt), np.ones_like(gt))
+                reference = class_reference(z, labels, len(gt), ~wrong)
                 resp[wrong] = responsibility(z[wrong], labels[wrong], reference)
         p_head, conf, decided = None, None, None
         if self.probe_ is not None:
@@ -284,11 +282,9 @@ def class_reference(values, labels, n_classes: int, correct=None
     v, labels = np.asarray(values, dtype=np.float64), np.asarray(labels)
     ok = np.ones(len(v), bool) if correct is None else np.asarray(correct, bool)
     pool = next((v[rows] for rows in (ok, np.ones(len(v), bool)) if rows.sum() >= 2), None)
-    n_concepts = v.shape[1] if v.ndim == 2 else 0
-    mean = np.zeros((n_classes, n_concepts)) if pool is None else \
-        np.tile(pool.mean(0), (n_classes, 1))
-    sd = np.ones((n_classes, n_concepts)) if pool is None else \
-        np.tile(pool.std(0), (n_classes, 1))
+    centre, spread = (np.zeros(v.shape[1]), np.ones(v.shape[1])) if pool is None else \
+        (pool.mean(0), pool.std(0))
+    mean, sd = np.tile(centre, (n_classes, 1)), np.tile(spread, (n_classes, 1))
     for k in range(n_classes):
         rows = ok & (labels == k)
         if rows.sum() >= 2:

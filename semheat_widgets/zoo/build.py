@@ -188,14 +188,16 @@ def _build_missing(folder: Path, world: dict, progress: bool, device, only=None)
     vlm = toy_vlm(device)
     clean = toy_classifier("clean", device)
     concepts = toy_concepts()
-    store = folder / "inputs"
+    store = folder / "inputs"  # the rendered sets, kept until every bundle is built
     stages = tqdm(total=len(todo), desc="toy world", unit="bundle", disable=not progress)
     stages.set_postfix_str("rendering the test set")
-    test = _test_inputs(store, world, vlm, clean, progress)
+    test = toy_inputs.cached(store / "test", _test_parts(world), vlm, clean, progress)
     for name in todo:
         started = time.time()
         stages.set_postfix_str(f"{name}: rendering its reference set")
-        ref = _reference_inputs(store, name, world, vlm, clean, progress)
+        ref_name = "encoder_fault" if name == "encoder_fault" else "clean"
+        ref = toy_inputs.cached(store / f"reference_{ref_name}", _reference_parts(name, world),
+                                vlm, clean, progress)
         stages.set_postfix_str(f"{name}: extraction, attacks, analysis")
         bundle = _analyze_one(name, world, ref, test, vlm, concepts, progress, device)
         both = ref + test  # the bundle's natural inputs, reference first
@@ -234,19 +236,15 @@ def _analyze_one(name, world, ref, test, vlm, concepts, progress, device,
                    progress=progress, image_embeddings=both.image_emb)
 
 
-def _test_inputs(store: Path, world: dict, vlm, clean, progress: bool):
-    """The toy world's test set (natural, then shifted), kept in ``store`` once rendered."""
-    return toy_inputs.cached(store / "test", [
-        ("natural", ToyWorld(seed=TOY_WORLD_SEED), world["n_natural"]),
-        ("shift", shift_world(TOY_WORLD_SEED + 1), world["n_shift"])], vlm, clean, progress)
+def _test_parts(world: dict) -> list:
+    """The toy world's test set: its natural inputs, then the shifted ones."""
+    return [("natural", ToyWorld(seed=TOY_WORLD_SEED), world["n_natural"]),
+            ("shift", shift_world(TOY_WORLD_SEED + 1), world["n_shift"])]
 
 
-def _reference_inputs(store: Path, name: str, world: dict, vlm, clean, progress: bool):
-    """Bundle ``name``'s reference set (the encoder fault's own, the clean one for the others),
-    kept in ``store`` once rendered."""
-    kept = "encoder_fault" if name == "encoder_fault" else "clean"
-    return toy_inputs.cached(store / f"reference_{kept}", [
-        ("reference", reference_world(name), world["n_reference"])], vlm, clean, progress)
+def _reference_parts(name: str, world: dict) -> list:
+    """Bundle ``name``'s reference set."""
+    return [("reference", reference_world(name), world["n_reference"])]
 
 
 def analyze_like(name: str, classifier, directory=None, *, attacks: bool = False,
@@ -260,9 +258,8 @@ def analyze_like(name: str, classifier, directory=None, *, attacks: bool = False
         raise SemheatError(f"the toy world has no bundle {name!r}")
     world = read_world(directory)
     vlm, clean = toy_vlm(classifier.device), toy_classifier("clean", classifier.device)
-    store = directory / "inputs"  # the sets the world's build rendered (rendered again if gone)
-    test = _test_inputs(store, world, vlm, clean, progress)
-    ref = _reference_inputs(store, name, world, vlm, clean, progress)
+    test = toy_inputs.render(_test_parts(world), vlm, clean, progress)
+    ref = toy_inputs.render(_reference_parts(name, world), vlm, clean, progress)
     settings = dict(world, attack_limit=world["attack_limit"] if attacks else 0)
     bundle = _analyze_one(name, settings, ref, test, vlm, toy_concepts(), progress,
                           classifier.device, classifier=classifier)

@@ -123,7 +123,6 @@ ROUND_2 = (
     Tie("rectangular", "bird", "shape"),
     Tie("wet", "equine", "background"),
 )
-ROUNDS = (1, 2)
 
 
 def role(name: str, round: int = 1) -> str:

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import SemheatError
-from ..metrics import auroc, class_thresholds
+from ..metrics import auroc
 from ..bundle.store import read_rows
 from ..vectors import ROW_CHUNK, unit_rows
 from .heatmap_monitor import SIMILARITIES
-from .protocol import Detector, Evidence
+from .protocol import Evidence, ThresholdMonitor
 from .signals import SIGNAL_KEYS, SIGNALS, _FitData, _Inputs
 
 N_FOLDS = 5  # cross-fitting folds of the stack's training signals
@@ -114,7 +114,7 @@ def _check_matrix(name, x, shape):
     return x
 
 
-class ConceptMonitor(Detector):
+class ConceptMonitor(ThresholdMonitor):
     """Nine concept-space signals, stacked (see the module docstring).
 
     ``W`` (d x m), ``b`` (m): the aligner; ``concept_embeddings`` (C x m) and
@@ -325,21 +325,6 @@ class ConceptMonitor(Detector):
         else:
             self.stack_hyper_, self.stack_auroc_ = STACK_DEFAULT, None
         self.stack_coef_, self.stack_intercept_ = fits[self.stack_hyper_]
-
-    def calibrate(self, evidence: Evidence, defect, target_fpr: float = 0.05,
-                  per_class: bool = False) -> "ConceptMonitor":
-        """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged
-        (per class where asked and where that class has non-defective inputs)."""
-        return self.calibrate_scores(self.score_samples(evidence), defect,
-                                     evidence.predictions, target_fpr, per_class)
-
-    def calibrate_scores(self, scores, defect, predictions, target_fpr: float = 0.05,
-                         per_class: bool = False) -> "ConceptMonitor":
-        """:meth:`calibrate` from this monitor's scores of the calibration inputs, when they
-        are already known (the pipeline scores every record once)."""
-        self.thresholds_ = class_thresholds(np.asarray(scores), defect, np.asarray(predictions),
-                                            self.n_classes, target_fpr, per_class)
-        return self
 
     # -- scoring -----------------------------------------------------------------------------
     def _check_fitted(self):

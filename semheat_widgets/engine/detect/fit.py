@@ -54,7 +54,7 @@ def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detec
     out.columns.update({k: v.astype(np.float32) for k, v in base.items()})
     source_correct = rec.correct[:rec.n_natural][rec.source]
     out.columns["source_correct"] = source_correct
-    fitted = {}  # task -> (member, positive, calibrated, its monitors)
+    fitted = {}  # task -> (member, positive, calibration rows, calibrated, monitors)
     for task, (member, positive) in task_sets(rec.perturbation, rec.correct,
                                               source_correct).items():
         ref, cal = member & (rec.split == "fit"), member & (rec.split == "calib")
@@ -67,15 +67,14 @@ def fit_detectors(rec: Records, cs: ConceptScores, cfg: AnalysisConfig) -> Detec
                                               cs.standardizer.std).fit(evidence.take(ref),
                                                                        positive[ref]),
                     "concept": _fit_concept_monitor(rec, cs, cfg, evidence, ref, cal, positive)}
-        fitted[task] = (member, positive, calibrated, monitors)
+        fitted[task] = (member, positive, cal, calibrated, monitors)
     # every record scored by the concept monitors of both tasks in one pass (they read the
     # inputs alike: one aligner product per record, not one per task); thresholds then come
     # from the scores of the calibration records, not from scoring them again
-    concept = ConceptMonitor.score_together([f[3]["concept"] for f in fitted.values()],
+    concept = ConceptMonitor.score_together([f[-1]["concept"] for f in fitted.values()],
                                             evidence) if fitted else []
-    for (task, (member, positive, calibrated, monitors)), concept_scores in zip(
+    for (task, (member, positive, cal, calibrated, monitors)), concept_scores in zip(
             fitted.items(), concept):
-        cal = member & (rec.split == "calib")
         scores = {"heatmap": monitors["heatmap"].score_samples(evidence),
                   "concept": concept_scores}
         for name, mon in monitors.items():

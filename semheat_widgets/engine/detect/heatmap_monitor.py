@@ -20,10 +20,9 @@ from functools import lru_cache
 import numpy as np
 
 from ...errors import SemheatError
-from ..metrics import class_thresholds
 from ..bundle.store import row_chunks
 from ..vectors import SCORE_CHUNK, row_norms, unit_rows
-from .protocol import Detector, Evidence
+from .protocol import Evidence, ThresholdMonitor
 
 SIMILARITIES = ("cosine", "euclidean")
 
@@ -50,7 +49,7 @@ def _means_and_counts(scores: np.ndarray, groups: np.ndarray, n_groups: int):
         return sums / counts[:, None], counts
 
 
-class HeatmapMonitor(Detector):
+class HeatmapMonitor(ThresholdMonitor):
     """Reference rows per predicted class, a standardiser and calibrated thresholds.
 
     ``mean`` / ``std``: the per-concept standardisation of the concept scores it is given
@@ -58,6 +57,10 @@ class HeatmapMonitor(Detector):
     """
 
     name, label, per_task, order = "heatmap", "heatmap monitor (paper)", True, 0
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.correct_rows_)
 
     def __init__(self, similarity: str = "cosine", mean=None, std=None):
         if similarity not in SIMILARITIES:
@@ -104,21 +107,6 @@ class HeatmapMonitor(Detector):
         self.correct_rows_, self.incorrect_rows_ = ok, bad
         self.correct_counts_, self.incorrect_counts_ = n_ok, n_bad
         self.thresholds_ = np.zeros(n_classes)
-        return self
-
-    def calibrate(self, evidence: Evidence, defect, target_fpr: float = 0.05,
-                  per_class: bool = False) -> "HeatmapMonitor":
-        """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged
-        (per class where asked and where that class has non-defective inputs)."""
-        return self.calibrate_scores(self.score_samples(evidence), defect,
-                                     evidence.predictions, target_fpr, per_class)
-
-    def calibrate_scores(self, scores, defect, predictions, target_fpr: float = 0.05,
-                         per_class: bool = False) -> "HeatmapMonitor":
-        """:meth:`calibrate` from this monitor's scores of the calibration inputs, when they
-        are already known (the pipeline scores every record once)."""
-        self.thresholds_ = class_thresholds(np.asarray(scores), defect, np.asarray(predictions),
-                                            len(self.correct_rows_), target_fpr, per_class)
         return self
 
     # -- scoring ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...errors import SemheatError
 from ..bundle.store import read_rows
+from ..metrics import class_thresholds
 from ..vectors import ROW_CHUNK
 
 
@@ -106,3 +107,25 @@ class Detector:
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray], info: dict) -> "Detector":
         return cls()
+
+
+class ThresholdMonitor(Detector):
+    """A monitor that flags an input above its predicted class's threshold (``thresholds_``,
+    one per class); subclasses say how many classes (``n_classes``)."""
+
+    n_classes: int
+
+    def calibrate(self, evidence: Evidence, defect, target_fpr: float = 0.05,
+                  per_class: bool = False) -> "ThresholdMonitor":
+        """Thresholds so that at most ``target_fpr`` of the non-defective inputs are flagged
+        (per class where asked and where that class has non-defective inputs)."""
+        return self.calibrate_scores(self.score_samples(evidence), defect,
+                                     evidence.predictions, target_fpr, per_class)
+
+    def calibrate_scores(self, scores, defect, predictions, target_fpr: float = 0.05,
+                         per_class: bool = False) -> "ThresholdMonitor":
+        """:meth:`calibrate` from this monitor's scores of the calibration inputs, when they
+        are already known (the pipeline scores every record once)."""
+        self.thresholds_ = class_thresholds(np.asarray(scores), defect, np.asarray(predictions),
+                                            self.n_classes, target_fpr, per_class)
+        return self

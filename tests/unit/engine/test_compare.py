@@ -90,21 +90,6 @@ def test_bundles_of_other_images_are_refused(head_pair, tmp_path):
         before.compare(after)
 
 
-def test_analyze_like_reads_the_inputs_the_world_kept(mini_world, monkeypatch):
-    # the build kept its rendered sets: analysing another classifier renders nothing again
-    from semheat_widgets.zoo import inputs as toy_inputs
-
-    def no_render(*args, **kwargs):
-        raise AssertionError("rendered again")
-
-    monkeypatch.setattr(toy_inputs, "render", no_render)
-    again = analyze_like("head_fault", load_classifier("toy:head_fault"), mini_world,
-                         progress=False)
-    before = Bundle.load(mini_world / "head_fault")
-    rows = before.compare(again).rows
-    assert np.array_equal(before.column("prediction")[rows], again.column("prediction")[rows])
-
-
 def test_compare_command_and_report(head_pair, mini_world, tmp_path, capsys):
     before, after_path, _ = head_pair
     assert cli.main(["compare", str(mini_world / "head_fault"), str(after_path), "--json"]) == 0
