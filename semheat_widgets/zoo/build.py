@@ -61,27 +61,26 @@ def reference_world(name: str) -> ToyWorld:
     return base.with_overrides(seed=REFERENCE_SEED)
 
 
-def ground_truth(name: str, bundle: Bundle, clean_correct: np.ndarray,
-                 attributes: np.ndarray, domain: np.ndarray) -> dict[str, np.ndarray]:
+def ground_truth(name: str, bundle: Bundle, inputs: toy_inputs.ToyInputs,
+                 clean) -> dict[str, np.ndarray]:
     """``gt_fault`` / ``gt_concept`` of every record of a toy bundle (see :mod:`.faults`).
 
-    ``clean_correct``, ``attributes`` and ``domain`` describe the bundle's natural inputs in
-    order (reference first): whether the clean classifier gets each right, and how it was made.
+    ``inputs`` are the bundle's natural inputs in order (reference first); ``clean`` is the
+    clean classifier, asked only about the bundle's mistakes.
     """
-    natural = bundle.mask(perturbation="natural")
-    src = bundle.column("source_id")
-    wrong = natural & ~bundle.column("correct").astype(bool)
-    was_right = clean_correct[src]
     gt_fault = np.full(bundle.n, "", dtype=object)
     gt_concept = np.full(bundle.n, "", dtype=object)
+    if name in ("encoder_fault", "head_fault"):
+        new = toy_inputs.new_mistakes(bundle, inputs, clean)
+        src = bundle.column("source_id")
     if name == "encoder_fault":
         j = ATTRIBUTES.index(ENCODER_FAULT_CONCEPT)
-        tied = wrong & was_right & attributes[src, j] & (domain[src] != "reference") & (
+        tied = new & inputs.attributes[src, j] & (inputs.domain[src] != "reference") & (
             bundle.column("prediction") == CLASSES.index(ENCODER_FAULT_CLASS))
         gt_fault[tied] = "encoder"
         gt_concept[tied] = ENCODER_FAULT_CONCEPT
     elif name == "head_fault":
-        gt_fault[wrong & was_right] = "head"
+        gt_fault[new] = "head"
     return {"gt_fault": gt_fault.astype(str), "gt_concept": gt_concept.astype(str)}
 
 
@@ -186,23 +185,22 @@ def _build_missing(folder: Path, world: dict, progress: bool, device, only=None)
     from tqdm.auto import tqdm
 
     vlm = toy_vlm(device)
-    clean = toy_classifier("clean", device)
+    clean = toy_classifier("clean", device, frozen=True)
     concepts = toy_concepts()
     store = folder / "inputs"  # the rendered sets, kept until every bundle is built
     stages = tqdm(total=len(todo), desc="toy world", unit="bundle", disable=not progress)
     stages.set_postfix_str("rendering the test set")
-    test = toy_inputs.cached(store / "test", _test_parts(world), vlm, clean, progress)
+    test = toy_inputs.cached(store / "test", _test_parts(world), vlm, progress)
     for name in todo:
         started = time.time()
         stages.set_postfix_str(f"{name}: rendering its reference set")
         ref_name = "encoder_fault" if name == "encoder_fault" else "clean"
         ref = toy_inputs.cached(store / f"reference_{ref_name}", _reference_parts(name, world),
-                                vlm, clean, progress)
+                                vlm, progress)
         stages.set_postfix_str(f"{name}: extraction, attacks, analysis")
         bundle = _analyze_one(name, world, ref, test, vlm, concepts, progress, device)
         both = ref + test  # the bundle's natural inputs, reference first
-        bundle.add_columns(ground_truth(name, bundle, both.clean_correct, both.attributes,
-                                        both.domain))
+        bundle.add_columns(ground_truth(name, bundle, both, clean))
         bundle.save(folder / name)
         world = read_world(folder)
         world["build_seconds"][name] = round(time.time() - started, 1)
@@ -228,7 +226,8 @@ def _analyze_one(name, world, ref, test, vlm, concepts, progress, device,
                                 "seed": TOY_WORLD_SEED}})
     both = ref + test
     present = [[a for a, on in zip(ATTRIBUTES, row) if on] for row in both.attributes]
-    classifier = classifier if classifier is not None else toy_classifier(name, device)
+    if classifier is None:
+        classifier = toy_classifier(name, device, frozen=True)
     return analyze(classifier, vlm, test.dataset(), reference=ref.dataset(),
                    classes=CLASSES, concepts=concepts,
                    class_prompts={c: class_prompts(c) for c in CLASSES}, config=config,
@@ -257,16 +256,15 @@ def analyze_like(name: str, classifier, directory=None, *, attacks: bool = False
     if name not in TOY_CLASSIFIERS:
         raise SemheatError(f"the toy world has no bundle {name!r}")
     world = read_world(directory)
-    vlm, clean = toy_vlm(classifier.device), toy_classifier("clean", classifier.device)
-    test = toy_inputs.render(_test_parts(world), vlm, clean, progress)
-    ref = toy_inputs.render(_reference_parts(name, world), vlm, clean, progress)
+    vlm = toy_vlm(classifier.device)
+    clean = toy_classifier("clean", classifier.device, frozen=True)
+    test = toy_inputs.render(_test_parts(world), vlm, progress)
+    ref = toy_inputs.render(_reference_parts(name, world), vlm, progress)
     settings = dict(world, attack_limit=world["attack_limit"] if attacks else 0)
     bundle = _analyze_one(name, settings, ref, test, vlm, toy_concepts(), progress,
                           classifier.device, classifier=classifier)
     bundle.manifest["name"] = bundle_name or f"{name} ({classifier.name})"
-    both = ref + test
-    bundle.add_columns(ground_truth(name, bundle, both.clean_correct, both.attributes,
-                                    both.domain))
+    bundle.add_columns(ground_truth(name, bundle, ref + test, clean))
     return bundle
 
 

@@ -57,16 +57,13 @@ def tie_bundle(tie: Tie, vlm, clean, test_natural, progress: bool, sizes: dict,
                cache=None, train: dict | None = None) -> Bundle:
     """One tie's bundle with ``gt_fault`` (construction) and ``probe_fault`` (probe) columns."""
     classifier = tie_classifier(tie, cache, progress=progress, **(train or {}))
-    shift = toy_inputs.render([("shift", tie.shift(), sizes["n_shift"])], vlm, clean)
-    ref = toy_inputs.render([("reference", tie.world(REFERENCE_SEED), sizes["n_reference"])], vlm,
-                        clean)
+    shift = toy_inputs.render([("shift", tie.shift(), sizes["n_shift"])], vlm)
+    ref = toy_inputs.render([("reference", tie.world(REFERENCE_SEED), sizes["n_reference"])], vlm)
     bundle, both = _analyze(classifier, tie.name, ref, test_natural + shift, vlm, progress)
     src = bundle.column("source_id")
-    natural = bundle.mask(perturbation="natural")
-    wrong = natural & ~bundle.column("correct")
     tied = CLASSES.index(tie.cls)
     j = ATTRIBUTES.index(tie.concept)
-    candidates = (wrong & both.clean_correct[src] & both.attributes[src, j]
+    candidates = (toy_inputs.new_mistakes(bundle, both, clean) & both.attributes[src, j]
                   & (both.domain[src] != "reference") & (bundle.column("prediction") == tied))
     gt = np.where(candidates, "encoder", "")
     probe = fit_probe(classifier, tie)
@@ -82,7 +79,7 @@ def head_bundles(vlm, clean, test_natural, progress: bool, sizes: dict):
     """The head faults on the clean encoder: mixed rows (the zoo's), a biased bias, noisy
     weights and a damped row."""
     ref = toy_inputs.render([("reference", clean_train_world().with_overrides(seed=REFERENCE_SEED),
-                          sizes["n_reference"])], vlm, clean)
+                          sizes["n_reference"])], vlm)
     heads = {"head-mix": toy_classifier("head_fault")}
     for name, make in (("head-bias", biased_head), ("head-noise", noisy_head),
                        ("head-damp", damped_head)):
@@ -92,9 +89,8 @@ def head_bundles(vlm, clean, test_natural, progress: bool, sizes: dict):
     for name, classifier in heads.items():
         bundle, both = _analyze(classifier, name, ref, test_natural, vlm, progress)
         src = bundle.column("source_id")
-        wrong = bundle.mask(perturbation="natural") & ~bundle.column("correct")
-        gt = np.where(wrong & both.clean_correct[src] & (both.domain[src] != "reference"),
-                      "head", "")
+        gt = np.where(toy_inputs.new_mistakes(bundle, both, clean)
+                      & (both.domain[src] != "reference"), "head", "")
         bundle.add_columns({"gt_fault": gt.astype(str), "probe_fault": gt.astype(str)})
         yield name, bundle
 
@@ -126,7 +122,7 @@ def build_family(directory, job: FamilyJob | None = None, /, *, progress: bool =
             atomic_write(info_path, json.dumps(info, indent=1))
         vlm, clean = toy_vlm(), toy_classifier("clean")
         test = toy_inputs.render([("natural", ToyWorld(seed=TOY_WORLD_SEED), sizes["n_natural"])],
-                             vlm, clean)
+                                 vlm)
         for tie in ties:
             if tie.name in info["bundles"] and (directory / tie.name).is_dir():
                 continue

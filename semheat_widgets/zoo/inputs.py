@@ -4,8 +4,8 @@ A toy world analyses each classifier of the fault zoo on the same test set (fres
 scenes plus the tie-breaking shift) with a reference set from its own training distribution
 (the clean and head-fault classifiers share one). An input set is rendered once, kept in the
 world's ``inputs/`` folder (``.npy`` files, no pickle) with what every bundle needs of it — the
-VLM's embeddings of its images and whether the clean classifier gets each one right (for the
-ground truth) — and removed when the whole world is built.
+VLM's embeddings of its images — and removed when the whole world is built. The ground truth
+asks the clean classifier only about a bundle's mistakes (:func:`new_mistakes`).
 """
 
 from __future__ import annotations
@@ -23,20 +23,19 @@ from ..data.toy.dataset import ToyDataset, render_images
 from ..data.toy.world import ToyWorld
 from ..safe_io import TEMP_MARKER, check_regular, temp_dir_for
 
-FIELDS = ("images", "labels", "attributes", "domain", "image_emb", "clean_correct")
+FIELDS = ("images", "labels", "attributes", "domain", "image_emb")
 
 
 @dataclass
 class ToyInputs:
-    """Rendered images (``uint8 N x 3 x H x W``) with their labels, attribute flags, domain,
-    the VLM's embeddings and the clean classifier's correctness (one entry per input)."""
+    """Rendered images (``uint8 N x 3 x H x W``) with their labels, attribute flags, domain
+    and the VLM's embeddings (one entry per input)."""
 
     images: torch.Tensor
     labels: np.ndarray
     attributes: np.ndarray
     domain: np.ndarray
     image_emb: np.ndarray
-    clean_correct: np.ndarray
 
     def dataset(self) -> TensorDataset:
         return TensorDataset(self.images, torch.from_numpy(self.labels))
@@ -50,25 +49,34 @@ class ToyInputs:
                            for f in FIELDS[1:]))
 
 
-def render(parts: list[tuple[str, ToyWorld, int]], vlm, clean, progress: bool = False,
+def render(parts: list[tuple[str, ToyWorld, int]], vlm, progress: bool = False,
            batch_size: int = 128) -> ToyInputs:
-    """Render ``(domain, world, count)`` parts and describe them with the VLM and the clean
-    classifier (one pass each)."""
+    """Render ``(domain, world, count)`` parts and embed their images with the VLM."""
     data = [(d, ToyDataset(w, 0, n)) for d, w, n in parts if n]
     images = torch.cat([torch.from_numpy(render_images(x.world, x.start, x.count,
                                                        progress=progress)).permute(0, 3, 1, 2)
                         for _, x in data]).contiguous()
-    emb, correct = [], []
-    labels = np.concatenate([x.labels for _, x in data])
-    for s in range(0, len(images), batch_size):
-        batch = images[s:s + batch_size]
-        emb.append(vlm.encode_images(batch, batch_size=batch_size).numpy())
-        with torch.inference_mode():
-            logits = clean(batch.to(clean.device))
-        correct.append(logits.argmax(1).cpu().numpy() == labels[s:s + batch_size])
-    return ToyInputs(images, labels, np.concatenate([x.attributes for _, x in data]),
+    return ToyInputs(images, np.concatenate([x.labels for _, x in data]),
+                     np.concatenate([x.attributes for _, x in data]),
                      np.concatenate([np.full(len(x), d) for d, x in data]),
-                     np.concatenate(emb).astype(np.float32), np.concatenate(correct))
+                     vlm.encode_images(images, batch_size=batch_size).numpy().astype(np.float32))
+
+
+def new_mistakes(bundle, inputs: ToyInputs, clean, batch_size: int = 128) -> np.ndarray:
+    """Per record of ``bundle`` (analysed on ``inputs``, reference first): a natural input that
+    its classifier gets wrong and the clean classifier gets right — the mistakes a fault of
+    the zoo made. The clean classifier is run on those mistakes only."""
+    wrong = bundle.mask(perturbation="natural") & ~bundle.column("correct").astype(bool)
+    src = bundle.column("source_id")[wrong]
+    right = np.zeros(len(src), bool)
+    for s in range(0, len(src), batch_size):
+        rows = src[s:s + batch_size]
+        with torch.inference_mode():
+            logits = clean(inputs.images[rows].to(clean.device))
+        right[s:s + batch_size] = logits.argmax(1).cpu().numpy() == inputs.labels[rows]
+    out = np.zeros(bundle.n, bool)
+    out[np.flatnonzero(wrong)[right]] = True
+    return out
 
 
 def load(folder: Path) -> ToyInputs | None:
@@ -100,10 +108,10 @@ def save(inputs: ToyInputs, folder: Path) -> None:
         raise
 
 
-def cached(folder: Path, parts, vlm, clean, progress: bool = False) -> ToyInputs:
+def cached(folder: Path, parts, vlm, progress: bool = False) -> ToyInputs:
     """The input set kept in ``folder``, rendered (and kept) on first use."""
     found = load(folder)
     if found is None:
-        found = render(parts, vlm, clean, progress)
+        found = render(parts, vlm, progress)
         save(found, folder)
     return found

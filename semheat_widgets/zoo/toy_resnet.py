@@ -8,10 +8,12 @@ head is ``fc``. Widths (24, 48, 96, 192) and a stride-2 stem keep it at ~0.7M pa
 
 from __future__ import annotations
 
+import copy
 import json
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock, conv1x1
 
 from . import CLASSIFIER_DIR
@@ -44,6 +46,25 @@ class ToyResNet(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def fold_batchnorm(model: ToyResNet) -> ToyResNet:
+    """A frozen copy of ``model`` for analysis: every batch norm folded into the convolution
+    before it (``w' = w·γ/σ``, ``b' = β − μ·γ/σ``; the function is the same up to float
+    rounding, about 1e-6 on the logits). Forward and backward passes skip the normalisation,
+    which makes the attacks' gradient steps about 1.3× faster on a CPU. Evaluation only: the
+    copy has no batch statistics left to train."""
+    model = copy.deepcopy(model).eval()
+    pairs = [(model, "conv1", "bn1")]
+    for block in model.modules():
+        if isinstance(block, BasicBlock):
+            pairs += [(block, "conv1", "bn1"), (block, "conv2", "bn2")]
+            if block.downsample is not None:
+                pairs.append((block.downsample, "0", "1"))
+    for owner, conv, bn in pairs:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+        setattr(owner, bn, nn.Identity())
+    return model
 
 
 def classifier_config() -> dict:

@@ -67,12 +67,13 @@ class Anchors:
 
 
 class Canvas:
-    """An RGB canvas plus an owner map of which element is visible where."""
+    """An RGB canvas plus an owner map of which element is visible where (kept only when
+    ``track_owner``: an image alone needs no masks)."""
 
-    def __init__(self, background: np.ndarray):
+    def __init__(self, background: np.ndarray, track_owner: bool = True):
         self.size = background.shape[0]
         self.image = Image.fromarray(background)
-        self.owner = Image.new("L", (self.size, self.size), 0)
+        self.owner = Image.new("L", (self.size, self.size), 0) if track_owner else None
         self.body: Image.Image | None = None  # the body's silhouette, once painted
 
     def mask(self) -> tuple[Image.Image, ImageDraw.ImageDraw]:
@@ -82,7 +83,8 @@ class Canvas:
     def paint(self, element: int, mask: Image.Image, fill) -> None:
         """Paint ``fill`` (an RGB tuple or image) through ``mask`` and record the owner."""
         self.image.paste(fill, (0, 0), mask)
-        self.owner.paste(element, (0, 0), mask)
+        if self.owner is not None:
+            self.owner.paste(element, (0, 0), mask)
 
 
 def _rng(scene: Scene, stream: int) -> np.random.Generator:
@@ -90,7 +92,7 @@ def _rng(scene: Scene, stream: int) -> np.random.Generator:
 
 
 def _jitter(rng, colour, amount=25):
-    return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
+    return tuple(min(max(int(c + rng.integers(-amount, amount + 1)), 0), 255) for c in colour)
 
 
 def _darker(colour, f=0.55):
@@ -121,14 +123,14 @@ def _background(kind: str, S: int, rng) -> np.ndarray:
         y = (y > 0.6) * 0.9
     else:  # dusk
         top, bottom = np.array([60, 40, 100]), np.array([230, 130, 80])
-    img = top * (1 - y) + bottom * y + tint
-    img = img + rng.normal(0, 6, size=(S, S, 1))  # low-contrast texture
-    return np.clip(img, 0, 255).astype(np.uint8).repeat(1, axis=1)
+    img = top * (1 - y) + bottom * y + tint + rng.normal(0, 6, size=(S, S, 1))  # texture
+    return np.clip(img, 0, 255, out=img).astype(np.uint8)
 
 
 # -- bodies ----------------------------------------------------------------------------------
-def _body(canvas: Canvas, scene: Scene, rng) -> tuple[Anchors, tuple[int, int, int]]:
-    """Draw the class-specific body (with head and legs) and return its anchors and colour."""
+def _body(canvas: Canvas, scene: Scene, rng) -> tuple[Anchors, tuple, Image.Image]:
+    """Lay out the class-specific body (with head and legs): its anchors, colour and mask (its
+    silhouette, painted later by :func:`render_scene`, after the parts behind it)."""
     S = canvas.size
     name = scene.class_name
     colour = _jitter(rng, PALETTES[name][int(rng.integers(len(PALETTES[name])))])
@@ -209,10 +211,8 @@ def _body(canvas: Canvas, scene: Scene, rng) -> tuple[Anchors, tuple[int, int, i
         d.ellipse([head[0] - head[2], head[1] - head[2], head[0] + head[2], head[1] + head[2]],
                   fill=255)
         extent = (-0.13, -0.08 - 0.055, 0.1 + 0.055, 0.14)
-    canvas.paint(BODY_ID, m, colour)
-    canvas.body = m
     x0, y0, x1, y1 = box(*extent)
-    return Anchors(x0, y0, x1, y1, f, head), colour
+    return Anchors(x0, y0, x1, y1, f, head), colour, m
 
 
 # -- parts (one per attribute) ---------------------------------------------------------------
@@ -476,21 +476,23 @@ def _occluder(canvas: Canvas, rng) -> None:
     canvas.paint(OCCLUDER_ID, m, _jitter(rng, (128, 128, 128), 60))
 
 
-def render_scene(scene: Scene, size: int = 64, noise: float = 5.0, occluder_prob: float = 0.2):
+def render_scene(scene: Scene, size: int = 64, noise: float = 5.0, occluder_prob: float = 0.2,
+                 masks: bool = True):
     """Render ``scene`` to ``(uint8 image size x size x 3, {attribute: bool mask})``.
 
-    A mask holds the pixels where that attribute's part is visible in the final image.
+    A mask holds the pixels where that attribute's part is visible in the final image. Without
+    ``masks`` the dict is empty and no owner map is kept (the same image, drawn faster).
     """
     S = 2 * size
-    canvas = Canvas(_background(scene.background, S, _rng(scene, 1)))
+    canvas = Canvas(_background(scene.background, S, _rng(scene, 1)), track_owner=masks)
     present = set(scene.present)
-    # Parts behind the body need its anchors before it is painted: lay it out on a scratch
-    # canvas first (same random stream, so the same geometry).
-    anchors, colour = _body(Canvas(np.zeros((S, S, 3), np.uint8)), scene, _rng(scene, 2))
+    # Parts behind the body need its anchors before it is painted: lay it out first.
+    anchors, colour, body = _body(canvas, scene, _rng(scene, 2))
     for attr in BEHIND:
         if attr in present:
             _part(canvas, attr, anchors, colour, _rng(scene, 100 + ATTRIBUTES.index(attr)))
-    _body(canvas, scene, _rng(scene, 2))
+    canvas.paint(BODY_ID, body, colour)
+    canvas.body = body
     for attr in OVERLAYS + ON_TOP:
         if attr in present:
             _part(canvas, attr, anchors, colour, _rng(scene, 100 + ATTRIBUTES.index(attr)))
@@ -498,13 +500,15 @@ def render_scene(scene: Scene, size: int = 64, noise: float = 5.0, occluder_prob
     if occ.random() < occluder_prob:
         _occluder(canvas, occ)
     image = canvas.image.resize((size, size), Image.BOX)
-    arr = np.asarray(image, dtype=np.float32)
-    arr = arr + _rng(scene, 4).normal(0, noise, size=arr.shape)
-    image = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    arr = _rng(scene, 4).normal(0, noise, size=(size, size, 3))
+    arr += np.asarray(image, dtype=np.float32)
+    image = np.clip(np.rint(arr, out=arr), 0, 255, out=arr).astype(np.uint8)
+    if not masks:
+        return image, {}
     owner = np.asarray(canvas.owner)
-    masks = {}
+    found = {}
     for attr in present:
         hi = owner == ATTRIBUTES.index(attr) + 1
-        masks[attr] = hi.reshape(size, 2, size, 2).any(axis=(1, 3))
-    return image, masks
+        found[attr] = hi.reshape(size, 2, size, 2).any(axis=(1, 3))
+    return image, found
 

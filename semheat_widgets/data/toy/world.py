@@ -160,4 +160,5 @@ class ToyWorld:
         return render_scene(scene, self.size, self.noise, self.occluder_prob)
 
     def image(self, index: int) -> np.ndarray:
-        return self.render(self.scene(index))[0]
+        return render_scene(self.scene(index), self.size, self.noise, self.occluder_prob,
+                            masks=False)[0]

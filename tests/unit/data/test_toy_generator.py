@@ -18,6 +18,10 @@ def test_scenes_and_images_are_deterministic_per_seed():
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     bulk = render_images(a, 10, 20, workers=2)
     assert np.array_equal(bulk, np.stack([a.image(i) for i in range(10, 30)]))
+    # an image alone is drawn without the owner map, and is the image drawn with the masks
+    for i in range(40):
+        image, masks = a.render(a.scene(i))
+        assert np.array_equal(image, a.image(i)) and set(masks) == set(a.scene(i).present)
 
 
 def test_classes_are_balanced_and_labels_come_from_scenes():

@@ -5,8 +5,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from semheat_widgets import cli
+from semheat_widgets.data.toy.world import ATTRIBUTES, CLASSES
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.zoo.build import (build_toy_world, missing_bundles, read_world, toy_bundle,
                                        world_bundles)
@@ -57,6 +59,31 @@ def test_the_world_records_its_ground_truth_and_quality(full):
     assert set(gt) <= {"", "encoder"} and (gt == "encoder").sum() > 0
     assert set(Bundle.load(full / "head_fault").column("gt_fault")) <= {"", "head"}
     assert enc.mask(perturbation="pgd").sum() == 24
+
+
+@pytest.mark.parametrize("name", ["encoder_fault", "head_fault"])
+def test_ground_truth_asks_the_clean_classifier_only_what_it_needs(full, name):
+    """The build runs the clean classifier on a bundle's mistakes only; the ground truth is the
+    one a pass of the clean classifier over every input gives."""
+    from semheat_widgets.zoo.build import _reference_parts, _test_parts
+    from semheat_widgets.zoo.faults import ENCODER_FAULT_CLASS
+    from semheat_widgets.zoo.inputs import render
+    from semheat_widgets.zoo.models import toy_classifier, toy_vlm
+
+    world, bundle = read_world(full), Bundle.load(full / name)
+    inputs = render(_reference_parts(name, world) + _test_parts(world), toy_vlm())
+    clean = toy_classifier("clean")
+    with torch.inference_mode():
+        right = clean(inputs.images).argmax(1).numpy() == inputs.labels  # every input
+    src = bundle.column("source_id")
+    mistakes = (bundle.mask(perturbation="natural") & ~bundle.column("correct").astype(bool)
+                & right[src])
+    expected = mistakes if name == "head_fault" else (
+        mistakes & inputs.attributes[src, ATTRIBUTES.index("wet")]
+        & (inputs.domain[src] != "reference")
+        & (bundle.column("prediction") == CLASSES.index(ENCODER_FAULT_CLASS)))
+    assert np.array_equal(bundle.column("gt_fault") != "", expected)
+    assert expected.sum() > 0
 
 
 def test_a_partial_world_with_other_settings_needs_force(tmp_path, capsys):

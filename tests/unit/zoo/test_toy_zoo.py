@@ -47,6 +47,22 @@ def test_toy_classifiers_reproduce_their_recorded_accuracy():
     assert recorded["clean"]["accuracy"] >= 0.95
 
 
+def test_a_frozen_classifier_is_the_same_function_without_batch_norms():
+    images = torch.from_numpy(np.stack([ToyWorld(seed=11).image(i) for i in range(32)]))
+    images = images.permute(0, 3, 1, 2)
+    for name in ("clean", "encoder_fault", "head_fault"):
+        plain, frozen = toy_classifier(name), toy_classifier(name, frozen=True)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen.model.modules())
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.model.modules())
+        with torch.inference_mode():
+            (z0, l0), (z1, l1) = plain.features_and_logits(images), \
+                frozen.features_and_logits(images)
+        assert torch.allclose(z0, z1, atol=1e-4) and torch.allclose(l0, l1, atol=1e-4)
+        assert l0.abs().max() > 1  # real logits, not a degenerate pass
+    # the bundled model itself is left as it was (fine-tuning needs its batch norms)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in load_toy_resnet("clean").modules())
+
+
 def test_miniature_clip_training_run(tmp_path):
     from semheat_widgets.zoo.training.train_clip import train_tiny_clip
 
