@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--clicks", type=int, default=6)
     args = ap.parse_args()
     from semheat_widgets.engine.bundle import Bundle
-    from semheat_widgets.zoo.build import toy_bundle
+    from semheat_widgets.zoo.toy_dir import toy_bundle
 
     path = toy_bundle("encoder_fault")
     b = Bundle.load(path)

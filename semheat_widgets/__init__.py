@@ -17,14 +17,14 @@ _WIDGETS = ("Explorer", "MonitorPanel", "HeatmapView", "ImageGrid", "ConceptPick
 def toy_world(directory=None, bundles=("clean", "encoder_fault", "head_fault"), **build_kwargs):
     """The bundled toy world's directory, with ``bundles`` built there on first use
     (``$SEMHEAT_TOY_DIR`` moves it; default: the user cache)."""
-    from .zoo.build import toy_world as _toy_world
+    from .zoo.toy_dir import toy_world as _toy_world
 
     return _toy_world(directory, bundles, **build_kwargs)
 
 
 def toy_bundle(name: str, directory=None, **build_kwargs):
     """The path of one toy-world bundle, built on first use without waiting for the others."""
-    from .zoo.build import toy_bundle as _toy_bundle
+    from .zoo.toy_dir import toy_bundle as _toy_bundle
 
     return _toy_bundle(name, directory, **build_kwargs)
 

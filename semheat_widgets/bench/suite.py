@@ -385,7 +385,7 @@ def _process_seconds(argv: list[str]) -> float:
 
 def bench_light_commands(repeats: int, saved: Path) -> dict:
     """Whole-process latencies of the commands that only read bundles (see the docstring)."""
-    from ..zoo.build import default_toy_dir, is_world, missing_bundles
+    from ..zoo.world_file import default_toy_dir, is_world, missing_bundles
 
     cli = ["-m", "semheat_widgets.cli"]
 

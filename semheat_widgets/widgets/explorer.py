@@ -61,7 +61,7 @@ class Explorer(widgets.VBox):
     def toy(cls, which: str = "encoder_fault", directory=None, **build_kwargs) -> "Explorer":
         """Open a bundle of the toy world, building just that bundle on first use (with
         progress bars; under a minute on two CPU cores)."""
-        from ..zoo.build import toy_bundle
+        from ..zoo.toy_dir import toy_bundle
 
         return cls(toy_bundle(which, directory, **build_kwargs))
 

@@ -44,7 +44,7 @@ def explorer_for(line: str):
     try:
         if args.path:
             return Explorer(args.path, kind=args.kind)
-        from ..zoo.build import toy_bundle
+        from ..zoo.toy_dir import toy_bundle
 
         return Explorer(toy_bundle(args.toy), kind=args.kind)
     except SemheatError as exc:  # a one-line message, not a traceback

@@ -40,8 +40,8 @@ from .faults import (ENCODER_FAULT_CLASS, ENCODER_FAULT_CONCEPT, clean_train_wor
                      encoder_fault_train_world, shift_world)
 from .models import TOY_CLASSIFIERS, toy_classifier, toy_vlm
 from .quality import aligned_attribute_quality
-from .world_file import (WORLD_SCHEMA, is_world, missing_bundles, read_world,  # noqa: F401
-                         world_bundles)
+from .world_file import (WORLD_SCHEMA, default_toy_dir, is_world,  # noqa: F401
+                         missing_bundles, read_world, world_bundles)
 
 TOY_WORLD_SEED = 4242  # the test set
 REFERENCE_SEED = 4343  # held-out reference sets
@@ -82,14 +82,6 @@ def ground_truth(name: str, bundle: Bundle, inputs: toy_inputs.ToyInputs,
     elif name == "head_fault":
         gt_fault[new] = "head"
     return {"gt_fault": gt_fault.astype(str), "gt_concept": gt_concept.astype(str)}
-
-
-def default_toy_dir() -> Path:
-    """Where the toy world lives unless told otherwise: ``$SEMHEAT_TOY_DIR`` or the user cache."""
-    import os
-
-    env = os.environ.get("SEMHEAT_TOY_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "semheat_widgets" / "toy_world"
 
 
 # -- building ---------------------------------------------------------------------------------
@@ -266,14 +258,3 @@ def analyze_like(name: str, classifier, directory=None, *, attacks: bool = False
     bundle.manifest["name"] = bundle_name or f"{name} ({classifier.name})"
     bundle.add_columns(ground_truth(name, bundle, ref + test, clean))
     return bundle
-
-
-def toy_world(directory=None, bundles=TOY_CLASSIFIERS, **build_kwargs) -> Path:
-    """The toy world's directory, with ``bundles`` (default: all) built there on first use."""
-    return ensure_bundles(directory, bundles, **build_kwargs)
-
-
-def toy_bundle(name: str, directory=None, **build_kwargs) -> Path:
-    """The path of one toy-world bundle (``clean``, ``encoder_fault``, ``head_fault``), built
-    on first use without waiting for the others."""
-    return ensure_bundles(directory, (name,), **build_kwargs) / name

@@ -17,11 +17,10 @@ from ..engine.models.device import resolve_device
 from ..engine.models.registry import register_classifier, register_vlm
 from ..engine.models.vlm import VLM
 from ..errors import SemheatError
-from . import CLASSIFIER_DIR, TINY_CLIP_DIR
+from . import CLASSIFIER_DIR, TINY_CLIP_DIR, TOY_CLASSIFIERS
 from .faults import perturb_head
 from .toy_resnet import ToyResNet, classifier_config, fold_batchnorm
 
-TOY_CLASSIFIERS = ("clean", "encoder_fault", "head_fault")
 
 
 def load_toy_resnet(name: str, directory=CLASSIFIER_DIR) -> ToyResNet:

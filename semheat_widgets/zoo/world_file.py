@@ -35,6 +35,14 @@ WORLD_SCHEMA = {
 }
 
 
+def default_toy_dir() -> Path:
+    """Where the toy world lives unless told otherwise: ``$SEMHEAT_TOY_DIR`` or the user cache."""
+    import os
+
+    env = os.environ.get("SEMHEAT_TOY_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "semheat_widgets" / "toy_world"
+
+
 def read_world(path) -> dict:
     """A toy world's ``world.json``, checked against :data:`WORLD_SCHEMA` (one-line errors)."""
     file = Path(path) / "world.json"

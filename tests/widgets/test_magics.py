@@ -65,7 +65,7 @@ def test_no_path_opens_the_toy_world(shell, monkeypatch, bundle_path):
         asked.append(which)
         return bundle_path
 
-    monkeypatch.setattr("semheat_widgets.zoo.build.toy_bundle", fake_toy_bundle)
+    monkeypatch.setattr("semheat_widgets.zoo.toy_dir.toy_bundle", fake_toy_bundle)
     ip.run_line_magic("semheat", "")
     ip.run_line_magic("semheat", "--toy head_fault")
     assert asked == ["encoder_fault", "head_fault"]

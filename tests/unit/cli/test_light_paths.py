@@ -209,6 +209,21 @@ def test_opening_and_clicking_the_explorer_imports_no_model_code(bundle, tmp_pat
     assert rc == 0
 
 
+def test_a_built_toy_world_opens_without_the_builder(mini_world, tmp_path):
+    """``sw.Explorer.toy`` (and ``sw.toy_bundle``) on a world that is already built — every
+    open but the first, and Binder's — find the bundle without importing the toy world's
+    builder, so no torch or open_clip; the builder is imported only to build."""
+    heavy = tuple(m for m in HEAVY + SCIENTIFIC if m != "jsonschema")
+    code = (f"import os, sys\nos.environ['SEMHEAT_JS_CACHE'] = {str(tmp_path / 'js')!r}\n"
+            f"import semheat_widgets as sw\n"
+            f"ex = sw.Explorer.toy('head_fault', {str(mini_world)!r})\n"
+            f"assert sw.toy_bundle('clean', {str(mini_world)!r}).name == 'clean'\n"
+            "assert ex.bundle.manifest['toy_world']['classifier'] == 'head_fault'\n"
+            "assert 'semheat_widgets.zoo.build' not in sys.modules\n_rc = 0")
+    rc, loaded = _imports_of(code, tmp_path, heavy)
+    assert rc == 0 and loaded == []
+
+
 def test_the_offline_vega_bundle_is_built_once_and_read_back(tmp_path):
     """The first kernel bundles Altair's chart JavaScript with vl-convert and caches it; the
     next reads the cache (vl-convert's bundler is not called) and serves the same module."""

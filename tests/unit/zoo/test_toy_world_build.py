@@ -10,8 +10,8 @@ import torch
 from semheat_widgets import cli
 from semheat_widgets.data.toy.world import ATTRIBUTES, CLASSES
 from semheat_widgets.engine.bundle import Bundle
-from semheat_widgets.zoo.build import (build_toy_world, missing_bundles, read_world, toy_bundle,
-                                       world_bundles)
+from semheat_widgets.zoo.build import build_toy_world, missing_bundles, read_world, world_bundles
+from semheat_widgets.zoo.toy_dir import toy_bundle
 
 SMALL = dict(n_reference=60, n_natural=60, n_shift=20, attack_limit=24)
 
