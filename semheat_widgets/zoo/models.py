@@ -22,7 +22,6 @@ from .faults import perturb_head
 from .toy_resnet import ToyResNet, classifier_config, fold_batchnorm
 
 
-
 def load_toy_resnet(name: str, directory=CLASSIFIER_DIR) -> ToyResNet:
     """The toy ResNet ``name`` with its weights (safetensors, fp16 on disk, fp32 in memory)."""
     from safetensors.torch import load_file
@@ -48,7 +47,8 @@ def toy_split(model: ToyResNet, name: str, device=None, *, frozen: bool = False)
     ``frozen``: a copy for analyses that never train it, with its batch norms folded into the
     convolutions (:func:`~.toy_resnet.fold_batchnorm`) and its weights in channels-last order —
     the same function to float rounding, about 2× faster forward and 1.6× forward and backward
-    (the attacks) on a CPU. Without it the model is used as given (and can be fine-tuned)."""
+    (the attacks) on a CPU. Not for training: the copy has no batch norms left. Without it the
+    model is used as given (and can be fine-tuned)."""
     cfg = classifier_config()
     if frozen:
         model = fold_batchnorm(model).to(memory_format=torch.channels_last)

@@ -16,13 +16,14 @@ from .world_file import default_toy_dir, is_world, missing_bundles
 
 def toy_world(directory=None, bundles=TOY_CLASSIFIERS, **build_kwargs) -> Path:
     """The toy world's directory, with ``bundles`` (default: all) built there on first use."""
+    bundles = (bundles,) if isinstance(bundles, str) else tuple(bundles)  # read once
     directory = Path(directory) if directory is not None else default_toy_dir()
     if set(bundles) <= set(TOY_CLASSIFIERS) and is_world(directory) and \
             not set(bundles) & set(missing_bundles(directory)):
         return directory
     from .build import ensure_bundles
 
-    return ensure_bundles(directory, tuple(bundles), **build_kwargs)
+    return ensure_bundles(directory, bundles, **build_kwargs)
 
 
 def toy_bundle(name: str, directory=None, **build_kwargs) -> Path:

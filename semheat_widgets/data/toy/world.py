@@ -155,10 +155,10 @@ class ToyWorld:
     def scenes(self, start: int, count: int) -> list[Scene]:
         return [self.scene(i) for i in range(start, start + count)]
 
-    def render(self, scene: Scene):
-        """``(image uint8 HxWx3, {attribute: bool mask HxW})`` of one scene."""
-        return render_scene(scene, self.size, self.noise, self.occluder_prob)
+    def render(self, scene: Scene, masks: bool = True):
+        """``(image uint8 HxWx3, {attribute: bool mask HxW})`` of one scene (without
+        ``masks``: the same image, an empty dict)."""
+        return render_scene(scene, self.size, self.noise, self.occluder_prob, masks=masks)
 
     def image(self, index: int) -> np.ndarray:
-        return render_scene(self.scene(index), self.size, self.noise, self.occluder_prob,
-                            masks=False)[0]
+        return self.render(self.scene(index), masks=False)[0]

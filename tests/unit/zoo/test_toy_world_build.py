@@ -11,7 +11,8 @@ from semheat_widgets import cli
 from semheat_widgets.data.toy.world import ATTRIBUTES, CLASSES
 from semheat_widgets.engine.bundle import Bundle
 from semheat_widgets.zoo.build import build_toy_world, missing_bundles, read_world, world_bundles
-from semheat_widgets.zoo.toy_dir import toy_bundle
+from semheat_widgets.errors import SemheatError
+from semheat_widgets.zoo.toy_dir import toy_bundle, toy_world
 
 SMALL = dict(n_reference=60, n_natural=60, n_shift=20, attack_limit=24)
 
@@ -61,8 +62,15 @@ def test_the_world_records_its_ground_truth_and_quality(full):
     assert enc.mask(perturbation="pgd").sum() == 24
 
 
+def test_bundles_are_named_by_any_iterable_or_one_name(full):
+    assert toy_world(full, "clean") == full  # one name, not its letters
+    assert toy_world(full, iter(["clean", "head_fault"])) == full  # read once
+    with pytest.raises(SemheatError, match="no bundle 'wet'"):
+        toy_world(full, ["clean", "wet"])
+
+
 @pytest.mark.parametrize("name", ["encoder_fault", "head_fault"])
-def test_ground_truth_asks_the_clean_classifier_only_what_it_needs(full, name):
+def test_ground_truth_from_the_mistakes_alone_is_the_full_pass_one(full, name):
     """The build runs the clean classifier on a bundle's mistakes only; the ground truth is the
     one a pass of the clean classifier over every input gives."""
     from semheat_widgets.zoo.build import _reference_parts, _test_parts

@@ -14,6 +14,7 @@ from semheat_widgets.zoo.faults import (HEAD_FAULT_MIX, encoder_fault_train_worl
                                         perturb_head, shift_world)
 from semheat_widgets.zoo.models import load_toy_resnet, toy_classifier, toy_vlm
 from semheat_widgets.zoo.quality import eval_set, vlm_quality
+from semheat_widgets.zoo.toy_resnet import fold_batchnorm
 
 
 def test_bundled_weights_are_small():
@@ -59,8 +60,15 @@ def test_a_frozen_classifier_is_the_same_function_without_batch_norms():
                 frozen.features_and_logits(images)
         assert torch.allclose(z0, z1, atol=1e-4) and torch.allclose(l0, l1, atol=1e-4)
         assert l0.abs().max() > 1  # real logits, not a degenerate pass
-    # the bundled model itself is left as it was (fine-tuning needs its batch norms)
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in load_toy_resnet("clean").modules())
+    # the model folded is left as it was (fine-tuning needs its batch norms) and shares nothing
+    model = load_toy_resnet("clean").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    assert model.training and not folded.training
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    mine = {p.data_ptr() for p in model.parameters()}
+    assert not mine & {p.data_ptr() for p in folded.parameters()}
 
 
 def test_miniature_clip_training_run(tmp_path):
