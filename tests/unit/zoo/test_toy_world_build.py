@@ -69,6 +69,14 @@ def test_bundles_are_named_by_any_iterable_or_one_name(full):
         toy_world(full, ["clean", "wet"])
 
 
+def test_a_world_is_not_silently_taken_for_one_with_other_settings(full):
+    assert toy_bundle("clean", full, progress=False, **SMALL) == full / "clean"  # the same
+    with pytest.raises(SemheatError, match="built with n_natural=60, not 61; ask for its "
+                                           "bundles without n_natural") as caught:
+        toy_bundle("clean", full, progress=False, n_natural=61)
+    assert caught.value.option == "n_natural"
+
+
 @pytest.mark.parametrize("name", ["encoder_fault", "head_fault"])
 def test_ground_truth_from_the_mistakes_alone_is_the_full_pass_one(full, name):
     """The build runs the clean classifier on a bundle's mistakes only; the ground truth is the
